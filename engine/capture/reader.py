@@ -1,0 +1,269 @@
+"""Read a capture in chunks: a reused byte buffer plus a reused packet table, one `Chunk` at a time.
+
+Memory stays O(chunk): the buffer holds a few MB of the file, the table a bounded number of rows, and only metadata
+(interfaces, sections, secrets, comments) is kept for the whole file. A record cut off by the end of the file is a
+warning (the packets before it are all delivered); a block or record whose lengths cannot be right is a
+CaptureError with its byte offset.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from diagnose.capture import linktypes, pcap, pcapng
+from diagnose.capture.pcapng import Interface, Secret, Section
+from diagnose.capture.source import ByteSource
+from diagnose.errors import CaptureError
+from diagnose.packet import new_table
+
+CHUNK_BYTES = 8 << 20
+MAX_ROWS = 65536
+
+
+@dataclass
+class Chunk:
+    """Packets of one chunk. `buf` and `table` are reused: use them before asking for the next chunk."""
+
+    buf: np.ndarray
+    table: np.ndarray
+    first_frame: int
+
+
+@dataclass
+class CaptureInfo:
+    path: str
+    format: str  # "pcap" or "pcapng"
+    compressed: bool
+    resolution: str  # "us", "ns" (pcap) or "per interface" (pcapng)
+    version: tuple[int, int]
+    interfaces: list[Interface] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    secrets: list[Secret] = field(default_factory=list)
+    name_records: list[tuple[str, bytes, list[str]]] = field(default_factory=list)
+    comments: dict[int, list[str]] = field(default_factory=dict)  # frame number -> packet comments
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False
+    packets: int = 0  # packets delivered so far (all of them once reading finished)
+    size: int | None = None  # bytes on disk
+
+
+class Capture:
+    """An open capture. Use as a context manager; iterate `chunks()` once."""
+
+    def __init__(self, path: str, *, chunk_bytes: int = CHUNK_BYTES, max_rows: int = MAX_ROWS):
+        self.path = path
+        self._source = ByteSource(path)
+        self._chunk_bytes = chunk_bytes
+        self._max_rows = max_rows
+        head = self._source.head
+        size = None if path == "-" else os.path.getsize(path)
+        if not head:
+            self._source.close()
+            raise CaptureError(path, "empty file, not a capture")
+        magic = pcap.magic_of(head)
+        if magic is not None:
+            fmt, resolution = "pcap", magic[1]
+        elif len(head) >= 4 and struct.unpack("<I", head[:4])[0] == pcapng.SHB:
+            fmt, resolution = "pcapng", "per interface"
+        else:
+            self._source.close()
+            raise CaptureError(path, f"not a pcap or pcapng capture (starts with {_show(head)})")
+        self.info = CaptureInfo(path, fmt, self._source.compressed, resolution, (0, 0), size=size)
+        self._warned_links: set[int] = set()
+        self._iter_started = False
+
+    # -- context manager ------------------------------------------------------------------------------------------
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+    def progress(self) -> tuple[int, int | None]:
+        """(bytes of the file read so far, file size or None)."""
+        return self._source.disk_position(), self.info.size
+
+    # -- reading --------------------------------------------------------------------------------------------------
+    def chunks(self) -> Iterator[Chunk]:
+        if self._iter_started:
+            raise RuntimeError("a capture can be read once")
+        self._iter_started = True
+        buf = np.empty(self._chunk_bytes, np.uint8)
+        table = new_table(self._max_rows)
+        template = new_table(1)
+        opt_off = np.zeros(self._max_rows, np.int64)
+        opt_len = np.zeros(self._max_rows, np.int64)
+        filled = self._source.readinto(memoryview(buf))
+        eof = filled < len(buf)
+        base = 0  # file offset of buf[0]
+        frame = 1
+        info = self.info
+        if info.format == "pcap":
+            if filled < pcap.HEADER_LEN:
+                raise CaptureError(self.path, f"capture header cut short ({filled} of {pcap.HEADER_LEN} bytes)")
+            header = pcap.parse_header(bytes(buf[: pcap.HEADER_LEN]))
+            info.version = header.version
+            self._add_interface(Interface(0, header.linktype, header.snaplen,
+                                          tsresol_units=1_000_000 if header.resolution == "us" else 1_000_000_000))
+            ns_per_unit = 1000 if header.resolution == "us" else 1
+            pos = pcap.HEADER_LEN
+        else:
+            pos = 0
+            swapped = False
+            if_arrays = self._interface_arrays()
+            if_base = if_count = 0
+
+        while True:
+            row = 0
+            while True:
+                if info.format == "pcap":
+                    pos, n, status, bad = pcap.walk_records(
+                        buf, pos, filled, header.swapped, ns_per_unit, header.record_header_len, header.linktype,
+                        table, template, row, frame)
+                else:
+                    pos, n, status, bad = pcapng.walk_blocks(
+                        buf, pos, filled, swapped, if_base, if_count, *if_arrays,
+                        table, template, row, frame, opt_off, opt_len)
+                    if n:
+                        self._collect_comments(buf, table, opt_off, opt_len, row, row + n, swapped)
+                row += n
+                frame += n
+                if status == pcapng.OTHER_BLOCK:
+                    block = self._whole_block(buf, pos, filled, swapped)
+                    if block is None:
+                        status = pcap.NEED_MORE
+                        break
+                    order, blen = block
+                    try:
+                        swapped, if_base, if_count = self._metadata_block(
+                            bytes(buf[pos : pos + blen]), order, swapped, if_base, if_count)
+                    except struct.error:
+                        status, bad = pcap.CORRUPT, pos
+                        break
+                    if_arrays = self._interface_arrays()
+                    pos += blen
+                    continue
+                break
+            info.packets += row
+            if row:
+                yield Chunk(buf, table[:row], frame - row)
+            if status == pcap.CORRUPT:
+                raise CaptureError(self.path, "corrupt data: impossible record or block length", offset=base + bad)
+            if status == pcap.TABLE_FULL:
+                continue
+            # NEED_MORE: the next record is incomplete in the buffer
+            if eof:
+                if pos < filled:
+                    info.truncated = True
+                    self._warn(f"{self.path}: capture cut short in the middle of a packet at byte {base + pos}; "
+                               f"{info.packets} complete packets read")
+                if self._source.gzip_error:
+                    info.truncated = True
+                    self._warn(f"{self.path}: gzip data ends early ({self._source.gzip_error})")
+                return
+            remaining = filled - pos
+            if pos == 0 and remaining == len(buf):
+                buf = np.concatenate([buf, np.empty(len(buf), np.uint8)])  # one record larger than the buffer
+            else:
+                buf[:remaining] = buf[pos:filled]
+            base += pos
+            pos = 0
+            got = self._source.readinto(memoryview(buf)[remaining:])
+            filled = remaining + got
+            eof = filled < len(buf)
+
+    # -- pcapng metadata ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _whole_block(buf, pos, filled, swapped):
+        """(struct byte order, block length) if the block at pos is complete in the buffer, else None."""
+        if pos + 12 > filled:
+            return None
+        btype = struct.unpack_from("<I", buf, pos)[0]
+        if btype == pcapng.SHB:
+            magic = buf[pos + 8 : pos + 12].tobytes()
+            if magic == struct.pack("<I", pcapng.BYTE_ORDER_MAGIC):
+                order = "<"
+            elif magic == struct.pack(">I", pcapng.BYTE_ORDER_MAGIC):
+                order = ">"
+            else:
+                return ("!", 0)  # not a section header: _metadata_block reports it as corrupt
+        else:
+            order = ">" if swapped else "<"
+        blen = struct.unpack_from(order + "I", buf, pos + 4)[0]
+        if pos + blen > filled:
+            return None
+        return order, blen
+
+    def _metadata_block(self, block: bytes, order: str, swapped: bool, if_base: int, if_count: int):
+        info = self.info
+        if order == "!" or len(block) < 12 or len(block) % 4:
+            raise struct.error("bad block")
+        btype = struct.unpack_from(order + "I", block, 0)[0]
+        if struct.unpack_from(order + "I", block, len(block) - 4)[0] != len(block):
+            raise struct.error("trailing length")
+        if btype == pcapng.SHB:
+            section = pcapng.parse_section(block, order, len(info.interfaces))
+            info.sections.append(section)
+            if len(info.sections) == 1:
+                info.version = section.version
+            return order == ">", len(info.interfaces), 0
+        if btype == pcapng.IDB:
+            self._add_interface(pcapng.parse_interface(block, order, len(info.interfaces)))
+            return swapped, if_base, if_count + 1
+        if btype == pcapng.ISB:
+            local_if, stats = pcapng.parse_statistics(block, order)
+            if local_if < if_count:
+                info.interfaces[if_base + local_if].stats = stats
+        elif btype == pcapng.DSB:
+            info.secrets.append(pcapng.parse_secrets(block, order))
+        elif btype == pcapng.NRB:
+            info.name_records.extend(pcapng.parse_name_records(block, order))
+        # custom and unknown blocks are skipped, as the format allows
+        return swapped, if_base, if_count
+
+    def _collect_comments(self, buf, table, opt_off, opt_len, lo, hi, swapped):
+        rows = np.nonzero(opt_len[lo:hi])[0]
+        order = ">" if swapped else "<"
+        for i in rows + lo:
+            body = buf[opt_off[i] : opt_off[i] + opt_len[i]].tobytes()
+            comments = pcapng.packet_comments(body, order)
+            if comments:
+                self.info.comments[int(table[i]["frame"])] = comments
+
+    def _interface_arrays(self):
+        ifs = self.info.interfaces
+        return (
+            np.array([i.linktype for i in ifs] or [0], np.int32),
+            np.array([i.snaplen for i in ifs] or [0], np.int64),
+            np.array([i.tsresol_units for i in ifs] or [1_000_000], np.int64),
+            np.array([i.tsoffset for i in ifs] or [0], np.int64),
+        )
+
+    def _add_interface(self, iface: Interface) -> None:
+        self.info.interfaces.append(iface)
+        if iface.linktype not in linktypes.DECODED and iface.linktype not in self._warned_links:
+            self._warned_links.add(iface.linktype)
+            self._warn(f"{self.path}: link type {linktypes.describe(iface.linktype)} is not decoded; "
+                       "its frames are counted and listed only")
+
+    def _warn(self, message: str) -> None:
+        self.info.warnings.append(message)
+
+
+def _show(head: bytes) -> str:
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"text {head.decode('ascii')!r}"
+    return "bytes " + head.hex(" ")
+
+
+def open_capture(path: str, **kwargs) -> Capture:
+    """Open a pcap/pcapng capture (optionally gzip-compressed) or '-' for standard input."""
+    return Capture(path, **kwargs)
