@@ -1,0 +1,148 @@
+"""Command line: a thin typer layer over the library. `diagnose CAPTURE [--playbook NAME ...]` is the main form;
+subcommands (list, flows, info, ...) sit next to it.
+
+Every user mistake ends as one line on stderr and exit code 2 (never a traceback); findings at or above --fail-on
+exit 1; a clean run exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from diagnose import __version__
+from diagnose.errors import DiagnoseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Turn a packet capture into a diagnosis: what went wrong, and which packets prove it.\n\n"
+                       "Main form: diagnose CAPTURE [--playbook NAME ...]")
+
+CaptureArg = Annotated[str, typer.Argument(help="pcap or pcapng file (also .gz), or - for standard input",
+                                           show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"diagnose {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                          help="print the version")] = None) -> None:
+    pass
+
+
+# -- the main form ---------------------------------------------------------------------------------------------------
+@app.command("analyze", help="Diagnose a capture (the main form: `diagnose CAPTURE` runs this).")
+def analyze(capture: CaptureArg,
+            playbook: Annotated[list[str], typer.Option("--playbook", "-p", help="playbook name or YAML file; "
+                                                        "repeatable (default: all)")] = None) -> None:
+    from diagnose.report.summary import capture_summary
+
+    sys.stdout.write(capture_summary(capture, playbooks=playbook or ["all"]))
+
+
+# -- inspection commands ----------------------------------------------------------------------------------------------
+@app.command("info", help="Capture facts, like capinfos, plus capture artefacts (duplicates, offload, drops).")
+def info(capture: CaptureArg, as_json: JsonOpt = False,
+         no_checksums: Annotated[bool, typer.Option("--no-checksums", help="skip checksum verification")] = False
+         ) -> None:
+    from diagnose.report.info import collect_info, format_info
+
+    summary = collect_info(capture, verify_checksums=not no_checksums)
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_info(summary))
+    _print_warnings(summary["warnings"])
+
+
+@app.command("flows", help="Conversation table (like tshark -z conv,tcp), with --json one object per flow.")
+def flows(capture: CaptureArg, as_json: JsonOpt = False) -> None:
+    from diagnose.report.flows import collect_flows, format_flows
+
+    records, warnings = collect_flows(capture)
+    if as_json:
+        json.dump(records, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_flows(records))
+    _print_warnings(warnings)
+
+
+@app.command("list", help="One line per packet in the style of tcpdump -n.")
+def list_packets(
+    capture: CaptureArg,
+    count: Annotated[Optional[int], typer.Option("-c", "--count", help="stop after N packets")] = None,
+    time_format: Annotated[str, typer.Option("-t", "--time",
+                                             help="local | utc | epoch | relative | delta")] = "local",
+    hex_ascii: Annotated[bool, typer.Option("-X", help="hex and ASCII of each packet, like tcpdump -X")] = False,
+    write: Annotated[Optional[str], typer.Option("-w", "--write", help="write the selected packets to FILE "
+                                                 "(.pcapng keeps interfaces, comments, secrets; .pcap)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing -w file")] = False,
+    capture_filter: Annotated[Optional[str], typer.Option("-f", help="BPF capture filter (pcap-filter syntax)")] = None,
+    display_filter: Annotated[Optional[str], typer.Option("-Y", help="Wireshark display filter")] = None,
+) -> None:
+    from diagnose.report.listing import run_list
+
+    warnings = run_list(capture, count=count, time_format=time_format, hex_ascii=hex_ascii, write=write,
+                        overwrite=overwrite, capture_filter=capture_filter, display_filter=display_filter)
+    _print_warnings(warnings)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        sys.stderr.write(f"warning: {w}\n")
+
+
+# -- entry point ------------------------------------------------------------------------------------------------------
+def _commands() -> set[str]:
+    cmd = typer.main.get_command(app)
+    return set(cmd.commands)  # type: ignore[attr-defined]
+
+
+def _route(argv: list[str]) -> list[str]:
+    """`diagnose CAPTURE ...` and `diagnose --playbook x CAPTURE` mean `diagnose analyze ...`."""
+    if not argv:
+        return argv
+    first = argv[0]
+    if first in ("-h", "--help", "--version"):
+        return argv
+    if first not in _commands():
+        return ["analyze", *argv]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    import click
+
+    args = _route(list(sys.argv[1:] if argv is None else argv))
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="diagnose", standalone_mode=False)
+    except DiagnoseError as exc:
+        sys.stderr.write(exc.one_line() + "\n")
+        caret = getattr(exc, "caret", None)
+        if caret is not None:
+            sys.stderr.write(caret() + "\n")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        sys.stderr.write(f"error: {exc.format_message()} (see diagnose --help)\n")
+        sys.exit(2)
+    except BrokenPipeError:
+        # the reader of our output went away (e.g. `| head`): not an error
+        sys.stderr.close()
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.stdout.flush()

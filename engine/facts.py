@@ -1,0 +1,251 @@
+"""Capture facts (`capture.*`): what the file is, and the artefacts of how it was captured.
+
+Loss and retransmission diagnoses lean on these to say "capture artefact, not network loss":
+* duplicated frames: the same captured bytes seen again within DUPLICATE_WINDOW_NS (a SPAN port or bridge copying a
+  packet twice). Real retransmissions are never byte-identical within that time: the sender's IP ID or TCP timestamp
+  changes.
+* offload super-segments: TCP segments longer than the MSS the peer announced, or IP packets longer than an Ethernet
+  MTU of 1500 bytes: the capture host saw them before TSO/GSO split them (or after GRO merged them).
+* bad checksums confined to the packets one host sent: checksum offload at the capture host, not corruption.
+* snaplen cuts, interface drops (pcapng statistics), one-sided TCP flows (asymmetric capture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from diagnose.capture import linktypes
+from diagnose.capture.reader import CaptureInfo
+from diagnose.jit import kernel
+from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT
+
+DUPLICATE_WINDOW_NS = 5_000_000  # "a few ms": SPAN/bridge copies arrive microseconds apart
+ETHERNET_MTU = 1500
+_DUP_SLOTS = 1 << 16
+
+# Checksum result bits (from decode.verify_checksums)
+CSUM_IP_BAD = 1
+CSUM_L4_BAD = 2
+
+
+@kernel
+def _frame_hash(buf, start, length):
+    h = np.uint64(0xCBF29CE484222325)
+    for k in range(start, start + length):
+        h = (h ^ np.uint64(buf[k])) * np.uint64(0x100000001B3)
+    return h ^ np.uint64(length)
+
+
+@kernel
+def _scan(buf, table, dup_hash, dup_ts, conv_mss, out_dup, out_big):
+    """Mark duplicated frames and offload super-segments; conv_mss[conv, dir] holds the MSS each side announced."""
+    mask = dup_hash.shape[0] - 1
+    for i in range(table.shape[0]):
+        r = table[i]
+        h = _frame_hash(buf, r.data, r.caplen)
+        s = np.int64(h & np.uint64(mask))
+        out_dup[i] = dup_hash[s] == h and r.ts - dup_ts[s] <= DUPLICATE_WINDOW_NS and r.ts >= dup_ts[s]
+        dup_hash[s] = h
+        dup_ts[s] = r.ts
+        big = False
+        if r.ipv != 0 and (r.status & ST_IP_FRAGMENT) == 0 and r.ip_len > ETHERNET_MTU and r.linktype == 1:
+            big = True
+        c = r.conv
+        if r.ip_proto == 6 and r.l4_off >= 0 and c >= 0 and c < conv_mss.shape[0]:
+            if (r.tcp_flags & 0x02) and (r.tcp_opts & 1):
+                conv_mss[c, r.dir] = r.opt_mss
+            peer = conv_mss[c, 1 - r.dir]
+            if peer > 0 and r.payload_len > peer:
+                big = True
+        out_big[i] = big
+
+
+@dataclass
+class CaptureFacts:
+    """Accumulates capture facts chunk by chunk; `summary()` gives the capinfos-like report."""
+
+    verify_checksums: bool = True
+    packets: int = 0
+    wire_bytes: int = 0
+    captured_bytes: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    out_of_order_time: int = 0  # frames whose timestamp is earlier than the previous frame's
+    snaplen_cut: int = 0
+    duplicates: int = 0
+    duplicate_frames: list[int] = field(default_factory=list)
+    oversize: int = 0
+    oversize_frames: list[int] = field(default_factory=list)
+    oversize_sources: dict[str, int] = field(default_factory=dict)
+    bad_checksums: int = 0
+    bad_checksum_sources: dict[str, int] = field(default_factory=dict)
+    sent_by_source: dict[str, int] = field(default_factory=dict)
+    truncated_headers: int = 0
+    malformed: int = 0
+    undecoded: int = 0
+    link_frames: dict[int, int] = field(default_factory=dict)
+    keep_frames: int = 100  # how many example frame numbers to keep per fact
+
+    def __post_init__(self):
+        self._dup_hash = np.zeros(_DUP_SLOTS, np.uint64)
+        self._dup_ts = np.zeros(_DUP_SLOTS, np.int64)
+        self._conv_mss = np.zeros((1024, 2), np.int64)
+        self._prev_ts: int | None = None
+
+    def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int) -> None:
+        from diagnose.addresses import format_address
+        from diagnose.decode import verify_checksums
+        from diagnose.packet import ST_LINK_UNDECODED, ST_MALFORMED, ST_TRUNCATED
+
+        n = len(table)
+        if not n:
+            return
+        ts = table["ts"]
+        self.packets += n
+        self.wire_bytes += int(table["wirelen"].sum())
+        self.captured_bytes += int(table["caplen"].sum())
+        self.first_ts = int(ts[0]) if self.first_ts is None else self.first_ts
+        self.last_ts = int(ts.max()) if self.last_ts is None else max(self.last_ts, int(ts.max()))
+        prev = np.concatenate([[self._prev_ts if self._prev_ts is not None else ts[0]], ts[:-1]])
+        self.out_of_order_time += int((ts < prev).sum())
+        self._prev_ts = int(ts[-1])
+        self.snaplen_cut += int((table["caplen"] < table["wirelen"]).sum())
+        status = table["status"]
+        self.truncated_headers += int((status & ST_TRUNCATED != 0).sum())
+        self.malformed += int((status & ST_MALFORMED != 0).sum())
+        self.undecoded += int((status & ST_LINK_UNDECODED != 0).sum())
+        for lt, count in zip(*np.unique(table["linktype"], return_counts=True)):
+            self.link_frames[int(lt)] = self.link_frames.get(int(lt), 0) + int(count)
+
+        if n_convs > len(self._conv_mss):
+            grown = np.zeros((max(n_convs, 2 * len(self._conv_mss)), 2), np.int64)
+            grown[: len(self._conv_mss)] = self._conv_mss
+            self._conv_mss = grown
+        dup = np.zeros(n, np.bool_)
+        big = np.zeros(n, np.bool_)
+        _scan(buf, table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big)
+        self.duplicates += int(dup.sum())
+        self._keep(self.duplicate_frames, table["frame"][dup])
+        self.oversize += int(big.sum())
+        self._keep(self.oversize_frames, table["frame"][big])
+        for row in table[big][: self.keep_frames]:
+            key = format_address(row["ipv"], row["src_hi"], row["src_lo"])
+            self.oversize_sources[key] = self.oversize_sources.get(key, 0) + 1
+
+        if self.verify_checksums:
+            ip_rows = (table["ipv"] != 0) & (status & ST_ICMP_ERROR == 0)
+            bad = (verify_checksums(buf, table) & (CSUM_IP_BAD | CSUM_L4_BAD)) != 0
+            self.bad_checksums += int(bad.sum())
+            self._count_sources(self.bad_checksum_sources, table[bad])
+            self._count_sources(self.sent_by_source, table[ip_rows])
+
+    def _keep(self, into: list[int], frames: np.ndarray) -> None:
+        room = self.keep_frames - len(into)
+        if room > 0:
+            into.extend(int(f) for f in frames[:room])
+
+    @staticmethod
+    def _count_sources(into: dict[str, int], rows: np.ndarray) -> None:
+        from diagnose.addresses import format_address
+
+        if not len(rows):
+            return
+        keys = np.stack([rows["ipv"].astype(np.uint64), rows["src_hi"], rows["src_lo"]], axis=1)
+        uniq, counts = np.unique(keys, axis=0, return_counts=True)
+        for (ipv, hi, lo), count in zip(uniq, counts):
+            key = format_address(int(ipv), int(hi), int(lo))
+            into[key] = into.get(key, 0) + int(count)
+
+    # -- summary --------------------------------------------------------------------------------------------------
+    def checksum_offload_host(self) -> str | None:
+        """The one host whose sent packets hold every bad checksum, if that explains them all."""
+        if self.bad_checksums and len(self.bad_checksum_sources) == 1:
+            return next(iter(self.bad_checksum_sources))
+        return None
+
+    def summary(self, info: CaptureInfo, conversations: np.ndarray | None = None) -> dict:
+        duration = (self.last_ts - self.first_ts) / 1e9 if self.packets else 0.0
+        drops = sum(i.stats.get("ifdrop", 0) for i in info.interfaces)
+        os_drops = sum(i.stats.get("osdrop", 0) for i in info.interfaces)
+        one_sided = _one_sided_tcp(conversations) if conversations is not None else []
+        return {
+            "file": info.path,
+            "format": info.format + (" (gzip)" if info.compressed else ""),
+            "version": f"{info.version[0]}.{info.version[1]}",
+            "timestamp_resolution": info.resolution,
+            "link_types": sorted({linktypes.name(i.linktype) for i in info.interfaces}),
+            "interfaces": [
+                {
+                    "index": i.index,
+                    "name": i.name,
+                    "description": i.description,
+                    "link_type": linktypes.describe(i.linktype),
+                    "snaplen": i.snaplen,
+                    "ts_units_per_second": i.tsresol_units,
+                    "packets": None,
+                    "dropped": i.stats.get("ifdrop"),
+                    "os_dropped": i.stats.get("osdrop"),
+                    "received": i.stats.get("ifrecv"),
+                }
+                for i in info.interfaces
+            ],
+            "packets": self.packets,
+            "first_time": _iso(self.first_ts),
+            "last_time": _iso(self.last_ts),
+            "first_time_epoch": None if self.first_ts is None else self.first_ts / 1e9,
+            "last_time_epoch": None if self.last_ts is None else self.last_ts / 1e9,
+            "duration_s": duration,
+            "data_bytes": self.wire_bytes,
+            "captured_bytes": self.captured_bytes,
+            "data_rate_Bps": self.wire_bytes / duration if duration > 0 else None,
+            "data_rate_bps": self.wire_bytes * 8 / duration if duration > 0 else None,
+            "packet_rate_pps": self.packets / duration if duration > 0 else None,
+            "average_packet_size": self.wire_bytes / self.packets if self.packets else None,
+            "snaplen": max((i.snaplen for i in info.interfaces), default=None),
+            "snaplen_cut": self.snaplen_cut,
+            "interface_drops": drops,
+            "os_drops": os_drops,
+            "duplicates": self.duplicates,
+            "duplicate_frames": self.duplicate_frames,
+            "oversize_segments": self.oversize,
+            "oversize_frames": self.oversize_frames,
+            "oversize_sources": self.oversize_sources,
+            "bad_checksums": self.bad_checksums if self.verify_checksums else None,
+            "bad_checksum_sources": self.bad_checksum_sources,
+            "checksum_offload_host": self.checksum_offload_host(),
+            "one_sided_flows": len(one_sided),
+            "one_sided_streams": one_sided[: self.keep_frames],
+            "time_order_violations": self.out_of_order_time,
+            "truncated_headers": self.truncated_headers,
+            "malformed": self.malformed,
+            "undecoded_frames": self.undecoded,
+            "truncated_file": info.truncated,
+            "comments": sum(len(v) for v in info.comments.values()),
+            "decryption_secrets": len(info.secrets),
+            "warnings": list(info.warnings),
+        }
+
+
+def _one_sided_tcp(convs: np.ndarray) -> list[int]:
+    """TCP streams seen in one direction only whose sender acknowledges data we never saw: an asymmetric capture.
+
+    A lone SYN (S0) is not counted: it is an unanswered connection, not a capture artefact.
+    """
+    from diagnose.flows import F_SYN, PROTO_TCP
+
+    tcp = convs[convs["proto"] == PROTO_TCP]
+    one_way = (tcp["pkts"][:, 0] == 0) | (tcp["pkts"][:, 1] == 0)
+    only_syn = ((tcp["flags"][:, 0] | tcp["flags"][:, 1]) & ~np.uint8(F_SYN)) == 0
+    sel = tcp[one_way & ~(only_syn & (tcp["payload"].sum(axis=1) == 0))]
+    return [int(s) for s in sel["stream"]]
+
+
+def _iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    import datetime as dt
+
+    sec, frac = divmod(ns, 1_000_000_000)
+    return dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + f".{frac:09d} UTC"

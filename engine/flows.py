@@ -1,0 +1,241 @@
+"""Bidirectional conversations: a flow table in numpy arrays, updated chunk by chunk by one kernel.
+
+Each packet gets `conv` (conversation index, all protocols), `stream` (Wireshark's tcp.stream / udp.stream index)
+and `dir` (0 = sent by endpoint A, the sender of the conversation's first packet; 1 = by B). Client/server roles are
+facts about the whole conversation (who sent the SYN, else who answered, else which port is a service port), kept
+per conversation in `client` rather than per packet, because a late SYN can decide them after earlier packets were
+already written out.
+
+tcp.stream follows Wireshark: indices in order of first appearance, and a pure SYN whose sequence number differs
+from the base sequence of the existing conversation in its direction starts a new conversation (port reuse).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose.jit import kernel
+
+PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
+
+# per-conversation flag bits (index 0 = from A, 1 = from B via shift)
+F_SYN = 1 << 0  # pure SYN
+F_SYNACK = 1 << 1
+F_FIN = 1 << 2
+F_RST = 1 << 3
+F_DATA = 1 << 4
+
+CONV_DTYPE = np.dtype(
+    [
+        ("proto", np.uint8),
+        ("ipv", np.uint8),
+        ("a_hi", np.uint64),
+        ("a_lo", np.uint64),
+        ("b_hi", np.uint64),
+        ("b_lo", np.uint64),
+        ("a_port", np.uint16),  # ports; for ICMP echo the identifier on both sides
+        ("b_port", np.uint16),
+        ("stream", np.int32),  # tcp.stream / udp.stream, -1 for other protocols
+        ("first_frame", np.int64),
+        ("last_frame", np.int64),
+        ("first_ts", np.int64),
+        ("last_ts", np.int64),
+        ("pkts", np.int64, (2,)),  # per direction: [A->B, B->A]
+        ("bytes", np.int64, (2,)),  # frame bytes on the wire
+        ("payload", np.int64, (2,)),  # transport payload bytes (tcp.len / UDP payload)
+        ("flags", np.uint8, (2,)),  # F_* seen per direction
+        ("base_seq", np.uint32, (2,)),  # first sequence number per direction (port-reuse test)
+        ("base_set", np.uint8, (2,)),
+        ("client", np.int8),  # 0 = A, 1 = B, -1 not yet known
+        ("reused", np.uint8),  # started by a SYN that reused the ports of an earlier conversation
+    ],
+    align=True,
+)
+
+# kernel status codes
+DONE, GROW_CONVS, GROW_HASH = 0, 1, 2
+
+
+@kernel
+def _mix(x):
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    return x
+
+
+@kernel
+def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, counters):
+    """Assign conversations to rows start.. of the packet table; returns (next row, n_convs, status)."""
+    mask = slots.shape[0] - 1
+    n = table.shape[0]
+    for i in range(start, n):
+        r = table[i]
+        r.conv = -1
+        r.stream = -1
+        r.dir = 0
+        if r.ipv == 0 or (r.status & 0x8) != 0:  # not IP, or an IP fragment (the reassembled row carries L4)
+            continue
+        proto = r.ip_proto
+        is_tcp = proto == PROTO_TCP and r.l4_off >= 0
+        is_udp = proto == PROTO_UDP and r.l4_off >= 0
+        sp = np.uint64(0)
+        dp = np.uint64(0)
+        if is_tcp or is_udp:
+            sp = np.uint64(r.sport)
+            dp = np.uint64(r.dport)
+        elif (proto == PROTO_ICMP or proto == PROTO_ICMPV6) and r.icmp_type >= 0:
+            t = r.icmp_type
+            if t == 0 or t == 8 or t == 128 or t == 129:  # echo request/reply share a flow by identifier
+                sp = np.uint64(r.icmp_id)
+                dp = sp
+        # canonical key: the smaller (address, port) endpoint first
+        src_first = (r.src_hi < r.dst_hi) or (r.src_hi == r.dst_hi and (
+            r.src_lo < r.dst_lo or (r.src_lo == r.dst_lo and sp <= dp)))
+        if src_first:
+            ahi, alo, bhi, blo, pa, pb = r.src_hi, r.src_lo, r.dst_hi, r.dst_lo, sp, dp
+        else:
+            ahi, alo, bhi, blo, pa, pb = r.dst_hi, r.dst_lo, r.src_hi, r.src_lo, dp, sp
+        misc = (pa << np.uint64(32)) | (pb << np.uint64(16)) | (np.uint64(proto) << np.uint64(8)) | np.uint64(r.ipv)
+        h = _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
+        s = np.int64(h & np.uint64(mask))
+        while slots[s] >= 0:
+            if key_alo[s] == alo and key_blo[s] == blo and key_misc[s] == misc and key_ahi[s] == ahi \
+                    and key_bhi[s] == bhi:
+                break
+            s = (s + 1) & mask
+        c = slots[s]
+        flags = r.tcp_flags
+        pure_syn = is_tcp and (flags & 0x12) == 0x02
+        if c >= 0 and pure_syn:
+            d = 0 if (convs[c].a_hi == r.src_hi and convs[c].a_lo == r.src_lo and convs[c].a_port == r.sport) else 1
+            if convs[c].base_set[d] and convs[c].base_seq[d] != r.tcp_seq:
+                c = -1  # Wireshark: a SYN with a new ISN on a known 4-tuple is a new conversation
+        if c < 0:
+            if n_convs >= convs.shape[0]:
+                return i, n_convs, GROW_CONVS
+            if slots[s] < 0 and (counters[2] + 1) * 2 > slots.shape[0]:
+                return i, n_convs, GROW_HASH
+            if slots[s] < 0:
+                counters[2] += 1  # occupied slots
+                key_ahi[s] = ahi
+                key_alo[s] = alo
+                key_bhi[s] = bhi
+                key_blo[s] = blo
+                key_misc[s] = misc
+            else:
+                convs[n_convs].reused = 1
+            c = n_convs
+            n_convs += 1
+            slots[s] = c
+            cv = convs[c]
+            cv.proto = proto
+            cv.ipv = r.ipv
+            cv.a_hi = r.src_hi
+            cv.a_lo = r.src_lo
+            cv.b_hi = r.dst_hi
+            cv.b_lo = r.dst_lo
+            cv.a_port = np.uint16(sp)
+            cv.b_port = np.uint16(dp)
+            cv.first_frame = r.frame
+            cv.first_ts = r.ts
+            cv.client = -1
+            if is_tcp:
+                cv.stream = counters[0]
+                counters[0] += 1
+            elif is_udp:
+                cv.stream = counters[1]
+                counters[1] += 1
+            else:
+                cv.stream = -1
+        cv = convs[c]
+        d = 0 if (cv.a_hi == r.src_hi and cv.a_lo == r.src_lo and cv.a_port == np.uint16(sp)) else 1
+        if cv.a_hi == cv.b_hi and cv.a_lo == cv.b_lo and cv.a_port == cv.b_port:
+            d = 0  # talking to itself: one direction
+        r.conv = c
+        r.stream = cv.stream
+        r.dir = d
+        cv.last_frame = r.frame
+        cv.last_ts = r.ts
+        cv.pkts[d] += 1
+        cv.bytes[d] += r.wirelen
+        if r.payload_len > 0:
+            cv.payload[d] += r.payload_len
+            cv.flags[d] |= F_DATA
+        if is_tcp:
+            if not cv.base_set[d]:
+                cv.base_set[d] = 1
+                cv.base_seq[d] = r.tcp_seq if (flags & 0x02) else r.tcp_seq - np.uint32(1)
+            if pure_syn:
+                cv.flags[d] |= F_SYN
+                if cv.client < 0:
+                    cv.client = d
+            elif (flags & 0x12) == 0x12:
+                cv.flags[d] |= F_SYNACK
+                if cv.client < 0:
+                    cv.client = 1 - d
+            if flags & 0x01:
+                cv.flags[d] |= F_FIN
+            if flags & 0x04:
+                cv.flags[d] |= F_RST
+    return n, n_convs, DONE
+
+
+@kernel
+def _rehash(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc,
+            new_slots, n_ahi, n_alo, n_bhi, n_blo, n_misc):
+    mask = new_slots.shape[0] - 1
+    for s in range(slots.shape[0]):
+        if slots[s] < 0:
+            continue
+        ahi, alo, bhi, blo, misc = key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s]
+        h = _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
+        t = np.int64(h & np.uint64(mask))
+        while new_slots[t] >= 0:
+            t = (t + 1) & mask
+        new_slots[t] = slots[s]
+        n_ahi[t], n_alo[t], n_bhi[t], n_blo[t], n_misc[t] = ahi, alo, bhi, blo, misc
+
+
+class FlowTable:
+    """All conversations of a capture, updated one packet-table chunk at a time."""
+
+    def __init__(self, initial: int = 1024):
+        self._convs = np.zeros(initial, CONV_DTYPE)
+        self.count = 0
+        self._counters = np.zeros(3, np.int64)  # next tcp.stream, next udp.stream, occupied hash slots
+        self._alloc_hash(initial * 4)
+
+    def _alloc_hash(self, size: int) -> None:
+        self._slots = np.full(size, -1, np.int32)
+        self._keys = [np.zeros(size, np.uint64) for _ in range(5)]
+
+    def update(self, table: np.ndarray) -> None:
+        """Fill conv/stream/dir of every row and account the rows to their conversations."""
+        start = 0
+        while True:
+            start, self.count, status = _assign(table, start, self._convs, self.count, self._slots, *self._keys,
+                                                self._counters)
+            if status == DONE:
+                return
+            if status == GROW_CONVS:
+                grown = np.zeros(len(self._convs) * 2, CONV_DTYPE)
+                grown[: self.count] = self._convs[: self.count]
+                self._convs = grown
+            else:
+                old_slots, old_keys = self._slots, self._keys
+                self._alloc_hash(len(old_slots) * 2)
+                _rehash(old_slots, *old_keys, self._slots, *self._keys)
+
+    @property
+    def conversations(self) -> np.ndarray:
+        """CONV_DTYPE rows of every conversation so far (a view: copy it to keep it)."""
+        return self._convs[: self.count]
+
+    @property
+    def tcp_streams(self) -> int:
+        return int(self._counters[0])
+
+    @property
+    def udp_streams(self) -> int:
+        return int(self._counters[1])

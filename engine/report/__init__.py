@@ -1,0 +1,1 @@
+"""Turning computed facts into text, JSON and files for people and programs."""
