@@ -120,29 +120,36 @@ def _route(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
+    import signal
 
+    # Like cat or tcpdump: when the reader of our output goes away (`| head`), stop quietly.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = _route(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="diagnose", standalone_mode=False)
+        result = command.main(args=args, prog_name="diagnose", standalone_mode=False)
     except DiagnoseError as exc:
         sys.stderr.write(exc.one_line() + "\n")
         caret = getattr(exc, "caret", None)
         if caret is not None:
             sys.stderr.write(caret() + "\n")
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        sys.stderr.write(f"error: {exc.format_message()} (see diagnose --help)\n")
-        sys.exit(2)
-    except BrokenPipeError:
-        # the reader of our output went away (e.g. `| head`): not an error
-        sys.stderr.close()
-        sys.exit(0)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # click's own exceptions (typer may vendor click: match by shape, not class)
+        kind = type(exc).__name__
+        if kind == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if kind == "Abort":
+            sys.exit(130)
+        if kind == "NoArgsIsHelpError":
+            sys.stdout.write(exc.format_message() + "\n")  # type: ignore[attr-defined]
+            sys.exit(2)
+        if hasattr(exc, "format_message"):
+            sys.stderr.write(f"error: {exc.format_message()} (see diagnose --help)\n")
+            sys.exit(2)
+        raise
     sys.stdout.flush()
+    if isinstance(result, int) and result:
+        sys.exit(result)
