@@ -229,17 +229,16 @@ class CaptureFacts:
 
 
 def _one_sided_tcp(convs: np.ndarray) -> list[int]:
-    """TCP streams seen in one direction only whose sender acknowledges data we never saw: an asymmetric capture.
+    """TCP streams seen in one direction only whose sender acknowledges or sends data: an asymmetric capture.
 
-    A lone SYN (S0) is not counted: it is an unanswered connection, not a capture artefact.
+    A lone SYN and its retries (S0) is not counted: it is an unanswered connection, not a capture artefact.
     """
-    from diagnose.flows import F_SYN, PROTO_TCP
+    from diagnose.flows import F_ACK, F_DATA, PROTO_TCP
 
     tcp = convs[convs["proto"] == PROTO_TCP]
     one_way = (tcp["pkts"][:, 0] == 0) | (tcp["pkts"][:, 1] == 0)
-    only_syn = ((tcp["flags"][:, 0] | tcp["flags"][:, 1]) & ~np.uint8(F_SYN)) == 0
-    sel = tcp[one_way & ~(only_syn & (tcp["payload"].sum(axis=1) == 0))]
-    return [int(s) for s in sel["stream"]]
+    talks = ((tcp["flags"][:, 0] | tcp["flags"][:, 1]) & np.uint8(F_ACK | F_DATA)) != 0
+    return [int(s) for s in tcp[one_way & talks]["stream"]]
 
 
 def _iso(ns: int | None) -> str | None:

@@ -24,6 +24,7 @@ F_SYNACK = 1 << 1
 F_FIN = 1 << 2
 F_RST = 1 << 3
 F_DATA = 1 << 4
+F_ACK = 1 << 5  # any segment with the ACK flag
 
 CONV_DTYPE = np.dtype(
     [
@@ -178,6 +179,8 @@ def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_
                 cv.flags[d] |= F_FIN
             if flags & 0x04:
                 cv.flags[d] |= F_RST
+            if flags & 0x10:
+                cv.flags[d] |= F_ACK
     return n, n_convs, DONE
 
 
