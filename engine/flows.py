@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.jit import kernel
+from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT
 
 PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
 
@@ -66,16 +67,107 @@ def _mix(x):
 
 
 @kernel
-def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, counters):
-    """Assign conversations to rows start.. of the packet table; returns (next row, n_convs, status)."""
+def _hash(ahi, alo, bhi, blo, misc):
+    return _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
+
+
+@kernel
+def _key(src_hi, src_lo, dst_hi, dst_lo, sp, dp, proto, ipv):
+    """Canonical key (smaller (address, port) endpoint first) and its hash."""
+    src_first = (src_hi < dst_hi) or (src_hi == dst_hi and (src_lo < dst_lo or (src_lo == dst_lo and sp <= dp)))
+    if src_first:
+        ahi, alo, bhi, blo, pa, pb = src_hi, src_lo, dst_hi, dst_lo, sp, dp
+    else:
+        ahi, alo, bhi, blo, pa, pb = dst_hi, dst_lo, src_hi, src_lo, dp, sp
+    misc = (pa << np.uint64(32)) | (pb << np.uint64(16)) | (np.uint64(proto) << np.uint64(8)) | np.uint64(ipv)
+    return ahi, alo, bhi, blo, misc, _hash(ahi, alo, bhi, blo, misc)
+
+
+@kernel
+def _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h):
+    """The slot holding this key, or the empty slot where it would go."""
     mask = slots.shape[0] - 1
+    s = np.int64(h & np.uint64(mask))
+    while slots[s] >= 0:
+        if key_alo[s] == alo and key_blo[s] == blo and key_misc[s] == misc and key_ahi[s] == ahi \
+                and key_bhi[s] == bhi:
+            return s
+        s = (s + 1) & mask
+    return s
+
+
+@kernel
+def _direction(cv, src_hi, src_lo, sport):
+    if cv.a_hi == cv.b_hi and cv.a_lo == cv.b_lo and cv.a_port == cv.b_port:
+        return 0  # talking to itself: one direction
+    return 0 if (cv.a_hi == src_hi and cv.a_lo == src_lo and cv.a_port == sport) else 1
+
+
+@kernel
+def _new_conv(convs, c, proto, ipv, src_hi, src_lo, dst_hi, dst_lo, sp, dp, frame, ts, counters):
+    cv = convs[c]
+    cv.proto = proto
+    cv.ipv = ipv
+    cv.a_hi = src_hi
+    cv.a_lo = src_lo
+    cv.b_hi = dst_hi
+    cv.b_lo = dst_lo
+    cv.a_port = np.uint16(sp)
+    cv.b_port = np.uint16(dp)
+    cv.first_frame = frame
+    cv.first_ts = ts
+    cv.last_frame = frame
+    cv.last_ts = ts
+    cv.client = -1
+    if proto == PROTO_TCP:
+        cv.stream = counters[0]
+        counters[0] += 1
+    elif proto == PROTO_UDP:
+        cv.stream = counters[1]
+        counters[1] += 1
+    else:
+        cv.stream = -1
+
+
+@kernel
+def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, counters):
+    """Assign conversations to rows start.. of the packet table; returns (next row, n_convs, status).
+
+    Returns early (GROW_CONVS / GROW_HASH) when an array is full; the caller grows it and calls again from that row.
+    """
     n = table.shape[0]
     for i in range(start, n):
         r = table[i]
         r.conv = -1
         r.stream = -1
         r.dir = 0
-        if r.ipv == 0 or (r.status & 0x8) != 0:  # not IP, or an IP fragment (the reassembled row carries L4)
+        if r.ipv == 0 or (r.status & ST_IP_FRAGMENT) != 0:  # not IP, or a fragment (the reassembled row has L4)
+            continue
+        if (r.status & ST_ICMP_ERROR) != 0 and (r.q_proto == PROTO_TCP or r.q_proto == PROTO_UDP):
+            # Wireshark gives an ICMP error the stream of the flow it quotes: an existing TCP conversation only,
+            # but a UDP conversation is created if needed. The error is not counted in the flow's statistics.
+            sp = np.uint64(r.q_sport)
+            dp = np.uint64(r.q_dport)
+            ahi, alo, bhi, blo, misc, h = _key(r.q_src_hi, r.q_src_lo, r.q_dst_hi, r.q_dst_lo, sp, dp, r.q_proto,
+                                               r.q_ipv)
+            s = _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h)
+            c = slots[s]
+            if c < 0 and r.q_proto == PROTO_UDP:
+                if n_convs >= convs.shape[0]:
+                    return i, n_convs, GROW_CONVS
+                if (counters[2] + 1) * 2 > slots.shape[0]:
+                    return i, n_convs, GROW_HASH
+                counters[2] += 1
+                key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s] = ahi, alo, bhi, blo, misc
+                c = n_convs
+                n_convs += 1
+                slots[s] = c
+                _new_conv(convs, c, r.q_proto, r.q_ipv, r.q_src_hi, r.q_src_lo, r.q_dst_hi, r.q_dst_lo, sp, dp,
+                          r.frame, r.ts, counters)
+            if c >= 0:
+                r.conv = c
+                r.stream = convs[c].stream
+                r.dir = _direction(convs[c], r.q_src_hi, r.q_src_lo, np.uint16(sp))
             continue
         proto = r.ip_proto
         is_tcp = proto == PROTO_TCP and r.l4_off >= 0
@@ -90,26 +182,13 @@ def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_
             if t == 0 or t == 8 or t == 128 or t == 129:  # echo request/reply share a flow by identifier
                 sp = np.uint64(r.icmp_id)
                 dp = sp
-        # canonical key: the smaller (address, port) endpoint first
-        src_first = (r.src_hi < r.dst_hi) or (r.src_hi == r.dst_hi and (
-            r.src_lo < r.dst_lo or (r.src_lo == r.dst_lo and sp <= dp)))
-        if src_first:
-            ahi, alo, bhi, blo, pa, pb = r.src_hi, r.src_lo, r.dst_hi, r.dst_lo, sp, dp
-        else:
-            ahi, alo, bhi, blo, pa, pb = r.dst_hi, r.dst_lo, r.src_hi, r.src_lo, dp, sp
-        misc = (pa << np.uint64(32)) | (pb << np.uint64(16)) | (np.uint64(proto) << np.uint64(8)) | np.uint64(r.ipv)
-        h = _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
-        s = np.int64(h & np.uint64(mask))
-        while slots[s] >= 0:
-            if key_alo[s] == alo and key_blo[s] == blo and key_misc[s] == misc and key_ahi[s] == ahi \
-                    and key_bhi[s] == bhi:
-                break
-            s = (s + 1) & mask
+        ahi, alo, bhi, blo, misc, h = _key(r.src_hi, r.src_lo, r.dst_hi, r.dst_lo, sp, dp, proto, r.ipv)
+        s = _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h)
         c = slots[s]
         flags = r.tcp_flags
         pure_syn = is_tcp and (flags & 0x12) == 0x02
         if c >= 0 and pure_syn:
-            d = 0 if (convs[c].a_hi == r.src_hi and convs[c].a_lo == r.src_lo and convs[c].a_port == r.sport) else 1
+            d = _direction(convs[c], r.src_hi, r.src_lo, r.sport)
             if convs[c].base_set[d] and convs[c].base_seq[d] != r.tcp_seq:
                 c = -1  # Wireshark: a SYN with a new ISN on a known 4-tuple is a new conversation
         if c < 0:
@@ -119,40 +198,16 @@ def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_
                 return i, n_convs, GROW_HASH
             if slots[s] < 0:
                 counters[2] += 1  # occupied slots
-                key_ahi[s] = ahi
-                key_alo[s] = alo
-                key_bhi[s] = bhi
-                key_blo[s] = blo
-                key_misc[s] = misc
+                key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s] = ahi, alo, bhi, blo, misc
             else:
                 convs[n_convs].reused = 1
             c = n_convs
             n_convs += 1
             slots[s] = c
-            cv = convs[c]
-            cv.proto = proto
-            cv.ipv = r.ipv
-            cv.a_hi = r.src_hi
-            cv.a_lo = r.src_lo
-            cv.b_hi = r.dst_hi
-            cv.b_lo = r.dst_lo
-            cv.a_port = np.uint16(sp)
-            cv.b_port = np.uint16(dp)
-            cv.first_frame = r.frame
-            cv.first_ts = r.ts
-            cv.client = -1
-            if is_tcp:
-                cv.stream = counters[0]
-                counters[0] += 1
-            elif is_udp:
-                cv.stream = counters[1]
-                counters[1] += 1
-            else:
-                cv.stream = -1
+            _new_conv(convs, c, proto, r.ipv, r.src_hi, r.src_lo, r.dst_hi, r.dst_lo, sp, dp, r.frame, r.ts,
+                      counters)
         cv = convs[c]
-        d = 0 if (cv.a_hi == r.src_hi and cv.a_lo == r.src_lo and cv.a_port == np.uint16(sp)) else 1
-        if cv.a_hi == cv.b_hi and cv.a_lo == cv.b_lo and cv.a_port == cv.b_port:
-            d = 0  # talking to itself: one direction
+        d = _direction(cv, r.src_hi, r.src_lo, np.uint16(sp))
         r.conv = c
         r.stream = cv.stream
         r.dir = d
@@ -192,7 +247,7 @@ def _rehash(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc,
         if slots[s] < 0:
             continue
         ahi, alo, bhi, blo, misc = key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s]
-        h = _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
+        h = _hash(ahi, alo, bhi, blo, misc)
         t = np.int64(h & np.uint64(mask))
         while new_slots[t] >= 0:
             t = (t + 1) & mask
