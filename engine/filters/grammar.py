@@ -1,0 +1,76 @@
+"""Load the lark grammars shipped in grammar/ and turn lark's syntax errors into one-line FilterErrors.
+
+Both filter languages are LALR(1) with a contextual lexer: parsing is linear and errors point at the first token
+that cannot continue the filter, which is what the caret shows.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from diagnose.errors import FilterError
+from diagnose.resources import data_dir
+
+# Human names for the terminals lark reports as "expected", so a message can say what would have fitted.
+_TERMINAL_NAMES = {
+    "WORD": "a field or value",
+    "STRING": "a string",
+    "RPAR": '")"',
+    "RBRACE": '"}"',
+    "RSQB": '"]"',
+    "COMMA": '","',
+    "NUMBER": "a number",
+    "ID": "a name or address",
+}
+
+
+@lru_cache(maxsize=None)
+def load_parser(grammar_file: str) -> Lark:
+    """The LALR parser for one grammar file of grammar/ (built once per process)."""
+    text = (data_dir("grammar") / grammar_file).read_text(encoding="utf-8")
+    return Lark(text, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(grammar_file: str, expression: str, language: str) -> Tree:
+    """Parse `expression`; a syntax error becomes a FilterError at the offending column."""
+    try:
+        return load_parser(grammar_file).parse(expression)
+    except UnexpectedInput as exc:
+        raise syntax_error(exc, expression, language) from None
+
+
+def syntax_error(exc: UnexpectedInput, expression: str, language: str) -> FilterError:
+    if isinstance(exc, UnexpectedCharacters):
+        char = expression[exc.pos_in_stream]
+        return FilterError(expression, exc.pos_in_stream, f"unexpected character {_quote(char)}", language=language)
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        token: Token = exc.token
+        column = token.start_pos if token.start_pos is not None else len(expression)
+        message = f"{_quote(str(token))} was unexpected here"
+        hint = _expected_hint(exc.expected)
+        return FilterError(expression, column, message + hint, language=language)
+    if isinstance(exc, (UnexpectedToken, UnexpectedEOF)):
+        hint = _expected_hint(getattr(exc, "expected", ()))
+        return FilterError(expression, len(expression.rstrip()), "unexpected end of filter" + hint,
+                           language=language)
+    return FilterError(expression, 0, "syntax error", language=language)  # pragma: no cover (lark has no others)
+
+
+def unwrap_visit_error(exc: VisitError) -> Exception:
+    """Transformers raise FilterError inside lark's VisitError wrapper; give back the original."""
+    return exc.orig_exc
+
+
+def _expected_hint(expected) -> str:
+    names = sorted({_TERMINAL_NAMES[name] for name in expected or () if name in _TERMINAL_NAMES})
+    if not names or len(names) > 3:
+        return ""
+    return ", expected " + " or ".join(names)
+
+
+def _quote(text: str) -> str:
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return '"' + text.replace("\n", "\\n").replace("\t", "\\t") + '"'
