@@ -5,7 +5,14 @@ flow table (stream columns) and everything above (listing, filters, facts). No p
 the hot path: a chunk of packets is one array of PACKET_DTYPE rows.
 
 Conventions
-* Offsets (`*_off`) are byte offsets from the start of the frame (`data`), -1 when the layer is absent.
+* Offsets (`*_off`) are byte offsets from the start of the frame (`data`), -1 when the layer is absent. They may
+  point past `caplen`: a reassembled datagram (ST_REASSEMBLED) is appended to the chunk buffer after the frames.
+* Tunnels (GRE, VXLAN, IP-in-IP, Teredo) are decoded to the inner packet: network and transport columns describe the
+  innermost IP header and `outer_l3_off` points at the outermost one. Link columns (MACs, VLAN, MPLS) describe the
+  outermost link header, the one the capture was taken on.
+* IP fragments (ST_IP_FRAGMENT) get no transport decode. The row whose fragment completes a datagram gets
+  ST_REASSEMBLED instead: its IP columns still describe its own header (as Wireshark shows them), while l3_off,
+  l4_off, payload_off, l4_len and payload_len describe the reassembled datagram.
 * Addresses are two uint64 halves (`*_hi`, `*_lo`), big-endian order. IPv4 sits in the low 32 bits of `*_lo` with
   `*_hi` = 0 and `ipv` = 4; IPv6 uses all 128 bits with `ipv` = 6.
 * Values are as on the wire (raw TCP window, raw sequence numbers); relative numbers and scaling are derived later.
@@ -36,7 +43,8 @@ ENC_IPIP = 1 << 6  # IPv4/IPv6 in IPv4/IPv6 (protocol 4 or 41)
 ENC_RADIOTAP = 1 << 7
 ENC_WLAN = 1 << 8  # IEEE 802.11 data frame with LLC/SNAP
 ENC_SLL = 1 << 9  # Linux cooked capture v1 or v2
-ENC_NULL = 1 << 10  # BSD loopback
+ENC_NULL = 1 << 10  # BSD loopback (LINKTYPE_NULL or LINKTYPE_LOOP)
+ENC_TEREDO = 1 << 11  # IPv6 in UDP port 3544 (RFC 4380)
 
 # ---- TCP option presence bits ------------------------------------------------------------------------------------
 OPT_MSS = 1 << 0
@@ -66,22 +74,24 @@ PACKET_DTYPE = np.dtype(
         ("encap", np.uint16),
         ("eth_src", np.uint64),  # 48-bit MAC, 0 when absent
         ("eth_dst", np.uint64),
-        ("eth_type", np.uint16),  # protocol of the network layer (0x0800, 0x86dd, 0x0806, ...) after tags
+        ("eth_type", np.uint16),  # protocol of the innermost network layer (0x0800, 0x86dd, 0x0806, ...) after
+        #                           VLAN/MPLS/PPPoE/LLC, whatever the link type (also set for SLL, NULL, RAW, 802.11)
         ("vlan_id", np.int16),  # outermost VLAN id, -1 when untagged
         ("vlan_count", np.uint8),
         ("mpls_label", np.int32),  # outermost MPLS label, -1 when none
         ("outer_l3_off", np.int32),  # outermost IP header when a tunnel was decoded, else -1
-        ("l3_off", np.int32),  # innermost network header
+        ("l3_off", np.int32),  # innermost network header (IPv4, IPv6 or ARP)
         ("ipv", np.uint8),  # 4, 6, or 0 (not IP)
         ("src_hi", np.uint64),
         ("src_lo", np.uint64),
         ("dst_hi", np.uint64),
         ("dst_lo", np.uint64),
-        ("ip_hl", np.uint8),  # IPv4 header length in bytes (40 for IPv6 without extensions)
+        ("ip_hl", np.uint8),  # IPv4 header length in bytes; IPv6: 40 + extension headers up to the upper layer
+        #                       (or up to the fragment's data after a fragment header), saturating at 255
         ("ip_tos", np.uint8),  # DSCP+ECN (IPv6 traffic class)
         ("ip_len", np.int32),  # IPv4 total length / IPv6 payload length + 40
         ("ip_id", np.uint32),  # IPv4 identification / IPv6 fragment identification
-        ("ip_flags", np.uint8),  # IPv4: 0x4 reserved 0x2 DF 0x1 MF (bits as in the header >> 13)
+        ("ip_flags", np.uint8),  # IPv4: 0x4 reserved 0x2 DF 0x1 MF (bits as in the header >> 13); IPv6: 0x1 M
         ("frag_off", np.uint16),  # fragment offset in 8-byte units
         ("ip_ttl", np.uint8),  # TTL / hop limit
         ("ip_proto", np.uint8),  # upper-layer protocol (after IPv6 extension headers)
