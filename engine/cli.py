@@ -42,9 +42,13 @@ def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=
 def analyze(capture: CaptureArg,
             playbook: Annotated[list[str], typer.Option("--playbook", "-p", help="playbook name or YAML file; "
                                                         "repeatable (default: all)")] = None) -> None:
-    from diagnose.report.summary import capture_summary
+    from diagnose.report.flows import write_table
+    from diagnose.report.info import collect_info, format_info
 
-    sys.stdout.write(capture_summary(capture, playbooks=playbook or ["all"]))
+    summary = collect_info(capture, with_flows=True)
+    sys.stdout.write(format_info(summary) + "\nConversations:\n")
+    write_table(summary.pop("flows"), sys.stdout)
+    _print_warnings(summary["warnings"])
 
 
 # -- inspection commands ----------------------------------------------------------------------------------------------
@@ -65,14 +69,10 @@ def info(capture: CaptureArg, as_json: JsonOpt = False,
 
 @app.command("flows", help="Conversation table (like tshark -z conv,tcp), with --json one object per flow.")
 def flows(capture: CaptureArg, as_json: JsonOpt = False) -> None:
-    from diagnose.report.flows import collect_flows, format_flows
+    from diagnose.report.flows import collect_flows, write_json, write_table
 
-    records, warnings = collect_flows(capture)
-    if as_json:
-        json.dump(records, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(format_flows(records))
+    convs, warnings = collect_flows(capture)
+    (write_json if as_json else write_table)(convs, sys.stdout)
     _print_warnings(warnings)
 
 

@@ -277,7 +277,7 @@ class FlowTable:
             if status == DONE:
                 return
             if status == GROW_CONVS:
-                grown = np.zeros(len(self._convs) * 2, CONV_DTYPE)
+                grown = np.zeros(len(self._convs) * 3 // 2, CONV_DTYPE)  # 1.5x: the peak holds old + new
                 grown[: self.count] = self._convs[: self.count]
                 self._convs = grown
             else:

@@ -10,7 +10,7 @@ from diagnose.progress import progress_for
 
 
 def collect_info(path: str, *, verify_checksums: bool = True, with_flows: bool = False) -> dict:
-    """Facts of the capture in one pass; with_flows adds "flows": the conversation records."""
+    """Facts of the capture in one pass; with_flows adds "flows": the conversation rows (CONV_DTYPE)."""
     run = open_pass(path)
     facts = CaptureFacts(verify_checksums=verify_checksums)
     per_iface: dict[int, int] = {}
@@ -27,9 +27,7 @@ def collect_info(path: str, *, verify_checksums: bool = True, with_flows: bool =
     summary["udp_streams"] = run.flows.udp_streams
     summary["conversations"] = run.flows.count
     if with_flows:
-        from diagnose.report.flows import flow_record
-
-        summary["flows"] = [flow_record(c) for c in run.flows.conversations]
+        summary["flows"] = run.flows.conversations
     return summary
 
 
