@@ -45,6 +45,8 @@ ENC_WLAN = 1 << 8  # IEEE 802.11 data frame with LLC/SNAP
 ENC_SLL = 1 << 9  # Linux cooked capture v1 or v2
 ENC_NULL = 1 << 10  # BSD loopback (LINKTYPE_NULL or LINKTYPE_LOOP)
 ENC_TEREDO = 1 << 11  # IPv6 in UDP port 3544 (RFC 4380)
+ENC_GTP = 1 << 12  # GTPv1-U (UDP port 2152): mobile-network user plane
+ENC_FABRICPATH = 1 << 13  # Cisco FabricPath (EtherType 0x8903): an Ethernet frame inside
 
 # ---- TCP option presence bits ------------------------------------------------------------------------------------
 OPT_MSS = 1 << 0

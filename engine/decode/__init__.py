@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..packet import PACKET_DTYPE
+
+
 from .checksum import CK_IP_BAD, CK_L4_BAD, CK_L4_UNVERIFIED, verify_rows
 from .fragments import FragmentReassembler
 from .walk import decode_rows

@@ -4,7 +4,7 @@ PPPoE sessions and 802.2 LLC/SNAP."""
 from __future__ import annotations
 
 from .inline import inline
-from ..packet import ENC_MPLS, ENC_PPPOE, ENC_QINQ, ENC_VLAN, ST_NOT_IP, ST_TRUNCATED
+from ..packet import ENC_FABRICPATH, ENC_MPLS, ENC_PPPOE, ENC_QINQ, ENC_VLAN, ST_NOT_IP, ST_TRUNCATED
 from . import layers as L
 from .wire import be16, be32, be48
 
@@ -17,7 +17,10 @@ ETH_QINQ_OLD = 0x9100
 ETH_MPLS = 0x8847
 ETH_MPLS_MULTICAST = 0x8848
 ETH_PPPOE_SESSION = 0x8864
+ETH_FABRICPATH = 0x8903  # Cisco FabricPath: 2-byte FTag/TTL, then a whole Ethernet frame
 ETH_MAX_LENGTH = 1500  # a type field up to this value is an 802.3 length: an LLC header follows
+
+FCS_LEN = 4
 
 PPP_IPV4 = 0x0021
 PPP_IPV6 = 0x0057
@@ -92,6 +95,11 @@ def decode_ethertype(buf, p, end, etype, r):
             else:
                 r.status |= ST_NOT_IP
                 return L.DONE, p, 0, 0
+        elif etype == ETH_FABRICPATH:
+            r.encap |= ENC_FABRICPATH
+            r.eth_src = 0  # the outer "addresses" are switch ids: the inner frame's MACs are the hosts' (as tshark)
+            r.eth_dst = 0
+            return L.ETHERNET, p + 2, FCS_LEN, 0  # the inner frame keeps its FCS (tshark decodes it so)
         elif etype <= ETH_MAX_LENGTH:
             # 802.2 LLC: only SNAP (AA AA 03 + OUI + EtherType) carries IP
             if p + 3 > end:

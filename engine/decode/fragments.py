@@ -57,8 +57,9 @@ class _Datagram:
         self.covered = merged
 
     def complete(self) -> bool:
-        return (not self.broken and self.header is not None and self.total >= 0
-                and self.covered == [(0, self.total)])
+        # bytes past the end announced by the last fragment are ignored (Wireshark: "fragment too long")
+        return (not self.broken and self.header is not None and self.total >= 0 and bool(self.covered)
+                and self.covered[0][0] == 0 and self.covered[0][1] >= self.total)
 
 
 def _ipv4_checksum(header: bytes) -> int:
@@ -153,7 +154,7 @@ class FragmentReassembler:
             dg = self._pending[key] = _Datagram(first_ts=ts, proto=proto)
         size = ip_len - hl
         captured_end = base + int(row["caplen"])
-        if size < 0 or offset + size > limit or l3 + ip_len > captured_end or (more and size % 8):
+        if size < 0 or offset + size > limit or l3 + ip_len > captured_end:
             dg.broken = True  # cut by the snaplen, or impossible: this datagram can never be rebuilt
             return None
         payload = bytes(buf[l3 + hl:l3 + ip_len])

@@ -41,6 +41,8 @@ def decode_ipv4(buf, base, p, end, wend, r):
         return L.DONE, p, 0, 0
     vihl = buf[p]
     ihl = np.int64(vihl & 0x0F) * 4
+    if vihl >> 4 == 6:
+        return L.IPV6, p, 0, 0  # announced as IPv4 but is IPv6: Wireshark decodes it as IPv6, so do we
     if vihl >> 4 != 4 or ihl < 20:
         r.status |= ST_MALFORMED
         return L.DONE, p, 0, 0

@@ -4,7 +4,7 @@ Every layer decoder returns the tuple (next_layer, position, selector, limit), a
 * next_layer: one of the ids below (DONE ends the walk);
 * position: absolute buffer position where the next layer starts;
 * selector: what the next layer is made of, when the id alone does not say (an EtherType for ETHERTYPE, an IP
-  protocol number for UPPER);
+  protocol number for UPPER, the radiotap flags for WLAN, the length of a trailing FCS to ignore for ETHERNET);
 * limit: the logical end of the enclosing IP datagram (from its length field) for UPPER; it may lie past the
   captured bytes, which only bound reads.
 """

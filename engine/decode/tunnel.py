@@ -1,10 +1,10 @@
-"""Tunnels decoded through to the inner packet: GRE (incl. ERSPAN), VXLAN and Teredo. IP-in-IP needs no header of
-its own (the walker goes straight to the inner IP header)."""
+"""Tunnels decoded through to the inner packet: GRE (incl. ERSPAN), VXLAN, Teredo and GTP-U. IP-in-IP needs no
+header of its own (the walker goes straight to the inner IP header)."""
 
 from __future__ import annotations
 
 from .inline import inline
-from ..packet import ENC_GRE, ENC_TEREDO, ENC_VXLAN, ST_TRUNCATED
+from ..packet import ENC_GRE, ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_TRUNCATED
 from . import layers as L
 from .wire import be16
 
@@ -18,6 +18,9 @@ GRE_PROTO_ERSPAN3 = 0x22EB  # 12-byte ERSPAN type III header (+8 with the platfo
 
 UDP_PORT_VXLAN = 4789
 UDP_PORT_TEREDO = 3544
+UDP_PORT_GTP_U = 2152
+GTP_MSG_TPDU = 0xFF  # G-PDU: a user packet follows
+GTP_F_OPTIONAL = 0x07  # E, S or PN: sequence number, N-PDU number and next extension type are present
 
 
 @inline
@@ -54,6 +57,35 @@ def decode_gre(buf, p, end, r):
 
 
 @inline
+def _gtp_u(buf, p, end, r):
+    """GTPv1-U: 8-byte header, optional 4 bytes and extension headers, then an IP packet (G-PDU only)."""
+    if p + 8 > end:
+        return L.DONE, p, 0, 0
+    flags = buf[p]
+    if flags >> 5 != 1 or buf[p + 1] != GTP_MSG_TPDU:
+        return L.DONE, p, 0, 0
+    q = p + 8
+    if flags & GTP_F_OPTIONAL:
+        if q + 4 > end:
+            r.status |= ST_TRUNCATED
+            return L.DONE, p, 0, 0
+        ext = buf[q + 3]
+        q += 4
+        while ext != 0:  # each extension: length in 4-byte units, ..., next extension type in its last byte
+            if q + 1 > end or buf[q] == 0:
+                return L.DONE, p, 0, 0
+            q += 4 * buf[q]
+            if q > end:
+                r.status |= ST_TRUNCATED
+                return L.DONE, p, 0, 0
+            ext = buf[q - 1]
+    if q >= end:
+        return L.DONE, p, 0, 0
+    r.encap |= ENC_GTP
+    return L.IP_BY_VERSION, q, 0, 0
+
+
+@inline
 def decode_udp_tunnel(buf, p, end, sport, dport, r):
     """The UDP payload at p, when it is a tunnel: VXLAN (to port 4789) or Teredo (port 3544 and an IPv6 packet)."""
     if dport == UDP_PORT_VXLAN:
@@ -61,6 +93,8 @@ def decode_udp_tunnel(buf, p, end, sport, dport, r):
             return L.DONE, p, 0, 0
         r.encap |= ENC_VXLAN
         return L.ETHERNET, p + 8, 0, 0
+    if sport == UDP_PORT_GTP_U or dport == UDP_PORT_GTP_U:
+        return _gtp_u(buf, p, end, r)
     if sport == UDP_PORT_TEREDO or dport == UDP_PORT_TEREDO:
         q = p
         # optional authentication (type 1) then origin indication (type 0) headers precede the IPv6 packet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jit import kernel
+from .cachestamp import stamp_with_package
 from .inline import inline
 from ..packet import ENC_IPIP, ST_IP_FRAGMENT, ST_NOT_IP, ST_REASSEMBLED, ST_TRUNCATED
 from . import layers as L
@@ -138,6 +139,9 @@ def walk(buf, base, end, wend, layer, p, sel, limit, r):
         if layer == L.DONE:
             return
         if layer == L.ETHERNET:
+            if sel > 0:  # an encapsulated frame that ends with its own FCS
+                end = max(p, end - sel)
+                wend = max(p, wend - sel)
             layer, p, sel, limit = decode_ethernet(buf, p, end, r)
         elif layer == L.ETHERTYPE:
             layer, p, sel, limit = decode_ethertype(buf, p, end, sel, r)
@@ -176,6 +180,7 @@ def walk(buf, base, end, wend, layer, p, sel, limit, r):
             return
 
 
+@stamp_with_package
 @kernel
 def decode_rows(buf, table, rows, starts, header_lens, totals, protos):
     """Fill the decode columns of every row from its frame bytes; returns how many rows are IP fragments.
