@@ -18,7 +18,6 @@ def run_list(path: str, *, count: int | None = None, time_format: str = "local",
              display_filter: str | None = None, out=None) -> list[str]:
     """Print (and/or write) the selected packets; returns the capture's warnings."""
     from diagnose.capture.writer import CaptureWriter
-    from diagnose.listing import ListingState, format_packets
 
     if time_format not in TIME_FORMATS:
         raise UsageError(f"unknown time format {time_format!r} (choose from {', '.join(TIME_FORMATS)})")
@@ -26,8 +25,11 @@ def run_list(path: str, *, count: int | None = None, time_format: str = "local",
         raise UsageError("-c needs a count of 0 or more")
     out = out or sys.stdout
     select = _selector(capture_filter, display_filter)  # compiled before any packet is read
+    if not write:
+        from diagnose.listing import ListingState, format_packets
+
+        state = ListingState()
     run = open_pass(path)
-    state = ListingState()
     remaining = count
     with run.capture, (CaptureWriter(write, path, overwrite=overwrite) if write else contextlib.nullcontext()) as w:
         for chunk in run.chunks():
