@@ -16,14 +16,15 @@ from diagnose.resources import data_dir
 
 # Human names for the terminals lark reports as "expected", so a message can say what would have fitted.
 _TERMINAL_NAMES = {
-    "WORD": "a field or value",
+    "WORD": "a value",
+    "ADDRESS": "a value",
+    "ESCAPED": "a value",
     "STRING": "a string",
+    "RAW_STRING": "a string",
     "RPAR": '")"',
     "RBRACE": '"}"',
     "RSQB": '"]"',
     "COMMA": '","',
-    "NUMBER": "a number",
-    "ID": "a name or address",
 }
 
 
@@ -65,10 +66,12 @@ def unwrap_visit_error(exc: VisitError) -> Exception:
 
 
 def _expected_hint(expected) -> str:
-    names = sorted({_TERMINAL_NAMES[name] for name in expected or () if name in _TERMINAL_NAMES})
-    if not names or len(names) > 3:
+    """", expected X or Y" when lark's few expected terminals all have a readable name, else nothing."""
+    expected = {name for name in expected or () if name != "$END"}
+    if not expected or not expected <= _TERMINAL_NAMES.keys():
         return ""
-    return ", expected " + " or ".join(names)
+    names = sorted({_TERMINAL_NAMES[name] for name in expected})
+    return ", expected " + " or ".join(names) if len(names) <= 3 else ""
 
 
 def _quote(text: str) -> str:
