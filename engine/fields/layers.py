@@ -1,0 +1,111 @@
+"""Where each protocol layer is in every row of a chunk: presence masks and header offsets, vectorised.
+
+Wireshark shows a protocol once per instance in a packet: the outer and inner IP header of a tunnel, the IP and TCP
+headers quoted inside an ICMP error. The packet table keeps one decoded instance per layer (the innermost, the one
+flows and analysis use) plus the quoted packet's addresses and ports; the other instances are read here from the
+frame bytes. Each `Instance` is one position of a layer across the chunk, with its Wireshark layer number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diagnose.fields.context import ChunkContext
+from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
+
+LINKTYPE_ETHERNET = 1
+ETH_VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6 = 6, 17, 1, 58
+
+
+@dataclass
+class Instance:
+    """One instance of a layer across the chunk."""
+
+    kind: str  # "main" (decoded into table columns), "outer" (tunnel) or "quoted" (inside an ICMP error)
+    offset: np.ndarray  # absolute offset of the header in the chunk buffer
+    present: np.ndarray  # bool
+    layer: int | np.ndarray  # 1-based layer number of this instance
+    limit: np.ndarray | None = None  # where reads must stop (end of the quoted data / datagram)
+
+
+def _abs(ctx: ChunkContext, relative: np.ndarray) -> np.ndarray:
+    return ctx.frame_start + relative.astype(np.int64)
+
+
+def is_ethernet(ctx: ChunkContext) -> np.ndarray:
+    return ctx.cached("@eth", lambda: (ctx.table["linktype"] == LINKTYPE_ETHERNET) & (ctx.table["caplen"] >= 14))
+
+
+def _version_at(ctx: ChunkContext, offset: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    value, ok = ctx.read_be(offset, 1, valid)
+    return np.where(ok, value >> 4, 0)
+
+
+def ip_instances(ctx: ChunkContext, version: int) -> list[Instance]:
+    """Every IPv4 (version 4) or IPv6 (6) header instance: tunnel outer, main, ICMP-quoted."""
+    return ctx.cached(f"@ip{version}", lambda: _ip_instances(ctx, version))
+
+
+def _ip_instances(ctx: ChunkContext, version: int) -> list[Instance]:
+    t = ctx.table
+    out = []
+    has_outer = t["outer_l3_off"] >= 0
+    outer_off = _abs(ctx, t["outer_l3_off"])
+    outer_same = has_outer & (_version_at(ctx, outer_off, has_outer) == version)
+    if outer_same.any():
+        out.append(Instance("outer", outer_off, outer_same, 1))
+    main = (t["ipv"] == version) & (t["l3_off"] >= 0)
+    main_layer = 1 + outer_same.astype(np.int64)
+    out.append(Instance("main", _abs(ctx, t["l3_off"]), main, main_layer))
+    quoted = ((t["status"] & ST_ICMP_ERROR) != 0) & (t["q_ipv"] == version) & (t["l4_off"] >= 0)
+    if quoted.any():
+        q_off = _abs(ctx, t["l4_off"]) + 8
+        q_layer = main_layer + ((t["ipv"] == version) & main).astype(np.int64)
+        out.append(Instance("quoted", q_off, quoted, q_layer, transport_end(ctx)))
+    return out
+
+
+def transport_end(ctx: ChunkContext) -> np.ndarray:
+    """Where the main transport segment's bytes end: its length by IP, within the captured (or reassembled) data."""
+    def compute():
+        t = ctx.table
+        end = _abs(ctx, t["l4_off"]) + np.maximum(t["l4_len"].astype(np.int64), 0)
+        reassembled = (t["status"] & ST_REASSEMBLED) != 0
+        cap = np.where(reassembled, ctx.buf.shape[0], ctx.frame_end)
+        return np.minimum(end, cap)
+    return ctx.cached("@l4_end", compute)
+
+
+def main_transport(ctx: ChunkContext, proto: int) -> np.ndarray:
+    """Rows whose main transport layer is `proto` (decoded: not a non-first fragment)."""
+    def compute():
+        t = ctx.table
+        return (t["ip_proto"] == proto) & (t["ipv"] != 0) & (t["l4_off"] >= 0) & \
+            ((t["status"] & ST_IP_FRAGMENT) == 0)
+    return ctx.cached(f"@l4_{proto}", compute)
+
+
+def transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
+    """The main TCP/UDP header and the one quoted in an ICMP error."""
+    return ctx.cached(f"@l4i_{proto}", lambda: _transport_instances(ctx, proto))
+
+
+def _transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
+    t = ctx.table
+    out = [Instance("main", _abs(ctx, t["l4_off"]), main_transport(ctx, proto), 1, transport_end(ctx))]
+    quoted = ((t["status"] & ST_ICMP_ERROR) != 0) & (t["q_proto"] == proto) & (t["l4_off"] >= 0)
+    if quoted.any():
+        q_ip = _abs(ctx, t["l4_off"]) + 8
+        v4 = t["q_ipv"] == 4
+        first, ok = ctx.read_be(q_ip, 1, quoted & v4)
+        ihl = np.where(ok, (first & 0x0F) * 4, 0)
+        frag, fok = ctx.read_be(q_ip + 6, 2, quoted & v4)
+        header_len = np.where(v4, ihl, 40)
+        offset = q_ip + header_len
+        present = quoted & np.where(v4, ok & fok & ((frag & 0x1FFF) == 0), True) & (offset + 4 <= ctx.frame_end)
+        layer = 1 + main_transport(ctx, proto).astype(np.int64)
+        out.append(Instance("quoted", offset, present, layer, ctx.frame_end))
+    return out
