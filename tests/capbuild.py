@@ -8,12 +8,13 @@ the decoder.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scapy.all import (ARP, GRE, Dot3, ICMP, IP, TCP, UDP, VXLAN, Dot1AD, Dot1Q, Dot11, Dot11QoS, Ether, IPv6,
+from scapy.all import (ARP, GRE, TCP, Dot3, ICMP, IP, TCP, UDP, VXLAN, Dot1AD, Dot1Q, Dot11, Dot11QoS, Ether, IPv6,
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, LLC, PPP,
                        PPPoE, SNAP, CookedLinux, CookedLinuxV2, ICMPv6DestUnreach, ICMPv6EchoRequest,
                        ICMPv6TimeExceeded, Packet, PcapNgWriter, PcapWriter, RadioTap, Raw, conf)
@@ -193,7 +194,7 @@ def tunnel_variants(inner) -> dict[str, Frame]:
     out = {
         "gre": frame(eth / outer4 / GRE(proto=gre_proto) / inner),
         "gre_options": frame(eth / outer4 / GRE(proto=gre_proto, chksum_present=1, key_present=1, key=99,
-                                                seqnum_present=1, seqence_number=5) / inner),
+                                                seqnum_present=1, sequence_number=5) / inner),
         "gre_teb": frame(eth / outer4 / GRE(proto=0x6558) / inner_eth),
         "gre_over_ipv6": frame(eth / outer6 / GRE(proto=gre_proto) / inner),
         "vxlan": frame(eth / outer4 / UDP(sport=51000, dport=4789) / VXLAN(vni=77) / inner_eth),
@@ -207,15 +208,16 @@ def tunnel_variants(inner) -> dict[str, Frame]:
     return out
 
 
-def ipv6_extension_chains(upper) -> dict[str, Packet]:
-    """IPv6 packets whose upper layer sits behind extension headers."""
+def ipv6_extension_chains(upper, upper_proto: int = 17) -> dict[str, Packet]:
+    """IPv6 packets whose upper layer (of IP protocol upper_proto) sits behind extension headers."""
     base = IPv6(src="2001:db8::a", dst="2001:db8::b", hlim=9)
     return {
         "hbh": base / IPv6ExtHdrHopByHop() / upper,
         "routing": base / IPv6ExtHdrRouting(addresses=["2001:db8::c"]) / upper,
         "dest": base / IPv6ExtHdrDestOpt() / upper,
         "hbh_dest_routing": base / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting() / upper,
-        "ah": base / AH(spi=1, icv=b"\0" * 12) / upper,
+        # scapy leaves AH's next header and length to the caller: 12 fixed bytes + 12 of ICV = (4 + 2) * 4
+        "ah": base / AH(nh=upper_proto, payloadlen=4, spi=1, icv=b"\0" * 12) / upper,
         "atomic_fragment": base / IPv6ExtHdrFragment(id=0xABCDEF, offset=0, m=0) / upper,
     }
 
@@ -254,3 +256,60 @@ def arp_frames():
         "reply": frame(Ether(src=MAC_B, dst=MAC_A) / ARP(op=2, hwsrc=MAC_B, psrc="10.0.0.2", hwdst=MAC_A,
                                                         pdst="10.0.0.1")),
     }
+
+
+def decode(frames: list[Frame], reassembler=None) -> tuple[np.ndarray, np.ndarray]:
+    """Lay the frames out and run the decoder over them, as one chunk; returns (buffer to use, table)."""
+    from diagnose.decode import decode_chunk
+
+    buf, table = layout(frames)
+    buf = decode_chunk(buf, table, reassembler)
+    return buf, table
+
+
+def read_and_decode(path: Path, reassembler=None) -> np.ndarray:
+    """Read a capture with the product's reader and decode every chunk; returns all rows (copied)."""
+    from diagnose.capture import open_capture
+    from diagnose.decode import decode_chunk
+
+    rows = []
+    with open_capture(str(path)) as cap:
+        for chunk in cap.chunks():
+            decode_chunk(chunk.buf, chunk.table, reassembler)
+            rows.append(chunk.table.copy())
+    return np.concatenate(rows) if rows else new_table(0)
+
+
+# ---- checks shared by the decode tests ------------------------------------------------------------------------
+
+def _addr(pkt_addr: str) -> tuple[int, int]:
+    v = int(ipaddress.ip_address(pkt_addr))
+    return v >> 64, v & (2**64 - 1)
+
+
+def check_ip_tcp(r, frame: Frame, ip_pkt) -> None:
+    """Network and transport columns of row r against the scapy packet that ends the frame."""
+    ip_pkt = type(ip_pkt)(bytes(ip_pkt))  # dissected again: lengths and checksums filled in
+    tcp = ip_pkt[TCP]
+    v6 = isinstance(ip_pkt, IPv6)
+    assert r["status"] == 0
+    assert r["ipv"] == (6 if v6 else 4)
+    assert r["eth_type"] == (0x86DD if v6 else 0x0800)
+    assert r["l3_off"] == len(frame.data) - len(ip_pkt)
+    assert (r["src_hi"], r["src_lo"]) == _addr(ip_pkt.src)
+    assert (r["dst_hi"], r["dst_lo"]) == _addr(ip_pkt.dst)
+    assert r["ip_ttl"] == (ip_pkt.hlim if v6 else ip_pkt.ttl)
+    assert r["ip_proto"] == 6
+    assert r["ip_len"] == len(ip_pkt)
+    assert r["ip_hl"] == (40 if v6 else ip_pkt.ihl * 4)
+    if not v6:
+        assert r["ip_id"] == ip_pkt.id
+    assert r["l4_off"] == r["l3_off"] + r["ip_hl"]
+    assert r["l4_len"] == len(tcp)
+    assert (r["sport"], r["dport"]) == (tcp.sport, tcp.dport)
+    assert (r["tcp_seq"], r["tcp_ack"]) == (tcp.seq, tcp.ack)
+    assert r["tcp_flags"] == int(tcp.flags)
+    assert r["tcp_win"] == tcp.window
+    assert r["tcp_hlen"] == tcp.dataofs * 4
+    assert r["payload_len"] == len(tcp.payload)
+    assert r["payload_off"] == (r["l4_off"] + r["tcp_hlen"] if len(tcp.payload) else -1)
