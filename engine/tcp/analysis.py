@@ -12,7 +12,7 @@ segments, timestamps per stream, fast retransmission taking precedence over out-
 updates) follow Wireshark's TCP dissector as documented in anchors.md §2.1; the differences that remain are listed
 in docs/tcp-analysis-differences.md.
 
-State lives per conversation (the flow table's `conv` index) and per direction in numpy arrays that grow as
+State lives per TCP conversation (indexed by tcp.stream) and per direction in numpy arrays that grow as
 conversations appear, plus a pool of unacknowledged segments (unacked.py), so memory is O(flows + segments in
 flight), never O(packets). One kernel walks the rows in order.
 
@@ -30,7 +30,7 @@ from diagnose.packet import (OPT_SACK, OPT_WS, ST_ICMP_ERROR, ST_REASSEMBLED, ST
                              TH_RST, TH_SYN)
 
 from .seqspace import MASK32, seq_gt, seq_le, seq_lt, wrap
-from .unacked import MAX_UNACKED, SegmentPool, release, take
+from .unacked import MAX_UNACKED, SegmentPool, acknowledge, append, span
 
 # ---- analysis flags (per packet, `flags` column): Wireshark's TCP_A_* conditions ----------------------------------
 A_RETRANSMISSION = 1 << 0
@@ -99,7 +99,7 @@ ANALYSIS_DTYPE = np.dtype(
     align=True,
 )
 
-# per conversation
+# per TCP conversation (index: tcp.stream)
 CONV_STATE_DTYPE = np.dtype(
     [
         ("seen", np.uint8),
@@ -112,7 +112,7 @@ CONV_STATE_DTYPE = np.dtype(
     align=True,
 )
 
-# per conversation and direction (index 0 = sent by endpoint A, 1 = by B, as the flow table's `dir`)
+# per TCP conversation and direction (index 0 = sent by endpoint A, 1 = by B, as the flow table's `dir`)
 DIRECTION_STATE_DTYPE = np.dtype(
     [
         ("base_seq", np.int64),
@@ -134,8 +134,13 @@ DIRECTION_STATE_DTYPE = np.dtype(
         ("lastsegflags", np.int64),  # A_* flags of the latest packet in this direction
         ("push_bytes", np.int64),
         ("sack_bytes", np.int64),  # bytes covered by those SACK blocks
-        ("seg_head", np.int64),  # newest unacknowledged segment (unacked.py), -1 none
+        ("seg_head", np.int64),  # oldest unacknowledged segment (unacked.py), -1 none
+        ("seg_tail", np.int64),  # newest
         ("seg_count", np.int64),
+        ("seg_sorted", np.uint8),  # the list is in increasing sequence order
+        ("span_valid", np.uint8),  # span_first/span_last hold the list's span (offsets from base_seq)
+        ("span_first", np.int64),
+        ("span_last", np.int64),
     ],
     align=True,
 )
@@ -145,7 +150,7 @@ _NS_3MS = 3_000_000
 _TCP = 6
 
 # kernel status
-_DONE, _GROW_POOL = 0, 1
+_DONE, _GROW_POOL, _GROW_STREAMS = 0, 1, 2
 
 
 @kernel
@@ -170,7 +175,12 @@ def _init_direction(f):
     f.push_bytes = 0
     f.sack_bytes = 0
     f.seg_head = -1
+    f.seg_tail = -1
     f.seg_count = 0
+    f.seg_sorted = 1
+    f.span_valid = 0
+    f.span_first = 0
+    f.span_last = 0
 
 
 @kernel
@@ -250,12 +260,14 @@ def _verify_window_scaling(fw, rv, is_synack):
 def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters, start):
     """Analyse rows start.. of the packet table into out; returns (next row, status).
 
-    Returns early with _GROW_POOL, before touching the row, when no free segment entry is left."""
+    State is indexed by tcp.stream (dense over TCP conversations). Returns early, before touching the row, with
+    _GROW_POOL when no free segment entry is left and with _GROW_STREAMS when the state arrays are too short."""
     n = table.shape[0]
     for i in range(start, n):
         r = table[i]
         c = r.conv
-        if c < 0:
+        st = r.stream
+        if c < 0 or st < 0:
             continue
         is_error = (r.status & ST_ICMP_ERROR) != 0
         if is_error:
@@ -294,12 +306,14 @@ def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters,
             reported = np.int64(r.l4_len)
             if (r.status & ST_REASSEMBLED) == 0 and r.l4_off + reported > r.wirelen:
                 reported = max(np.int64(r.wirelen) - r.l4_off, 0)
+        if st >= convs.shape[0]:
+            return i, _GROW_STREAMS
         frame = r.frame
         ts = r.ts
         d = np.int64(r.dir)
-        cs = convs[c]
-        fw = dirs[c, d]
-        rv = dirs[c, 1 - d]
+        cs = convs[st]
+        fw = dirs[st, d]
+        rv = dirs[st, 1 - d]
         o = out[i]
 
         syn = (flags & TH_SYN) != 0
@@ -322,9 +336,9 @@ def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters,
             cs.ts_prev = ts
             cs.ts_syn = 0
             cs.initial_rtt = 0
-            _init_direction(dirs[c, 0])
-            _init_direction(dirs[c, 1])
-            if reused[c] != 0 and pure_syn:
+            _init_direction(dirs[st, 0])
+            _init_direction(dirs[st, 1])
+            if c < reused.shape[0] and reused[c] != 0 and pure_syn:
                 # a SYN with a new ISN on known ports: Wireshark's new conversation starts at completeness 1
                 ta = True
                 taf |= A_REUSED_PORTS
@@ -339,6 +353,7 @@ def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters,
                 ta = True
         if synack and fw.base_set != 0 and seq != fw.base_seq:
             fw.base_seq = seq
+            fw.span_valid = 0  # offsets from the base changed
             ta = True
             taf |= A_REUSED_PORTS
 
@@ -450,20 +465,18 @@ def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters,
                         ta = True
                         taf |= A_RETRANSMISSION
                         # RTO: from the oldest segment still unacknowledged, else from the highest one sent
-                        o.rto = ts - fw.nextseq_ts
-                        o.rto_frame = fw.nextseq_frame
-                        k = fw.seg_head
-                        while k >= 0:
-                            o.rto = ts - entries[k].ts
-                            o.rto_frame = entries[k].frame
-                            k = entries[k].link
+                        if fw.seg_head >= 0:
+                            o.rto = ts - entries[fw.seg_head].ts
+                            o.rto_frame = entries[fw.seg_head].frame
+                        else:
+                            o.rto = ts - fw.nextseq_ts
+                            o.rto_frame = fw.nextseq_frame
 
             nextseq = wrap(seq + seglen)
             if (seglen > 0 or syn_or_fin) and fw.seg_count < MAX_UNACKED:
                 if syn_or_fin:
                     nextseq = wrap(nextseq + 1)
-                fw.seg_head = take(entries, free_head, seq, nextseq, frame, ts, fw.seg_head)
-                fw.seg_count += 1
+                append(entries, free_head, fw, seq, nextseq, frame, ts, fw.base_seq)
             is_probe = (taf & A_ZERO_WINDOW_PROBE) != 0
             if (seq_gt(nextseq, fw.nextseq) or fw.nextseq == 0) and not is_probe:
                 fw.nextseq = nextseq
@@ -477,43 +490,15 @@ def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters,
             fw.lastsegflags = taf
 
             # drop what this ACK covers from the other direction's list; an exact match gives the ACK RTT
-            prev = np.int64(-1)
-            k = rv.seg_head
-            while k >= 0:
-                e = entries[k]
-                if ack == e.nextseq:
-                    ta = True
-                    o.acks_frame = e.frame
-                    o.ack_rtt = ts - e.ts
-                elif seq_gt(ack, e.seq) and seq_le(ack, e.nextseq):
-                    e.seq = ack  # partly acknowledged
-                    prev = k
-                    k = e.link
-                    continue
-                elif seq_gt(e.nextseq, ack):
-                    prev = k
-                    k = e.link
-                    continue
-                k = release(entries, free_head, k)
-                if prev < 0:
-                    rv.seg_head = k
-                else:
-                    entries[prev].link = k
-                rv.seg_count -= 1
+            matched, acked_frame, acked_ts = acknowledge(entries, free_head, rv, ack, rv.base_seq)
+            if matched:
+                ta = True
+                o.acks_frame = acked_frame
+                o.ack_rtt = ts - acked_ts
 
             # bytes in flight: span of this direction's unacknowledged segments, less what the peer SACKed
             if seglen != 0 and fw.seg_head >= 0 and fw.valid_bif != 0:
-                k = fw.seg_head
-                first = wrap(entries[k].seq - fw.base_seq)
-                last = wrap(entries[k].nextseq - fw.base_seq)
-                while k >= 0:
-                    lo = wrap(entries[k].seq - fw.base_seq)
-                    hi = wrap(entries[k].nextseq - fw.base_seq)
-                    if hi > last:
-                        last = hi
-                    if lo < first:
-                        first = lo
-                    k = entries[k].link
+                first, last = span(entries, fw, fw.base_seq)
                 in_flight = wrap(last - first)
                 if rv.n_sack > 0:
                     in_flight = wrap(in_flight - rv.sack_bytes)
@@ -631,18 +616,17 @@ class TcpAnalyzer:
     a SYN that reused the ports of an earlier one (tcp.analysis.reused_ports). Without it that flag is never set.
     """
 
-    def __init__(self, flows=None, initial_conversations: int = 1024):
+    def __init__(self, flows=None, initial_streams: int = 1024):
         self._flows = flows
-        self._convs = np.zeros(initial_conversations, CONV_STATE_DTYPE)
-        self._dirs = np.zeros((initial_conversations, 2), DIRECTION_STATE_DTYPE)
+        self._convs = np.zeros(initial_streams, CONV_STATE_DTYPE)
+        self._dirs = np.zeros((initial_streams, 2), DIRECTION_STATE_DTYPE)
         self._pool = SegmentPool()
         self._counters = np.zeros(2, np.int64)  # [unused, SYNs the flow table kept in a conversation Wireshark split]
         self._empty_buf = np.zeros(0, np.uint8)
+        self._no_reuse = np.zeros(0, np.uint8)
 
-    def _ensure(self, n: int) -> None:
-        if n <= len(self._convs):
-            return
-        size = max(n, 2 * len(self._convs))
+    def _grow_streams(self) -> None:
+        size = 2 * len(self._convs)
         convs = np.zeros(size, CONV_STATE_DTYPE)
         convs[: len(self._convs)] = self._convs
         dirs = np.zeros((size, 2), DIRECTION_STATE_DTYPE)
@@ -655,37 +639,28 @@ class TcpAnalyzer:
         `buf` is the chunk's byte buffer; it is only read for the TCP headers quoted by ICMP errors (which
         Wireshark also counts in their stream's times and completeness)."""
         out = np.zeros(len(table), ANALYSIS_DTYPE)
-        if len(table) == 0:
-            return out
-        top = int(table["conv"].max()) + 1
-        self._ensure(top)
-        reused = self._reused_flags(top)
+        reused = self._flows.conversations["reused"] if self._flows is not None else self._no_reuse
         buf = self._empty_buf if buf is None else buf
         start = 0
-        while True:
+        while start < len(table):
             start, status = _analyze(table, buf, out, reused, self._convs, self._dirs, self._pool.entries,
                                      self._pool.free_head, self._counters, start)
-            if status == _DONE:
-                return out
-            self._pool.grow()
-
-    def _reused_flags(self, n: int) -> np.ndarray:
-        if self._flows is None or n <= 0:
-            return np.zeros(max(n, 1), np.uint8)
-        convs = self._flows.conversations
-        reused = np.zeros(max(n, 1), np.uint8)
-        k = min(n, len(convs))
-        reused[:k] = convs["reused"][:k]
-        return reused
+            if status == _GROW_POOL:
+                self._pool.grow()
+            elif status == _GROW_STREAMS:
+                self._grow_streams()
+        return out
 
     @property
     def completeness(self) -> np.ndarray:
-        """tcp.completeness per conversation index (its final value once the capture is read); 0 for non-TCP."""
+        """tcp.completeness per tcp.stream (its final value once the capture is read); index with a conversation's
+        `stream` (FlowTable.conversations) to get it per conversation."""
         return self._convs["completeness"]
 
     @property
-    def conversation_state(self) -> np.ndarray:
-        """CONV_STATE_DTYPE per conversation index (a view): completeness, first time, initial RTT (ns)."""
+    def stream_state(self) -> np.ndarray:
+        """CONV_STATE_DTYPE per tcp.stream (a view): completeness, first time, initial RTT (ns); `seen` = 0 beyond
+        the streams met so far."""
         return self._convs
 
     @property
