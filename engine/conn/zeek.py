@@ -953,6 +953,15 @@ def _endpoint_of(c, r, sp):
     return 0 if (r.src_hi == c.h_hi[0] and r.src_lo == c.h_lo[0] and sp == c.port[0]) else 1
 
 
+@kernel
+def _swap_endpoints(c):
+    """Renumber the endpoints of a connection that has seen no packet yet (its TCP record is still blank)."""
+    for arr in (c.h_hi, c.h_lo):
+        arr[0], arr[1] = arr[1], arr[0]
+    c.port[0], c.port[1] = c.port[1], c.port[0]
+    c.orig = 1 - c.orig
+
+
 # ---- kernel over a chunk: per conversation ----------------------------------------------------------------------------
 @kernel
 def _conv_rows(table, start, bad, whole, udp_len, cs, tx, n_tcp, flip_ports):
@@ -969,9 +978,11 @@ def _conv_rows(table, start, bad, whole, udp_len, cs, tx, n_tcp, flip_ports):
             if kind == K_TCP and n_tcp >= tx.shape[0]:
                 return k, n_tcp, GROW_TCP
             n_tcp = _new_conn(cs, c, tx, n_tcp, r, kind, sp, dp, c, flip_ports)
+            if r.dir == 1:  # keep endpoint index == the flow table's direction (A = 0)
+                _swap_endpoints(cs[c])
         if cs[c].kind != kind:
             continue
-        e = _endpoint_of(cs[c], r, sp)
+        e = r.dir
         _packet(cs, c, tx, e, r, kind, bad[k], whole[k], udp_len[k])
     return table.shape[0], n_tcp, DONE
 
@@ -1222,6 +1233,12 @@ class ConnStates(_StateTable):
         if conv >= len(self.conns) or self.conns[conv]["kind"] == 0:
             return None
         return super().record(conv)
+
+    def originator_dir(self, conv: int) -> int | None:
+        """The flow-table direction (0 = endpoint A) of Zeek's originator of this conversation."""
+        if conv >= len(self.conns) or self.conns[conv]["kind"] == 0:
+            return None
+        return int(self.conns[conv]["orig"])
 
 
 class ZeekConnections(_StateTable):
