@@ -16,7 +16,8 @@ import numpy as np
 
 class ChunkContext:
     def __init__(self, buf: np.ndarray, table: np.ndarray, *, first_ts: int | None = None,
-                 prev_ts: int | None = None, file_big_endian: bool = False, extra: dict[str, Any] | None = None):
+                 prev_ts: int | None = None, file_big_endian: bool = False, capture_format: str | None = None,
+                 extra: dict[str, Any] | None = None):
         self.buf = buf
         self.table = table
         self.n = int(table.shape[0])
@@ -24,6 +25,7 @@ class ChunkContext:
         self.first_ts = int(table["ts"][0]) if first_ts is None and self.n else (first_ts or 0)
         self.prev_ts = prev_ts
         self.file_big_endian = file_big_endian  # byte order of the file (DLT_NULL headers use the writer's order)
+        self.capture_format = capture_format  # "pcap" or "pcapng" (frame.interface_id exists only in pcapng)
         self.extra: dict[str, Any] = extra if extra is not None else {}
         self._cache: dict[str, Any] = {}
 
@@ -76,7 +78,8 @@ class ChunkContext:
         return np.where(ok, value, np.uint64(0)), ok
 
 
-def iter_contexts(chunks: Iterable, *, file_big_endian: bool = False) -> Iterator[ChunkContext]:
+def iter_contexts(chunks: Iterable, *, file_big_endian: bool = False,
+                  capture_format: str | None = None) -> Iterator[ChunkContext]:
     """ChunkContexts for successive chunks (anything with .buf and .table), carrying the capture-wide times."""
     first_ts = None
     prev_ts = None
@@ -86,6 +89,7 @@ def iter_contexts(chunks: Iterable, *, file_big_endian: bool = False) -> Iterato
             continue
         if first_ts is None:
             first_ts = int(table["ts"][0])
-        ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts, file_big_endian=file_big_endian)
+        ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts, file_big_endian=file_big_endian,
+                           capture_format=capture_format)
         prev_ts = int(table["ts"][-1])
         yield ctx

@@ -26,14 +26,18 @@ register_table("frame", [
      {"bits": 32}),
     ("frame.cap_len", T.UINT, "Captured length (bytes); less than frame.len when the snapshot length cut it",
      lambda c: c.table["caplen"].astype(np.int64), {"bits": 32}),
-    ("frame.interface_id", T.UINT, "Capture interface index (pcapng interface order)",
-     lambda c: c.table["iface"].astype(np.int64), {"bits": 32}),
     ("frame.time", T.TIME, "Arrival time", lambda c: c.table["ts"].astype(np.int64)),
     ("frame.time_epoch", T.TIME, "Arrival time as seconds since the Unix epoch",
      lambda c: c.table["ts"].astype(np.int64)),
     ("frame.time_relative", T.RELTIME, "Time since the first frame of the capture",
      lambda c: c.table["ts"].astype(np.int64) - c.first_ts),
 ], _column)
+
+
+@field("frame.interface_id", T.UINT, "Capture interface index (pcapng files only, in interface order)", bits=32)
+def _interface(ctx: ChunkContext) -> list[Occurrence]:
+    present = np.full(ctx.n, ctx.capture_format == "pcapng")
+    return [Occurrence(ctx.table["iface"].astype(np.int64), present)]
 
 
 @field("frame.time_delta", T.RELTIME, "Time since the previous captured frame")

@@ -71,8 +71,6 @@ def _quoted_or_bytes(q_column: str, at: int):
 
 
 register_table("ip", [
-    ("ip.version", T.UINT, "IP version (4)", (lambda t: np.full(t.shape[0], 4, np.int64), _from_bytes(0, 1, 4)),
-     {"bits": 4}),
     ("ip.hdr_len", T.UINT, "Header length (bytes)", (_col("ip_hl"), _header_length), {"bits": 8}),
     ("ip.dsfield", T.UINT, "Differentiated services field (DSCP and ECN)", (_col("ip_tos"), _from_bytes(1, 1)),
      {"bits": 8, "base": "hex"}),
@@ -135,6 +133,12 @@ def _header_bytes(ctx: ChunkContext, inst: Instance, length: np.ndarray, search:
     return ByteRanges(ctx.buf, inst.offset, np.minimum(length, room), np.minimum(search, room))
 
 
+@field("ip.version", T.UINT, "IP version (4, or 6 for an IPv6 header, as Wireshark shows it)", bits=4)
+def _ip_version(ctx: ChunkContext) -> list[Occurrence]:
+    return [Occurrence(np.full(ctx.n, version, np.int64), inst.present, inst.layer)
+            for version in (4, 6) for inst in ip_instances(ctx, version)]
+
+
 # ---- IPv6 --------------------------------------------------------------------------------------------------------
 
 
@@ -168,7 +172,8 @@ register_table("ipv6", [
     ("ipv6.tclass", T.UINT, "Traffic class", (_col("ip_tos"), _from_bytes(0, 2, 4, 0xFF)),
      {"bits": 8, "base": "hex"}),
     ("ipv6.flow", T.UINT, "Flow label", (None, _from_bytes(0, 4, 0, 0xFFFFF)), {"bits": 20, "base": "hex"}),
-    ("ipv6.plen", T.UINT, "Payload length (bytes)", (None, _from_bytes(4, 2)), {"bits": 16}),
+    ("ipv6.plen", T.UINT, "Payload length (bytes)", (_col("ip_len", lambda v: v - 40), _from_bytes(4, 2)),
+     {"bits": 16}),
     ("ipv6.nxt", T.UINT, "Next header (of the fixed header; extension headers may follow)",
      (None, _from_bytes(6, 1)), {"bits": 8, "value_names": IP_PROTOCOLS}),
     ("ipv6.hlim", T.UINT, "Hop limit", (_col("ip_ttl"), _from_bytes(7, 1)), {"bits": 8}),

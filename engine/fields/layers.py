@@ -95,7 +95,13 @@ def transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
 
 def _transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
     t = ctx.table
-    out = [Instance("main", _abs(ctx, t["l4_off"]), main_transport(ctx, proto), 1, transport_end(ctx))]
+    out = []
+    main_layer: int | np.ndarray = 1
+    outer = _outer_transport(ctx, proto)
+    if outer is not None:
+        out.append(outer)
+        main_layer = 1 + outer.present.astype(np.int64)
+    out.append(Instance("main", _abs(ctx, t["l4_off"]), main_transport(ctx, proto), main_layer, transport_end(ctx)))
     quoted = ((t["status"] & ST_ICMP_ERROR) != 0) & (t["q_proto"] == proto) & (t["l4_off"] >= 0)
     if quoted.any():
         q_ip = _abs(ctx, t["l4_off"]) + 8
@@ -106,6 +112,27 @@ def _transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
         header_len = np.where(v4, ihl, 40)
         offset = q_ip + header_len
         present = quoted & np.where(v4, ok & fok & ((frag & 0x1FFF) == 0), True) & (offset + 4 <= ctx.frame_end)
-        layer = 1 + main_transport(ctx, proto).astype(np.int64)
+        layer = main_layer + main_transport(ctx, proto).astype(np.int64)
         out.append(Instance("quoted", offset, present, layer, ctx.frame_end))
     return out
+
+
+def _outer_transport(ctx: ChunkContext, proto: int) -> Instance | None:
+    """The transport header right after a tunnel's outer IP header (the UDP of VXLAN, Teredo, GTP-U), if any."""
+    t = ctx.table
+    has_outer = t["outer_l3_off"] >= 0
+    if not has_outer.any():
+        return None
+    start = _abs(ctx, t["outer_l3_off"])
+    version = _version_at(ctx, start, has_outer)
+    first, ok4 = ctx.read_be(start, 1, has_outer & (version == 4))
+    proto4, _ = ctx.read_be(start + 9, 1, ok4)
+    frag, fok = ctx.read_be(start + 6, 2, ok4)
+    v4 = ok4 & fok & (proto4 == proto) & ((frag & 0x1FFF) == 0)
+    nxt6, ok6 = ctx.read_be(start + 6, 1, has_outer & (version == 6))
+    v6 = ok6 & (nxt6 == proto)
+    offset = np.where(v4, start + (first & 0x0F) * 4, start + 40)
+    present = (v4 | v6) & (offset + 4 <= ctx.frame_end) & (offset != _abs(ctx, t["l4_off"]))
+    if not present.any():
+        return None
+    return Instance("outer", offset, present, 1, ctx.frame_end)

@@ -45,15 +45,15 @@ def _addr(ctx):
     return [_eth_dst(ctx), _eth_src(ctx)]
 
 
-@field("eth.type", T.UINT, "EtherType of the Ethernet header (0x8100 when a VLAN tag follows)", bits=16, base="hex",
-       value_names=ETHERTYPES)
+@field("eth.type", T.UINT, "EtherType of the Ethernet header (0x8100 when a VLAN tag follows); absent in IEEE 802.3 "
+       "frames, where the field is a length", bits=16, base="hex", value_names=ETHERTYPES)
 def _type(ctx):
     value, ok = ctx.read_be(ctx.frame_start + 12, 2, is_ethernet(ctx))
-    return [Occurrence(value, ok)]
+    return [Occurrence(value, ok & (value >= 0x600))]
 
 
-def _tags(ctx: ChunkContext) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(offset of the tag's TCI, present) for each stacked tag position, outermost first."""
+def _tags(ctx: ChunkContext) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(offset of the tag's TCI, present, TPID that introduced it) for each stacked tag position, outermost first."""
     def compute():
         tags = []
         eth = is_ethernet(ctx)
@@ -62,7 +62,7 @@ def _tags(ctx: ChunkContext) -> list[tuple[np.ndarray, np.ndarray]]:
         inside = ok & np.isin(tpid, VLAN_TYPES)
         while inside.any():
             tci_ok = inside & (offset + 4 <= ctx.frame_end)
-            tags.append((offset.copy(), tci_ok))
+            tags.append((offset.copy(), tci_ok, tpid.copy()))
             tpid, ok = ctx.read_be(offset + 2, 2, tci_ok)
             inside = ok & np.isin(tpid, VLAN_TYPES)
             offset = offset + 4
@@ -70,18 +70,33 @@ def _tags(ctx: ChunkContext) -> list[tuple[np.ndarray, np.ndarray]]:
     return ctx.cached("@vlan_tags", compute)
 
 
-def _tag_field(ctx: ChunkContext, at: int, shift: int, mask: int) -> list[Occurrence]:
+def _tag_positions(ctx: ChunkContext, ad: bool):
+    """Tags of one kind with their layer numbers: 802.1Q (TPID 0x8100/0x9100) as vlan.*, 802.1ad (0x88a8) as
+    ieee8021ad.*, as Wireshark names them."""
+    count = np.zeros(ctx.n, np.int64)
+    for offset, present, tpid in _tags(ctx):
+        mine = present & ((tpid == 0x88A8) if ad else (tpid != 0x88A8))
+        count = count + mine
+        yield offset, mine, count.copy()
+
+
+def _tag_field(ctx: ChunkContext, at: int, shift: int, mask: int, ad: bool = False) -> list[Occurrence]:
     out = []
-    for layer, (offset, present) in enumerate(_tags(ctx), start=1):
+    for offset, present, layer in _tag_positions(ctx, ad):
         value, ok = ctx.read_be(offset + at, 2, present)
         out.append(Occurrence((value >> shift) & mask, ok, layer))
     return out
 
 
-@field("vlan", T.NONE, "802.1Q Virtual LAN tag (one layer per stacked tag)")
+@field("ieee8021ad.id", T.UINT, "802.1ad (QinQ service tag) VLAN identifier", bits=12)
+def _ad_id(ctx):
+    return _tag_field(ctx, 0, 0, 0x0FFF, ad=True)
+
+
+@field("vlan", T.NONE, "802.1Q Virtual LAN tag (one layer per stacked tag; 802.1ad tags are ieee8021ad)")
 def _vlan(ctx):
     return [Occurrence(ByteRanges(ctx.buf, offset, np.full(ctx.n, 4, np.int64)), present, layer)
-            for layer, (offset, present) in enumerate(_tags(ctx), start=1)]
+            for offset, present, layer in _tag_positions(ctx, False)]
 
 
 @field("vlan.id", T.UINT, "VLAN identifier", bits=12)

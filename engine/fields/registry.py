@@ -25,6 +25,7 @@ FIELD_MODULES: list[str] = [
     "diagnose.fields.transport",
     "diagnose.fields.icmp",
     "diagnose.fields.arp",
+    "diagnose.tcp.fields",  # TCP analysis: needs the chunk's TcpAnalyzer rows (diagnose.tcp.fields.attach)
 ]
 
 

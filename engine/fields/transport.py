@@ -12,6 +12,7 @@ from diagnose.fields.context import ChunkContext
 from diagnose.fields.layers import IPPROTO_TCP, IPPROTO_UDP, Instance, transport_end, transport_instances
 from diagnose.fields.registry import field, lookup, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
+from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS
 
 TCP_FLAG_BITS = {"fin": 0x001, "syn": 0x002, "reset": 0x004, "push": 0x008, "ack": 0x010, "urg": 0x020,
@@ -39,7 +40,7 @@ def _transport_field(proto: int, column: str | None, at: int, size: int, need: i
                     value, ok = ctx.table[column].astype(np.int64), _captured(inst, need, ctx)
             elif main_only:
                 continue
-            elif quoted_column is not None:
+            elif quoted_column is not None and inst.kind == "quoted":
                 value, ok = ctx.table[quoted_column].astype(np.int64), _captured(inst, need, ctx)
             else:
                 value, ok = ctx.read_be(inst.offset + at, size, inst.present, limit=inst.limit)
@@ -63,8 +64,8 @@ register_table("tcp", [
      {"bits": 16}),
     ("tcp.seq_raw", T.UINT, "Sequence number (raw, as on the wire)", ((IPPROTO_TCP, "tcp_seq", 4, 4, 8),
                                                                        {"main_only": True}), {"bits": 32}),
-    ("tcp.ack_raw", T.UINT, "Acknowledgment number (raw, as on the wire)", ((IPPROTO_TCP, "tcp_ack", 8, 4, 12),
-                                                                             {"main_only": True}), {"bits": 32}),
+    ("tcp.ack_raw", T.UINT, "Acknowledgment number (raw, as on the wire)", ((IPPROTO_TCP, "tcp_ack", 8, 4, 12), {}),
+     {"bits": 32}),
     ("tcp.hdr_len", T.UINT, "Header length (bytes)", ((IPPROTO_TCP, "tcp_hlen", 12, 1, 20),
                                                      {"shift": 4, "mask": 0xF, "scale": 4}), {"bits": 8}),
     ("tcp.flags", T.UINT, "Flags (12 bits: reserved, NS, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN)",
@@ -125,14 +126,72 @@ def _tcp_stream(ctx):
     return [Occurrence(stream, present & (stream >= 0))]
 
 
+@kernel
+def _walk_options(buf, start, header_end, end, present, bits, mss, shift, tsval, tsecr):
+    """TCP options of headers read from the bytes (the one quoted in an ICMP error)."""
+    for i in range(start.shape[0]):
+        if not present[i]:
+            continue
+        q = start[i] + 20
+        stop = min(header_end[i], end[i])
+        while q < stop:
+            kind = buf[q]
+            if kind == 0:
+                break
+            if kind == 1:
+                q += 1
+                continue
+            if q + 2 > stop:
+                break
+            olen = np.int64(buf[q + 1])
+            if olen < 2 or q + olen > stop:
+                break
+            if kind == 2 and olen == 4:
+                bits[i] |= OPT_MSS
+                mss[i] = (np.int64(buf[q + 2]) << 8) | np.int64(buf[q + 3])
+            elif kind == 3 and olen == 3:
+                bits[i] |= OPT_WS
+                shift[i] = buf[q + 2]
+            elif kind == 4 and olen == 2:
+                bits[i] |= OPT_SACK_PERM
+            elif kind == 8 and olen == 10:
+                bits[i] |= OPT_TS
+                tsval[i] = (np.int64(buf[q + 2]) << 24) | (np.int64(buf[q + 3]) << 16) | \
+                    (np.int64(buf[q + 4]) << 8) | np.int64(buf[q + 5])
+                tsecr[i] = (np.int64(buf[q + 6]) << 24) | (np.int64(buf[q + 7]) << 16) | \
+                    (np.int64(buf[q + 8]) << 8) | np.int64(buf[q + 9])
+            q += olen
+
+
+def _quoted_options(ctx: ChunkContext, inst: Instance) -> dict[str, np.ndarray]:
+    def compute():
+        first, ok = ctx.read_be(inst.offset + 12, 1, inst.present)
+        header_end = inst.offset + (first >> 4) * 4
+        out = {name: np.zeros(ctx.n, np.int64) for name in ("tcp_opts", "opt_mss", "opt_ws", "opt_ts_val",
+                                                              "opt_ts_ecr")}
+        _walk_options(ctx.buf, inst.offset, header_end, ctx.frame_end, ok & (first >> 4 > 5), out["tcp_opts"],
+                      out["opt_mss"], out["opt_ws"], out["opt_ts_val"], out["opt_ts_ecr"])
+        return out
+    return ctx.cached("@quoted_tcp_options", compute)
+
+
 def _option(bit: int, column: str | None):
     def extract(ctx: ChunkContext) -> list[Occurrence]:
         t = ctx.table
-        present = _header_complete(ctx) & ((t["tcp_opts"] & bit) != 0)
-        if column is None:
-            inst = _main_tcp(ctx)
-            return [Occurrence(ByteRanges(ctx.buf, inst.offset, np.zeros(ctx.n, np.int64)), present)]
-        return [Occurrence(t[column].astype(np.int64), present)]
+        out = []
+        for inst in transport_instances(ctx, IPPROTO_TCP):
+            if inst.kind == "main":
+                columns = t
+                present = _header_complete(ctx) & ((t["tcp_opts"] & bit) != 0)
+            else:
+                columns = _quoted_options(ctx, inst)
+                present = inst.present & ((columns["tcp_opts"] & bit) != 0)
+            if column is None:
+                out.append(Occurrence(ByteRanges(ctx.buf, inst.offset, np.zeros(ctx.n, np.int64)), present,
+                                      inst.layer))
+            else:
+                out.append(Occurrence(columns[column].astype(np.int64), present, inst.layer))
+        return out
     return extract
 
 
