@@ -7,12 +7,14 @@ the hot path: a chunk of packets is one array of PACKET_DTYPE rows.
 Conventions
 * Offsets (`*_off`) are byte offsets from the start of the frame (`data`), -1 when the layer is absent. They may
   point past `caplen`: a reassembled datagram (ST_REASSEMBLED) is appended to the chunk buffer after the frames.
-* Tunnels (GRE, VXLAN, IP-in-IP, Teredo) are decoded to the inner packet: network and transport columns describe the
-  innermost IP header and `outer_l3_off` points at the outermost one. Link columns (MACs, VLAN, MPLS) describe the
-  outermost link header, the one the capture was taken on.
+* Tunnels (GRE incl. ERSPAN, VXLAN, IP-in-IP, Teredo, GTP-U) are decoded to the inner packet: network and transport
+  columns describe the innermost IP header and `outer_l3_off` points at the outermost one. Link columns (MACs, VLAN,
+  MPLS) describe the outermost link header, the one the capture was taken on (for Cisco FabricPath, whose outer
+  addresses are switch ids, the inner frame's, as Wireshark shows them).
 * IP fragments (ST_IP_FRAGMENT) get no transport decode. The row whose fragment completes a datagram gets
   ST_REASSEMBLED instead: its IP columns still describe its own header (as Wireshark shows them), while l3_off,
-  l4_off, payload_off, l4_len and payload_len describe the reassembled datagram.
+  l4_off, payload_off, l4_len and payload_len describe the reassembled datagram (and, when that datagram is a
+  tunnel, all network and transport columns describe its inner packet).
 * Addresses are two uint64 halves (`*_hi`, `*_lo`), big-endian order. IPv4 sits in the low 32 bits of `*_lo` with
   `*_hi` = 0 and `ipv` = 4; IPv6 uses all 128 bits with `ipv` = 6.
 * Values are as on the wire (raw TCP window, raw sequence numbers); relative numbers and scaling are derived later.

@@ -87,3 +87,19 @@ def test_gre_with_routing_or_version_1_is_not_followed():
     _, table = cb.decode([pptp])
     r = table[0]
     assert r["ip_proto"] == 47 and r["encap"] == 0 and r["outer_l3_off"] == -1 and r["l4_off"] == 34
+
+
+def test_erspan_type_2_and_3_lead_to_the_mirrored_frame():
+    inner = cb.tcp_syn()
+    mirrored = Ether(src=cb.MAC_C, dst=cb.MAC_D) / inner
+    outer = Ether(src=cb.MAC_A, dst=cb.MAC_B) / IP(src="192.0.2.1", dst="192.0.2.2")
+    type2 = cb.frame(outer / GRE(proto=0x88BE, seqnum_present=1, sequence_number=1)
+                     / Raw(bytes.fromhex("1001000a00000000")) / mirrored)
+    type3 = cb.frame(outer / GRE(proto=0x22EB, seqnum_present=1, sequence_number=1)
+                     / Raw(bytes.fromhex("2001000a0000000000000000")) / mirrored)
+    type3_subheader = cb.frame(outer / GRE(proto=0x22EB, seqnum_present=1, sequence_number=1)
+                               / Raw(bytes.fromhex("2001000a0000000000000001") + b"\0" * 8) / mirrored)
+    _, table = cb.decode([type2, type3, type3_subheader])
+    for frame, r in zip((type2, type3, type3_subheader), table):
+        cb.check_ip_tcp(r, frame, inner)
+        assert r["encap"] == ENC_GRE and r["outer_l3_off"] == 14
