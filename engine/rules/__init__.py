@@ -1,0 +1,1 @@
+"""The rule engine: runs playbook rules over a capture and produces findings (diagnose.findings)."""
