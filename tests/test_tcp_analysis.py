@@ -181,3 +181,114 @@ def test_retransmission_filter_includes_fast_and_spurious():
     rows["flags"] = [A_RETRANSMISSION, A_FAST_RETRANSMISSION, A_SPURIOUS_RETRANSMISSION, 0]
     assert matches(rows, "tcp.analysis.retransmission").tolist() == [True, True, True, False]
     assert matches(rows, "tcp.analysis.fast_retransmission").tolist() == [False, True, False, False]
+
+
+# ---- the fields in the display-filter language -------------------------------------------------------------------
+
+def _filter_frames(group: str, name: str, texts: list[str]) -> dict[str, set[int]]:
+    """Frames each display filter selects, with the TCP analysis rows attached to every chunk."""
+    from diagnose.filters import compile_display_filter, iter_contexts
+    from diagnose.tcp.fields import attach
+
+    filters = {text: compile_display_filter(text) for text in texts}
+    selected: dict[str, set[int]] = {text: set() for text in texts}
+    run = open_pass(str(data_path(group, name)))
+    analyzer = TcpAnalyzer(run.flows)
+    with run.capture:
+        chunks = list((chunk.buf, chunk.table.copy()) for chunk in run.chunks() if len(chunk.table))
+    for (buf, table), ctx in zip(chunks, iter_contexts([type("C", (), {"buf": b, "table": t}) for b, t in chunks])):
+        attach(ctx, analyzer.update(table, buf))
+        for text, flt in filters.items():
+            selected[text] |= set(table["frame"][flt.evaluate(ctx)].tolist())
+    return selected
+
+
+@pytest.mark.parametrize("group,name", [("lab", "retransmissions.pcap"), ("lab", "zero_window.pcap"),
+                                        ("corpus", "zeek/reassembly.pcap")])
+def test_flag_filters_select_tsharks_frames(group, name):
+    fixture = load_tshark(group, name)
+    got = _filter_frames(group, name, list(FLAG_FILTERS))
+    assert got == {flag: set(fixture["frame_sets"][flag]) for flag in FLAG_FILTERS}
+
+
+def test_value_filters_select_tsharks_frames():
+    fixture = load_tshark("lab", "retransmissions.pcap")
+    columns = packet_columns(fixture)
+
+    def frames_where(field, test):
+        return {k + 1 for k, cell in enumerate(columns[field]) if cell and test(cell)}
+
+    texts = {
+        "tcp.analysis.ack_rtt > 0.001": frames_where("tcp.analysis.ack_rtt", lambda c: float(c) > 0.001),
+        "tcp.analysis.bytes_in_flight >= 100000":
+            frames_where("tcp.analysis.bytes_in_flight", lambda c: int(c) >= 100000),
+        "tcp.window_size > 1000000": frames_where("tcp.window_size", lambda c: int(c) > 1000000),
+        "tcp.analysis.duplicate_ack_num == 3": frames_where("tcp.analysis.duplicate_ack_num", lambda c: c == "3"),
+        "tcp.seq == 1": frames_where("tcp.seq", lambda c: c == "1"),
+        "tcp.completeness == 31": frames_where("tcp.completeness", lambda c: c == "31"),
+        "tcp.analysis.initial_rtt": frames_where("tcp.analysis.initial_rtt", lambda c: True),
+    }
+    got = _filter_frames("lab", "retransmissions.pcap", list(texts))
+    for text, want in texts.items():
+        assert want, text  # each filter selects something, so the comparison means something
+        assert got[text] == want, text
+
+
+def test_fields_without_analysis_rows_say_so():
+    from diagnose.fields import ChunkContext, lookup
+    import diagnose.tcp.fields  # noqa: F401  (registers the fields)
+
+    run = open_pass(str(data_path("lab", "retransmissions.pcap")))
+    with run.capture:
+        chunk = next(iter(run.chunks()))
+        ctx = ChunkContext(chunk.buf, chunk.table)
+    with pytest.raises(RuntimeError, match="attach"):
+        lookup("tcp.analysis.retransmission").extract(ctx)
+
+
+# ---- chunking and growth do not change the answers ---------------------------------------------------------------
+
+@pytest.mark.parametrize("group,name", [("lab", "retransmissions.pcap"), ("corpus-zeek", "ssh.pcap")])
+def test_results_do_not_depend_on_chunk_boundaries_or_initial_sizes(group, name):
+    """State carries across chunks: any split of the rows, and arrays that must grow, give the same rows."""
+    table, whole = analyze_capture(data_path(group, name))
+    assert (whole["flags"] != 0).sum() > 10
+    run = open_pass(str(data_path(group, name)))
+    with run.capture:
+        for _ in run.chunks():
+            pass
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        cuts = np.sort(rng.choice(np.arange(1, len(table)), size=40, replace=False))
+        analyzer = TcpAnalyzer(run.flows, initial_streams=1, initial_segments=2)
+        parts = [analyzer.update(piece) for piece in np.split(table, cuts)]
+        assert np.array_equal(np.concatenate(parts), whole)
+        assert analyzer._pool.capacity > 2  # the segment pool had to grow
+
+
+def test_stream_state_grows():
+    table, whole = analyze_capture(data_path("corpus-zeek", "ssh.pcap"))
+    run = open_pass(str(data_path("corpus-zeek", "ssh.pcap")))
+    with run.capture:
+        for _ in run.chunks():
+            pass
+    analyzer = TcpAnalyzer(run.flows, initial_streams=1)
+    assert np.array_equal(analyzer.update(table), whole)
+    assert len(analyzer.stream_state) >= run.flows.tcp_streams > 1
+
+
+def test_completeness_per_conversation():
+    """The final tcp.completeness of each TCP conversation is the value tshark shows on its last packet plus that
+    packet's own contribution, i.e. the value of the stream once the capture is read."""
+    table, rows = analyze_capture(data_path("lab", "mid_stream_rst.pcap"))
+    run = open_pass(str(data_path("lab", "mid_stream_rst.pcap")))
+    analyzer = TcpAnalyzer(run.flows)
+    with run.capture:
+        for chunk in run.chunks():
+            analyzer.update(chunk.table, chunk.buf)
+    per_conv = analyzer.conversation_completeness(run.flows.conversations)
+    tcp = run.flows.conversations["proto"] == 6
+    assert tcp.any()
+    # mid_stream_rst: handshake, data both ways, then the server's RST
+    assert set(per_conv[tcp].tolist()) == {1 | 2 | 4 | 8 | 32}
+    assert (per_conv[~tcp] == 0).all()

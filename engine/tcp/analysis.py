@@ -616,11 +616,11 @@ class TcpAnalyzer:
     a SYN that reused the ports of an earlier one (tcp.analysis.reused_ports). Without it that flag is never set.
     """
 
-    def __init__(self, flows=None, initial_streams: int = 1024):
+    def __init__(self, flows=None, initial_streams: int = 1024, initial_segments: int = 4096):
         self._flows = flows
         self._convs = np.zeros(initial_streams, CONV_STATE_DTYPE)
         self._dirs = np.zeros((initial_streams, 2), DIRECTION_STATE_DTYPE)
-        self._pool = SegmentPool()
+        self._pool = SegmentPool(initial_segments)
         self._counters = np.zeros(2, np.int64)  # [unused, SYNs the flow table kept in a conversation Wireshark split]
         self._empty_buf = np.zeros(0, np.uint8)
         self._no_reuse = np.zeros(0, np.uint8)
@@ -656,6 +656,15 @@ class TcpAnalyzer:
         """tcp.completeness per tcp.stream (its final value once the capture is read); index with a conversation's
         `stream` (FlowTable.conversations) to get it per conversation."""
         return self._convs["completeness"]
+
+    def conversation_completeness(self, conversations: np.ndarray) -> np.ndarray:
+        """tcp.completeness of each conversation (rows of FlowTable.conversations, in their order); 0 for
+        conversations that are not TCP or have no analysed packet."""
+        out = np.zeros(len(conversations), np.uint8)
+        stream = conversations["stream"].astype(np.int64)
+        tcp = (conversations["proto"] == _TCP) & (stream >= 0) & (stream < len(self._convs))
+        out[tcp] = self._convs["completeness"][stream[tcp]]
+        return out
 
     @property
     def stream_state(self) -> np.ndarray:
