@@ -81,7 +81,7 @@ def list_packets(
     capture: CaptureArg,
     count: Annotated[Optional[int], typer.Option("-c", "--count", help="stop after N packets")] = None,
     time_format: Annotated[str, typer.Option("-t", "--time",
-                                             help="local | utc | epoch | relative | delta")] = "local",
+                                             help="local | utc | date | epoch | relative | delta (tcpdump -t variants)")] = "local",
     hex_ascii: Annotated[bool, typer.Option("-X", help="hex and ASCII of each packet, like tcpdump -X")] = False,
     write: Annotated[Optional[str], typer.Option("-w", "--write", help="write the selected packets to FILE "
                                                  "(.pcapng keeps interfaces, comments, secrets; .pcap)")] = None,

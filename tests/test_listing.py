@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diagnose import listing_link
+from diagnose.listing import link as listing_link
 from diagnose.capture import open_capture
 from diagnose.listing import TIME_FORMATS, ListingState, format_packets
 from diagnose.packet import new_table

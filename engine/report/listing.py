@@ -10,7 +10,6 @@ import numpy as np
 from diagnose.errors import UsageError
 from diagnose.pipeline import open_pass
 
-TIME_FORMATS = ("local", "utc", "epoch", "relative", "delta")
 
 
 def run_list(path: str, *, count: int | None = None, time_format: str = "local", hex_ascii: bool = False,
@@ -18,6 +17,7 @@ def run_list(path: str, *, count: int | None = None, time_format: str = "local",
              display_filter: str | None = None, out=None) -> list[str]:
     """Print (and/or write) the selected packets; returns the capture's warnings."""
     from diagnose.capture.writer import CaptureWriter
+    from diagnose.listing import TIME_FORMATS
 
     if time_format not in TIME_FORMATS:
         raise UsageError(f"unknown time format {time_format!r} (choose from {', '.join(TIME_FORMATS)})")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import struct
 
-from diagnose import listing_dns, listing_text
-from diagnose.listing_common import Context, Truncated, mac_text
+from diagnose.listing import dns as listing_dns
+from diagnose.listing import text as listing_text
+from diagnose.listing.common import Context, Truncated, mac_text
 
 DNS_PORT, MDNS_PORT, BOOTPS, BOOTPC, NTP_PORT, VXLAN_PORT, SIP_PORT = 53, 5353, 67, 68, 123, 4789, 5060
 _NTP_MODES = ("unspecified", "symmetric active", "symmetric passive", "Client", "Server", "Broadcast",
@@ -45,7 +46,7 @@ def print_udp(out: list[str], pkt: bytes, off: int, length: int, ctx: Context, s
         flags = data[0]
         vni = int.from_bytes(data[4:7], "big")
         out.append(f"VXLAN, flags [{'I' if flags & 0x08 else 'none'}] (0x{flags:02x}), vni {vni}\n")
-        from diagnose.listing_link import print_ethernet  # the inner frame: a link layer again
+        from diagnose.listing.link import print_ethernet  # the inner frame: a link layer again
 
         print_ethernet(out, pkt, off + 16, size - 8, ctx)
     elif SIP_PORT in ports and data:

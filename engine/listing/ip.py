@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import struct
 
-from diagnose import listing_icmp, listing_tcp, listing_udp
-from diagnose.listing_common import Context, Truncated, be16, ipv4_text, ipv6_text, need
+from diagnose.listing import icmp as listing_icmp
+from diagnose.listing import tcp as listing_tcp
+from diagnose.listing import udp as listing_udp
+from diagnose.listing.common import Context, Truncated, be16, ipv4_text, ipv6_text, need
 
 P_ICMP, P_IGMP, P_IPIP, P_TCP, P_UDP, P_IPV6, P_GRE, P_ESP, P_ICMP6, P_NONE = 1, 2, 4, 6, 17, 41, 47, 50, 58, 59
 P_SCTP = 132
@@ -212,7 +214,7 @@ def _gre(out: list[str], pkt: bytes, off: int, size: int, ctx: Context) -> None:
         pos += 4
     inner = size - (pos - off)
     out.append(f", length {size}: ")
-    from diagnose.listing_link import print_ethertype  # GRE carries any ethertype
+    from diagnose.listing.link import print_ethertype  # GRE carries any ethertype
 
     print_ethertype(out, pkt, pos, inner, ctx, ptype)
 

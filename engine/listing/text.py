@@ -7,7 +7,7 @@ allowed) ending in LF or CRLF; a printable line cut short by the capture is show
 
 from __future__ import annotations
 
-from diagnose.listing_common import Truncated
+from diagnose.listing.common import Truncated
 
 HTTP_METHODS = frozenset(
     "OPTIONS GET HEAD POST PUT DELETE TRACE CONNECT PROPFIND PROPPATCH MKCOL COPY MOVE LOCK UNLOCK SEARCH CHECKOUT "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from diagnose.listing_common import be16, ipv4_text, ipv6_text, need
+from diagnose.listing.common import be16, ipv4_text, ipv6_text, need
 
 _UNREACH_V4 = {
     0: "net {dst} unreachable",

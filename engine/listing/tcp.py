@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import struct
 
-from diagnose import listing_dns, listing_text
-from diagnose.listing_common import Context, Truncated, be16, need
+from diagnose.listing import dns as listing_dns
+from diagnose.listing import text as listing_text
+from diagnose.listing.common import Context, Truncated, be16, need
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 _FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))

@@ -6,8 +6,8 @@
 The listing reads the frame bytes of each row of a packet table (frame columns only: ts, data, caplen, wirelen,
 linktype) and prints what tcpdump prints, decoding the headers itself in Python: it must show every fragment, option
 and malformed header exactly as captured, which the decoder's columns (reassembled, normalised) do not keep, and it
-only runs for packets a person will read. The submodules hold the layers: listing_link (Ethernet, cooked, loopback,
-802.11, ARP), listing_ip (IPv4/IPv6, tunnels), listing_tcp, listing_udp, listing_icmp, listing_dns, listing_text.
+only runs for packets a person will read. The submodules hold the layers: link (Ethernet, cooked, loopback,
+802.11, ARP), ip (IPv4/IPv6, tunnels), tcp, udp, icmp, dns, text.
 
 Time formats (tcpdump option):
   local     HH:MM:SS.ffffff in the local time zone (default)
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from diagnose.capture import linktypes
-from diagnose.listing_common import Context, ListingState, Truncated, hex_ascii_lines
-from diagnose.listing_link import print_link
+from diagnose.listing.common import Context, ListingState, Truncated, hex_ascii_lines
+from diagnose.listing.link import print_link
 
 __all__ = ["TIME_FORMATS", "ListingState", "format_packets", "format_frame"]
 

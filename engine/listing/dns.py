@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from diagnose.listing_common import Truncated, c_char, ipv4_text, ipv6_text
+from diagnose.listing.common import Truncated, c_char, ipv4_text, ipv6_text
 
 TYPE_NAMES = {
     1: "A", 2: "NS", 3: "MD", 4: "MF", 5: "CNAME", 6: "SOA", 7: "MB", 8: "MG", 9: "MR", 10: "NULL", 11: "WKS",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 import struct
 
-from diagnose import listing_ip
-from diagnose.listing_common import Context, Truncated, hex_ascii_lines, ipv4_text, mac_text, need
+from diagnose.listing import ip as listing_ip
+from diagnose.listing.common import Context, Truncated, hex_ascii_lines, ipv4_text, mac_text, need
 
 LT_NULL, LT_ETHERNET, LT_RAW_BSD12, LT_RAW_BSD14, LT_RAW, LT_IEEE802_11, LT_LOOP = 0, 1, 12, 14, 101, 105, 108
 LT_LINUX_SLL, LT_RADIOTAP, LT_IPV4, LT_IPV6, LT_LINUX_SLL2 = 113, 127, 228, 229, 276
