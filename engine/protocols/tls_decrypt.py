@@ -47,6 +47,7 @@ class Reason(str, Enum):
     TLS13_LINES_MISSING = "TLS 1.3 key log lines missing"
     AUTH_FAILED = "authentication failed (the key log secret does not fit this session)"
     CIPHER_UNSUPPORTED = "cipher suite not supported for decryption"
+    RECORDS_MISSING = "records missing from the capture (a gap in the TCP stream)"
 
     def __str__(self) -> str:
         return self.value
@@ -536,3 +537,113 @@ class RecordDecryptor:
         if self._current + 1 < len(self._epochs):
             self._current += 1
         self._handshake_buffer = b""
+
+
+# -- what happened to a session ------------------------------------------------------------------------------------
+DECRYPTED, PARTLY_DECRYPTED, NOT_DECRYPTED, NOTHING_ENCRYPTED = (
+    "decrypted", "partly decrypted", "not decrypted", "nothing encrypted")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A session's decryption result: status (one of the four above), why not (if not), record counts."""
+
+    status: str
+    reason: Reason | None
+    decrypted: int
+    failed: int
+
+    def describe(self) -> str:
+        if self.status == DECRYPTED:
+            return f"decrypted ({self.decrypted} records)"
+        if self.status == NOTHING_ENCRYPTED:
+            return "nothing encrypted (the handshake ended before encryption)"
+        text = f"{self.status}: {self.reason}"
+        return text + (f" ({self.decrypted} of {self.decrypted + self.failed} records)" if self.decrypted else "")
+
+
+def session_outcome(keys: TlsSessionKeys | None, decryptors: list[RecordDecryptor], *,
+                    records_missing: bool = False) -> Outcome:
+    """Summarise a session from its decryptors (both directions). Without a ServerHello, keys is None."""
+    decrypted = sum(d.decrypted for d in decryptors)
+    failed = sum(d.failed for d in decryptors)
+    reasons = [d.first_failure for d in decryptors if d.first_failure is not None]
+    reason = reasons[0] if reasons else None
+    if records_missing and failed and reason is Reason.AUTH_FAILED:
+        reason = Reason.RECORDS_MISSING  # after a hole the sequence numbers are lost: not the key log's fault
+    if failed == 0:
+        if decrypted:
+            return Outcome(DECRYPTED, None, decrypted, 0)
+        return Outcome(NOTHING_ENCRYPTED, keys.reason if keys is not None else None, 0, 0)
+    return Outcome(PARTLY_DECRYPTED if decrypted else NOT_DECRYPTED, reason, decrypted, failed)
+
+
+# -- the plug for the TLS parser -----------------------------------------------------------------------------------
+EXT_ENCRYPT_THEN_MAC, EXT_EXTENDED_MASTER_SECRET = 0x0016, 0x0017
+
+
+class SessionDecryptor:
+    """Both directions of one session behind the TLS parser's interface (flow directions 0/1, not roles):
+    `decrypt(direction, record_type, version, body) -> (inner_type, plaintext) | None`.
+
+    The parser hands over only the records it considers protected (TLS 1.2: after that direction's
+    ChangeCipherSpec; TLS 1.3: application_data records), so the TLS 1.2 decryptors are switched on at their first
+    record. Every result is also counted, for `outcome()`.
+    """
+
+    def __init__(self, keys: TlsSessionKeys, client_direction: int):
+        self.keys = keys
+        self.client_direction = client_direction
+        self.client = keys.decryptor(CLIENT)
+        self.server = keys.decryptor(SERVER)
+        self.last: RecordPlaintext | None = None
+
+    def decrypt(self, direction: int, record_type: int, version: int, body: bytes) -> tuple[int, bytes] | None:
+        decryptor = self.client if direction == self.client_direction else self.server
+        if not self.keys.tls13 and not decryptor._encrypting:
+            decryptor.decrypt(CHANGE_CIPHER_SPEC, version, b"\x01")  # the parser saw the CCS; we did not
+        result = decryptor.decrypt(record_type, version, body)
+        self.last = result
+        return (result.content_type, result.plaintext) if result.plaintext is not None else None
+
+    def outcome(self, *, records_missing: bool = False) -> Outcome:
+        return session_outcome(self.keys, [self.client, self.server], records_missing=records_missing)
+
+    def __repr__(self) -> str:
+        return f"SessionDecryptor({self.keys!r})"
+
+
+def keys_for_session(session, keylog) -> TlsSessionKeys | None:
+    """TlsSessionKeys from a parsed session (duck-typed: client_hello/server_hello with .random, .cipher and
+    .extensions as (type, length) pairs; .version = the negotiated version). None without both hellos."""
+    ch, sh = getattr(session, "client_hello", None), getattr(session, "server_hello", None)
+    if ch is None or sh is None or sh.cipher is None:
+        return None
+    extensions = {etype for etype, _ in getattr(sh, "extensions", ())}
+    return TlsSessionKeys(session.version, sh.cipher, ch.random, sh.random, keylog,
+                          extended_master_secret=EXT_EXTENDED_MASTER_SECRET in extensions,
+                          encrypt_then_mac=EXT_ENCRYPT_THEN_MAC in extensions)
+
+
+class KeyLogDecryption:
+    """The decryptor factory the TLS parser calls once a session's ServerHello is known.
+
+    Returns a SessionDecryptor when the key log can decrypt the session, else None (the parser then skips the
+    record bodies); every session is remembered in `sessions` as (parsed session, keys, decryptor or None) for the
+    match summary.
+    """
+
+    def __init__(self, keylog):
+        self.keylog = keylog
+        self.sessions: list[tuple[object, TlsSessionKeys | None, SessionDecryptor | None]] = []
+
+    def __call__(self, session) -> SessionDecryptor | None:
+        keys = keys_for_session(session, self.keylog)
+        decryptor = None
+        if keys is not None and keys.reason is None and session.client_direction is not None:
+            decryptor = SessionDecryptor(keys, session.client_direction)
+        self.sessions.append((session, keys, decryptor))
+        return decryptor
+
+    def __repr__(self) -> str:
+        return f"KeyLogDecryption({len(self.sessions)} sessions)"
