@@ -21,14 +21,14 @@ import math
 
 import numpy as np
 
-from diagnose.jit import kernel
+from diagnose.decode.inline import inline
 
 BURSTY = 0.2  # B at or above this: "bursty"
 REGULAR = -0.5  # B at or below this: "regular"
 MIN_EVENTS = 5  # fewer retransmissions than this: no label (too few gaps to tell)
 
 
-@kernel
+@inline
 def add_gap(stats, k, gap):
     """Add one gap to the running (count, mean, M2) held in stats[k, 0:3] (Welford)."""
     stats[k, 0] += 1.0

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.conn.burst import add_gap
+from diagnose.decode.inline import inline
 from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS, ST_ICMP_ERROR, ST_IP_FRAGMENT
 from diagnose.tcp.analysis import (A_FAST_RETRANSMISSION, A_LOST_SEGMENT, A_RETRANSMISSION, A_SPURIOUS_RETRANSMISSION,
@@ -143,7 +144,7 @@ TCP_FACTS_DTYPE = np.dtype(
 )
 
 
-@kernel
+@inline
 def _seq_delta(a, b):
     d = (a - b) & M32
     if d >= 0x80000000:
@@ -151,7 +152,7 @@ def _seq_delta(a, b):
     return d
 
 
-@kernel
+@inline
 def _icmp_error(f, r):
     if f.icmp_count == 0:
         f.icmp_type = r.icmp_type

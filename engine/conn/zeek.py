@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.conn.ports import likely_server_ports
+from diagnose.decode.inline import inline
 from diagnose.jit import kernel
 from diagnose.packet import (ENC_GTP, ENC_TEREDO, ENC_VXLAN, PACKET_DTYPE, ST_ICMP_ERROR, ST_IP_FRAGMENT,
                              ST_MALFORMED, ST_REASSEMBLED)
@@ -145,7 +146,7 @@ DONE, GROW_CONNS, GROW_TCP, GROW_HASH = 0, 1, 2, 3
 
 
 # ---- small helpers ---------------------------------------------------------------------------------------------------
-@kernel
+@inline
 def _seq_delta(a, b):
     d = (a - b) & M32
     if d >= 0x80000000:
@@ -153,14 +154,13 @@ def _seq_delta(a, b):
     return d
 
 
-@kernel
+@inline
 def _handshake(state):
     return state == INACTIVE or state == SYN_SENT or state == SYN_ACK_SENT
 
 
-@kernel
-def _add_hist(cs, i, ch):
-    c = cs[i]
+@inline
+def _add_hist(c, ch):
     if c.hist_len < HISTORY_MAX:
         c.hist[c.hist_len] = ch
         c.hist_len += 1
@@ -168,74 +168,69 @@ def _add_hist(cs, i, ch):
         c.hist_more = 1
 
 
-@kernel
-def _conn_check_hist(cs, i, mask, ch):
+@inline
+def _conn_check_hist(c, mask, ch):
     """Zeek's Connection::CheckHistory: add the letter once; True if it was already there."""
-    if (cs[i].hist_seen & mask) == 0:
-        cs[i].hist_seen |= mask
-        _add_hist(cs, i, ch)
+    if (c.hist_seen & mask) == 0:
+        c.hist_seen |= mask
+        _add_hist(c, ch)
         return False
     return True
 
 
-@kernel
-def _flip(cs, i, tx):
+@inline
+def _flip(c, t):
     """Swap originator and responder (Zeek's FlipRoles): letters so far keep their old case, '^' marks the swap."""
-    c = cs[i]
     c.orig = 1 - c.orig
     if c.tcp >= 0:
-        t = tx[c.tcp]
         fs = t.first_seen
         t.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
         t.is_partial = 0
-    _add_hist(cs, i, ord("^"))
+    _add_hist(c, ord("^"))
 
 
-@kernel
-def _ep_add_hist(cs, i, e, ch):
-    if e != cs[i].orig:
+@inline
+def _ep_add_hist(c, e, ch):
+    if e != c.orig:
         ch += 32
-    _add_hist(cs, i, ch)
+    _add_hist(c, ch)
 
 
-@kernel
-def _ep_check_hist(cs, i, tx, e, mask, ch):
+@inline
+def _ep_check_hist(c, t, e, mask, ch):
     """Zeek's TCP_Endpoint::CheckHistory, including the flip of a connection that began with a SYN-ACK."""
-    c = cs[i]
     if (ch == ord("A") or ch == ord("D")) and c.hist_len == 1 and c.hist[0] == ord("H"):
-        _flip(cs, i, tx)
+        _flip(c, t)
         c.hist[0] = ord("^")
         c.hist[1] = ord("h")
         c.hist_len = 2
-        tx[c.tcp].first_seen |= 1
+        t.first_seen |= 1
     if e != c.orig:
         mask = mask << 16
         ch += 32
-    return _conn_check_hist(cs, i, mask, ch)
+    return _conn_check_hist(c, mask, ch)
 
 
-@kernel
-def _log_letter(cs, i, tx, e, which):
+@inline
+def _log_letter(c, t, e, which):
     """Zeek's ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... event."""
-    t = tx[cs[i].tcp]
     t.cnt[e, which] += 1
     if t.cnt[e, which] == t.thresh[e, which]:
-        _ep_add_hist(cs, i, e, _LOG_LETTERS[which])
+        _ep_add_hist(c, e, _LOG_LETTERS[which])
         t.thresh[e, which] *= 10
 
 
-@kernel
-def _set_state(cs, i, tx, e, new):
-    t = tx[cs[i].tcp]
+@inline
+def _set_state(c, t, e, new):
     old = t.state[e]
     if new != old:
         if not _handshake(new) and _handshake(old) and _handshake(t.state[1 - e]):
-            cs[i].inact = TCP_INACTIVITY  # the handshake is over: Zeek switches to the TCP inactivity timeout
+            c.inact = TCP_INACTIVITY  # the handshake is over: Zeek switches to the TCP inactivity timeout
         t.prev_state[e] = old
         t.state[e] = new
 
 
-@kernel
+@inline
 def _relative(cur, last, wraps, start):
     """Zeek's get_relative_seq: (relative sequence, underflow)."""
     delta = _seq_delta(cur, last)
@@ -252,17 +247,16 @@ def _relative(cur, last, wraps, start):
 
 
 # ---- content gaps (a minimal version of Zeek's TCP reassembler bookkeeping) --------------------------------------
-@kernel
+@inline
 def _clean(t, e):
     return t.state[e] == ESTABLISHED or (t.state[e] == CLOSED and t.prev_state[e] == ESTABLISHED)
 
 
-@kernel
-def _gap(cs, i, tx, x, length):
-    t = tx[cs[i].tcp]
+@inline
+def _gap(c, t, x, length):
     if _clean(t, x) and _clean(t, 1 - x):
-        _log_letter(cs, i, tx, x, L_GAP)
-        cs[i].missed += length
+        _log_letter(c, t, x, L_GAP)
+        c.missed += length
 
 
 @kernel
@@ -305,7 +299,7 @@ def _add_block(t, x, lo, hi):
     t.blk_hi[x, best] = max(hi, t.blk_hi[x, best])
 
 
-@kernel
+@inline
 def _size(t, e):
     """Zeek's TCP_Endpoint::Size: payload bytes from sequence numbers."""
     if t.prev_state[e] == SYN_SENT and t.state[e] == RESET and t.state[1 - e] == INACTIVE and not _no_data_acked(t, e):
@@ -320,13 +314,13 @@ def _size(t, e):
     return size
 
 
-@kernel
+@inline
 def _no_data_acked(t, e):
     ack = (t.ack_wraps[e] << 32) + t.ack_seq[e]
     return ack == t.start_seq[e] or ack == t.start_seq[e] + 1
 
 
-@kernel
+@inline
 def _has_blocks(t, x):
     return t.nblk[x] > 0 or t.max_upper[x] > t.trim[x]
 
@@ -363,8 +357,7 @@ def _data_sent(t, x, seq, length):
 
 
 @kernel
-def _undelivered(cs, i, tx, x, up_to):
-    t = tx[cs[i].tcp]
+def _undelivered(c, t, x, up_to):
     if up_to <= 2 and t.is_partial:
         return False  # Zeek ignores the first ACK of a partial connection
     if not t.skip[x]:
@@ -377,17 +370,17 @@ def _undelivered(cs, i, tx, x, up_to):
                 break
             lo = t.blk_lo[x, best]
             if lo > t.reassem[x]:
-                _gap(cs, i, tx, x, lo - t.reassem[x])
+                _gap(c, t, x, lo - t.reassem[x])
                 t.reassem[x] = lo
             _deliver_pending(t, x)
         if up_to > t.reassem[x]:
-            _gap(cs, i, tx, x, up_to - t.reassem[x])
+            _gap(c, t, x, up_to - t.reassem[x])
     if up_to > t.reassem[x]:
         t.reassem[x] = up_to
     return True
 
 
-@kernel
+@inline
 def _data_pending(t, x):
     if t.skip[x]:
         return False
@@ -403,8 +396,7 @@ def _data_pending(t, x):
 
 
 @kernel
-def _connection_closed(cs, i, tx, e, gen_event):
-    t = tx[cs[i].tcp]
+def _connection_closed(c, t, e, gen_event):
     p = 1 - e
     if _data_pending(t, e):
         t.close_deferred = 1
@@ -425,31 +417,29 @@ def _connection_closed(cs, i, tx, e, gen_event):
         t.attempt_at = 0  # CancelTimers
         t.expire_a = 0
         t.expire_b = 0
-        t.delete_at = cs[i].last + CLOSE_DELAY
+        t.delete_at = c.last + CLOSE_DELAY
     elif t.prev_state[e] != INACTIVE:
-        t.expire_b = cs[i].last + SESSION_TIMER
+        t.expire_b = c.last + SESSION_TIMER
 
 
 @kernel
-def _check_eof(cs, i, tx, x):
-    t = tx[cs[i].tcp]
+def _check_eof(c, t, x):
     if not t.did_eof[x] and (t.fin_cnt[x] > 0 or t.state[x] == CLOSED or t.state[x] == RESET) \
             and not _data_pending(t, x):
         t.did_eof[x] = 1
         if t.close_deferred:
-            _connection_closed(cs, i, tx, x, t.deferred_gen)
+            _connection_closed(c, t, x, t.deferred_gen)
             t.close_deferred = 0
 
 
 @kernel
-def _ack_received(cs, i, tx, x, seq):
-    t = tx[cs[i].tcp]
+def _ack_received(c, t, x, seq):
     if t.fin_cnt[x] > 0 and seq >= t.fin_seq[x]:
         seq = t.fin_seq[x] - 1
     if seq <= t.trim[x]:
         return
     if seq > t.reassem[x]:
-        _undelivered(cs, i, tx, x, seq)
+        _undelivered(c, t, x, seq)
     k = 0
     while k < t.nblk[x]:  # drop blocks wholly acknowledged
         if t.blk_hi[x, k] <= seq:
@@ -461,44 +451,43 @@ def _ack_received(cs, i, tx, x, seq):
             k += 1
     t.trim[x] = seq
     _deliver_pending(t, x)
-    _check_eof(cs, i, tx, x)
+    _check_eof(c, t, x)
 
 
 # ---- the TCP state machine ---------------------------------------------------------------------------------------
 @kernel
-def _update_history(cs, i, tx, e, flags, rel_seq, length):
-    t = tx[cs[i].tcp]
+def _update_history(c, t, e, flags, rel_seq, length):
     syn = (flags & 0x02) != 0
     fin = (flags & 0x01) != 0
     rst = (flags & 0x04) != 0
     bits = np.int64(syn) + np.int64(fin) + np.int64(rst)
     if bits > 1:
         if fin and rst:
-            _ep_check_hist(cs, i, tx, e, H_FIN_RST, ord("I"))
+            _ep_check_hist(c, t, e, H_FIN_RST, ord("I"))
         else:
-            _ep_check_hist(cs, i, tx, e, H_MULTI, ord("Q"))
+            _ep_check_hist(c, t, e, H_MULTI, ord("Q"))
     elif bits == 1:
         if syn:
             code = ord("H") if flags & 0x10 else ord("S")
-            if _ep_check_hist(cs, i, tx, e, H_SYN, code) and rel_seq != t.last_syn[e]:
-                _ep_add_hist(cs, i, e, code)
+            if _ep_check_hist(c, t, e, H_SYN, code) and rel_seq != t.last_syn[e]:
+                _ep_add_hist(c, e, code)
             t.last_syn[e] = rel_seq
         if fin:
-            if _ep_check_hist(cs, i, tx, e, H_FIN, ord("F")) and rel_seq + length != t.last_fin[e]:
-                _ep_add_hist(cs, i, e, ord("F"))
+            if _ep_check_hist(c, t, e, H_FIN, ord("F")) and rel_seq + length != t.last_fin[e]:
+                _ep_add_hist(c, e, ord("F"))
             t.last_fin[e] = rel_seq + length
         if rst:
-            if _ep_check_hist(cs, i, tx, e, H_RST, ord("R")) and rel_seq != t.last_rst[e]:
-                _ep_add_hist(cs, i, e, ord("R"))
+            if _ep_check_hist(c, t, e, H_RST, ord("R")) and rel_seq != t.last_rst[e]:
+                _ep_add_hist(c, e, ord("R"))
             t.last_rst[e] = rel_seq
     else:
         if length:
-            _ep_check_hist(cs, i, tx, e, H_DATA, ord("D"))
+            _ep_check_hist(c, t, e, H_DATA, ord("D"))
         elif flags & 0x10:
-            _ep_check_hist(cs, i, tx, e, H_ACK, ord("A"))
+            _ep_check_hist(c, t, e, H_ACK, ord("A"))
 
 
-@kernel
+@inline
 def _init_endpoint(t, e, flags, first, last_seq):
     st = t.state[e]
     syn = (flags & 0x02) != 0
@@ -529,8 +518,7 @@ def _init_endpoint(t, e, flags, first, last_seq):
 
 
 @kernel
-def _update_last_seq(cs, i, tx, e, last_seq, flags, length):
-    t = tx[cs[i].tcp]
+def _update_last_seq(c, t, e, last_seq, flags, length):
     delta = _seq_delta(last_seq, t.last_seq[e])
     if (flags & 0x06) and (delta > TOO_LARGE_SEQ_DELTA or delta < -TOO_LARGE_SEQ_DELTA):
         pass
@@ -545,14 +533,13 @@ def _update_last_seq(cs, i, tx, e, last_seq, flags, length):
             t.seq_wraps[e] += 1
         t.last_seq[e] = last_seq
     elif length > 0:
-        _log_letter(cs, i, tx, e, L_RETRANSMIT)
+        _log_letter(c, t, e, L_RETRANSMIT)
     return delta
 
 
 @kernel
-def _state_machine(cs, i, tx, e, now, base_seq, length, is_orig, flags):
+def _state_machine(c, t, e, now, base_seq, length, is_orig, flags):
     """Zeek's UpdateStateMachine; returns (do_close, gen_event). `is_orig` is the role before any flip."""
-    t = tx[cs[i].tcp]
     p = 1 - e
     syn = (flags & 0x02) != 0
     fin = (flags & 0x01) != 0
@@ -564,23 +551,23 @@ def _state_machine(cs, i, tx, e, now, base_seq, length, is_orig, flags):
     if st == INACTIVE:
         if syn:
             if is_orig:
-                _set_state(cs, i, tx, e, SYN_ACK_SENT if ack else SYN_SENT)
+                _set_state(c, t, e, SYN_ACK_SENT if ack else SYN_SENT)
                 t.attempt_at = now + ATTEMPT_DELAY
             else:
                 if not ack and t.state[p] == SYN_ACK_SENT and base_seq == t.start_seq[e]:
                     t.is_partial = 0  # a SYN/SYN-ACK reversal: flip and establish
-                    _flip(cs, i, tx)
-                    _set_state(cs, i, tx, p, ESTABLISHED)
+                    _flip(c, t)
+                    _set_state(c, t, p, ESTABLISHED)
                     t.first_seen |= 1
                 if t.state[p] == SYN_SENT:
-                    _set_state(cs, i, tx, p, ESTABLISHED)
-                _set_state(cs, i, tx, e, ESTABLISHED)
+                    _set_state(c, t, p, ESTABLISHED)
+                _set_state(c, t, e, ESTABLISHED)
         if fin:
-            _set_state(cs, i, tx, e, CLOSED)
+            _set_state(c, t, e, CLOSED)
             do_close = True
             gen_event = True
         if rst:
-            _set_state(cs, i, tx, e, RESET)
+            _set_state(c, t, e, RESET)
             is_reject = False
             if is_orig:
                 if t.state[p] == ESTABLISHED:
@@ -590,51 +577,49 @@ def _state_machine(cs, i, tx, e, now, base_seq, length, is_orig, flags):
             do_close = True
             gen_event = not is_reject
         if t.state[e] == INACTIVE:
-            if not is_orig and length == 0 and t.state[cs[i].orig] == SYN_SENT:
+            if not is_orig and length == 0 and t.state[c.orig] == SYN_SENT:
                 pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
             elif ack and t.state[p] == ESTABLISHED:
-                _set_state(cs, i, tx, e, ESTABLISHED)
+                _set_state(c, t, e, ESTABLISHED)
                 t.is_partial = 0
                 t.first_seen |= 1 if is_orig else 2
             else:
-                _set_state(cs, i, tx, e, PARTIAL)
+                _set_state(c, t, e, PARTIAL)
     elif st == SYN_SENT or st == SYN_ACK_SENT:
         if fin:
-            _set_state(cs, i, tx, e, CLOSED)
+            _set_state(c, t, e, CLOSED)
             do_close = True
             gen_event = True
         if rst:
-            _set_state(cs, i, tx, e, RESET)
+            _set_state(c, t, e, RESET)
             t.is_active = 0
             do_close = True
     elif st == ESTABLISHED or st == PARTIAL:
         if syn and st == PARTIAL and t.state[p] == INACTIVE and not ack:
-            _set_state(cs, i, tx, e, SYN_SENT)
+            _set_state(c, t, e, SYN_SENT)
         if fin and not rst:
-            _set_state(cs, i, tx, e, CLOSED)
+            _set_state(c, t, e, CLOSED)
             if t.state[p] == RESET and t.prev_state[p] == CLOSED:
-                _set_state(cs, i, tx, p, CLOSED)  # FIN then RST from the peer: a normal close after all
+                _set_state(c, t, p, CLOSED)  # FIN then RST from the peer: a normal close after all
             do_close = True
             gen_event = True
         if rst:
             prev_peer_ok = t.state[p] == RESET and t.prev_state[p] == ESTABLISHED
-            _set_state(cs, i, tx, e, RESET)
+            _set_state(c, t, e, RESET)
             do_close = True
             if not prev_peer_ok:
                 t.is_active = 0
     elif st == CLOSED:
         if rst and t.state[p] != CLOSED:
-            _set_state(cs, i, tx, e, RESET)
+            _set_state(c, t, e, RESET)
             if not t.did_close[e]:
                 do_close = True
     return do_close, gen_event
 
 
 @kernel
-def _tcp_packet(cs, i, tx, e, now, flags, seq, ack, win, length, whole_payload):
+def _tcp_packet(c, t, e, now, flags, seq, ack, win, length, whole_payload):
     """One TCP packet from endpoint e (Zeek's TCPSessionAdapter::Process)."""
-    c = cs[i]
-    t = tx[c.tcp]
     p = 1 - e
     syn = (flags & 0x02) != 0
     fin = (flags & 0x01) != 0
@@ -652,9 +637,9 @@ def _tcp_packet(cs, i, tx, e, now, flags, seq, ack, win, length, whole_payload):
     one_past = (seq + seg_len) & M32
     _init_endpoint(t, e, flags, seq, one_past)
     rel_seq, underflow = _relative(seq, t.last_seq[e], t.seq_wraps[e], t.start_seq[e])
-    _update_history(cs, i, tx, e, flags, rel_seq, length)
+    _update_history(c, t, e, flags, rel_seq, length)
     if win == 0 and not rst and t.state[p] != CLOSED and t.state[e] != RESET:
-        _log_letter(cs, i, tx, e, L_ZERO_WINDOW)
+        _log_letter(c, t, e, L_ZERO_WINDOW)
     if not (t.did_close[0] and t.did_close[1]):
         c.last = now
     if fin:
@@ -678,19 +663,19 @@ def _tcp_packet(cs, i, tx, e, now, flags, seq, ack, win, length, whole_payload):
                         if ack < t.ack_seq[p]:
                             t.ack_wraps[p] += 1
                         t.ack_seq[p] = ack
-    _update_last_seq(cs, i, tx, e, one_past, flags, length)
-    do_close, gen_event = _state_machine(cs, i, tx, e, now, seq, length, is_orig, flags)
+    _update_last_seq(c, t, e, one_past, flags, length)
+    do_close, gen_event = _state_machine(c, t, e, now, seq, length, is_orig, flags)
     if has_ack:
-        _ack_received(cs, i, tx, p, rel_ack)
+        _ack_received(c, t, p, rel_ack)
     if length > 0 and not rst and not underflow and whole_payload:
         _data_sent(t, e, rel_seq + 1 if syn else rel_seq, length)
-    _check_eof(cs, i, tx, e)
+    _check_eof(c, t, e)
     if do_close:
-        _connection_closed(cs, i, tx, e, gen_event)
+        _connection_closed(c, t, e, gen_event)
 
 
 # ---- Zeek's timers and port reuse, evaluated lazily when the next packet of a connection arrives -----------------
-@kernel
+@inline
 def _expire_removes(c, t, at):
     if c.last + CONNECTION_LINGER < at:
         if t.did_close[0] or t.did_close[1]:
@@ -703,10 +688,9 @@ def _expire_removes(c, t, at):
 
 
 @kernel
-def _timed_out(cs, i, tx, now):
+def _timed_out(c, t, now):
     """Would Zeek have removed this connection before a packet at `now`? (its state is unchanged since its last
     packet, so each timer that fell due in between is judged on the current state)."""
-    c = cs[i]
     if now >= c.last + c.inact:
         return True
     if c.dns_timer and now >= c.start + DNS_SESSION_TIMEOUT:
@@ -715,7 +699,6 @@ def _timed_out(cs, i, tx, now):
             return True
     if c.tcp < 0:
         return False
-    t = tx[c.tcp]
     if t.delete_at and now >= t.delete_at:
         return True
     if t.attempt_at and now >= t.attempt_at:
@@ -742,12 +725,10 @@ def _timed_out(cs, i, tx, now):
 
 
 @kernel
-def _is_reuse(cs, i, tx, flags, seq, hlen):
+def _is_reuse(c, t, flags, seq, hlen):
     """Zeek's IsReuse: a SYN that starts a new connection on the same 5-tuple."""
     if hlen < 20 or not (flags & 0x02):
         return False
-    c = cs[i]
-    t = tx[c.tcp]
     o = c.orig
     r = 1 - o
     conn_orig = o
@@ -765,7 +746,7 @@ def _is_reuse(cs, i, tx, flags, seq, hlen):
 
 
 # ---- per-row dispatch -------------------------------------------------------------------------------------------------
-@kernel
+@inline
 def _icmp_counterpart(v6, typ, code):
     """Zeek's ICMP 'responder port': the reply type of a request/reply pair, else the code (one-way)."""
     if not v6:
@@ -783,7 +764,7 @@ def _icmp_counterpart(v6, typ, code):
     return code, True
 
 
-@kernel
+@inline
 def _row_kind(r):
     """(kind, source port, destination port, one_way) of a packet-table row, kind 0 when Zeek would not see it."""
     if r.ipv == 0 or (r.status & ST_IP_FRAGMENT) != 0:
@@ -811,6 +792,7 @@ def _row_kind(r):
 def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, conv, flip_ports):
     """Start connection i with the row that opens it; returns the TCP record count after it."""
     c = cs[i]
+    t = tx[0]  # (a TCP connection gets its own record below; others never touch it)
     c.kind = kind
     c.proto = r.ip_proto
     c.ipv = r.ipv
@@ -898,23 +880,22 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, conv, flip_ports):
         c.inact = OTHER_INACTIVITY
         flip = False
     if flip and not (r.ipv == 4 and (r.dst_lo & np.uint64(M32)) == np.uint64(M32)):  # never flip to a broadcast
-        _flip(cs, i, tx)
+        _flip(c, t)
     c.dns_timer = kind == K_UDP and flip_ports[2, c.port[1 - c.orig]]
     return n_tcp
 
 
 @kernel
-def _packet(cs, i, tx, e, r, kind, bad_checksum, whole_payload, udp_len):
+def _packet(c, t, e, r, kind, bad_checksum, whole_payload, udp_len):
     """Account one row to endpoint e of connection i."""
-    c = cs[i]
     c.last_frame = r.frame
     if kind == K_TCP:
         if bad_checksum:
-            _log_letter(cs, i, tx, e, L_CHECKSUM)
+            _log_letter(c, t, e, L_CHECKSUM)
             return
         c.pkts[e] += 1
         c.ip_bytes[e] += r.ip_len
-        _tcp_packet(cs, i, tx, e, r.ts, np.int64(r.tcp_flags), np.int64(r.tcp_seq), np.int64(r.tcp_ack),
+        _tcp_packet(c, t, e, r.ts, np.int64(r.tcp_flags), np.int64(r.tcp_seq), np.int64(r.tcp_ack),
                     np.int64(r.tcp_win), np.int64(r.payload_len), whole_payload)
     elif kind == K_UDP:
         c.pkts[e] += 1  # Zeek counts a UDP packet before checking its checksum
@@ -922,14 +903,14 @@ def _packet(cs, i, tx, e, r, kind, bad_checksum, whole_payload, udp_len):
         if bad_checksum:
             c.udp_chk[e] += 1  # logarithmic letter, as for TCP
             if c.udp_chk[e] == c.udp_chk_next[e]:
-                _ep_add_hist(cs, i, e, ord("C"))
+                _ep_add_hist(c, e, ord("C"))
                 c.udp_chk_next[e] *= 10
             return
         c.last = r.ts
         if e == c.orig:
-            _conn_check_hist(cs, i, 0x10, ord("D"))
+            _conn_check_hist(c, 0x10, ord("D"))
         else:
-            _conn_check_hist(cs, i, 0x10 << 16, ord("d"))
+            _conn_check_hist(c, 0x10 << 16, ord("d"))
         ulen = udp_len - 8
         c.size[e] = ulen if c.size[e] < 0 else c.size[e] + ulen
     elif kind == K_ICMP:
@@ -946,7 +927,7 @@ def _packet(cs, i, tx, e, r, kind, bad_checksum, whole_payload, udp_len):
         c.last = r.ts
 
 
-@kernel
+@inline
 def _endpoint_of(c, r, sp):
     if c.h_hi[0] == c.h_hi[1] and c.h_lo[0] == c.h_lo[1] and c.port[0] == c.port[1]:
         return 0
@@ -983,12 +964,12 @@ def _conv_rows(table, start, bad, whole, udp_len, cs, tx, n_tcp, flip_ports):
         if cs[c].kind != kind:
             continue
         e = r.dir
-        _packet(cs, c, tx, e, r, kind, bad[k], whole[k], udp_len[k])
+        _packet(cs[c], tx[max(cs[c].tcp, 0)], e, r, kind, bad[k], whole[k], udp_len[k])
     return table.shape[0], n_tcp, DONE
 
 
 # ---- kernel over a chunk: Zeek's connections --------------------------------------------------------------------------
-@kernel
+@inline
 def _mix(x):
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
@@ -996,7 +977,7 @@ def _mix(x):
     return x
 
 
-@kernel
+@inline
 def _hash_key(ahi, alo, bhi, blo, misc):
     return _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
 
@@ -1026,13 +1007,14 @@ def _zeek_one(r, bad, whole, udp_len, cs, n, tx, n_tcp, slots, keys, counters, p
         s = (s + 1) & mask
     c = slots[s]
     if c >= 0:
-        if _timed_out(cs, c, tx, r.ts) or (kind == K_TCP and _is_reuse(cs, c, tx, np.int64(r.tcp_flags),
+        t = tx[max(cs[c].tcp, 0)]
+        if _timed_out(cs[c], t, r.ts) or (kind == K_TCP and _is_reuse(cs[c], t, np.int64(r.tcp_flags),
                                                                         np.int64(r.tcp_seq), r.tcp_hlen)):
             cs[c].removed = 1
             c = -1
         elif cs[c].encap_id != encap_id:  # Zeek's CheckEncapsulation: after 5 tunnel changes, letter X
             if cs[c].tunnel_changes >= MAX_TUNNEL_CHANGES:
-                _conn_check_hist(cs, c, 0x400, ord("X"))
+                _conn_check_hist(cs[c], 0x400, ord("X"))
             else:
                 cs[c].tunnel_changes += 1
             cs[c].encap_id = encap_id
@@ -1047,11 +1029,11 @@ def _zeek_one(r, bad, whole, udp_len, cs, n, tx, n_tcp, slots, keys, counters, p
         cs[c].encap_id = encap_id
         cs[c].tunnel_changes = 0
     e = _endpoint_of(cs[c], r, sp)
-    _packet(cs, c, tx, e, r, kind, bad, whole, udp_len)
+    _packet(cs[c], tx[max(cs[c].tcp, 0)], e, r, kind, bad, whole, udp_len)
     return n, n_tcp, c
 
 
-@kernel
+@inline
 def _be(buf, p, n):
     v = np.uint64(0)
     for k in range(n):
