@@ -350,21 +350,25 @@ class _Scan:
         if top >= len(self.kind):
             self.kind = np.concatenate([self.kind, np.zeros(max(top + 1, 2 * len(self.kind)), np.int8)])
         kind = self.kind
-        for i in rows[kind[streams] != 2]:
+        # classify new streams by their first payload (one row each), then keep only the rows of TLS streams
+        new = rows[kind[streams] == 0]
+        if len(new):
+            first_streams, first = np.unique(t["stream"][new], return_index=True)
+            for stream, i in zip(first_streams.tolist(), new[first].tolist()):
+                start = int(t["data"][i]) + int(t["payload_off"][i])
+                head = buf[start:start + 3]
+                captured = int(t["data"][i]) + int(t["caplen"][i]) - start
+                if captured >= 3 and head[0] == 22 and head[1] == 3 and head[2] <= 4:
+                    kind[stream] = 1
+                    self.sessions[stream] = _Session(stream)
+                else:
+                    kind[stream] = 2
+        for i in rows[kind[streams] == 1]:
             r = t[i]
             stream = int(r["stream"])
             start = int(r["data"]) + int(r["payload_off"])
             wire_len = int(r["payload_len"])
             captured = max(0, min(wire_len, int(r["data"]) + int(r["caplen"]) - start))
-            if kind[stream] == 2:  # decided earlier in this chunk
-                continue
-            if kind[stream] == 0:
-                head = buf[start:start + 3]
-                if captured < 3 or head[0] != 22 or head[1] != 3 or head[2] > 4:
-                    kind[stream] = 2
-                    continue
-                kind[stream] = 1
-                self.sessions[stream] = _Session(stream)
             session = self.sessions[stream]
             d = int(r["dir"])
             half = session.halves[d]
