@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.jit import kernel
-from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT
+from diagnose.packet import ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
+
+UDP_TUNNELS = ENC_VXLAN | ENC_GTP | ENC_TEREDO
 
 PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
 
@@ -130,7 +132,40 @@ def _new_conv(convs, c, proto, ipv, src_hi, src_lo, dst_hi, dst_lo, sp, dp, fram
 
 
 @kernel
-def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, counters):
+def _be(buf, i, n):
+    v = np.uint64(0)
+    for k in range(n):
+        v = (v << np.uint64(8)) | np.uint64(buf[i + k])
+    return v
+
+
+@kernel
+def _outer_udp(buf, r):
+    """(ok, ipv, src_hi, src_lo, dst_hi, dst_lo, sport, dport) of the outer IP/UDP header of a UDP tunnel."""
+    z = np.uint64(0)
+    if r.outer_l3_off < 0 or (r.encap & UDP_TUNNELS) == 0:
+        return False, 0, z, z, z, z, z, z
+    p = r.data + r.outer_l3_off
+    # a reassembled outer datagram lies in the region appended after the frames
+    end = buf.shape[0] if (r.status & ST_REASSEMBLED) != 0 else r.data + r.caplen
+    if p >= end:
+        return False, 0, z, z, z, z, z, z
+    version = buf[p] >> 4
+    if version == 4 and p + 20 <= end:
+        ihl = np.int64(buf[p] & 15) * 4
+        u = p + ihl
+        if buf[p + 9] != PROTO_UDP or u + 4 > end:
+            return False, 0, z, z, z, z, z, z
+        return True, 4, z, _be(buf, p + 12, 4), z, _be(buf, p + 16, 4), _be(buf, u, 2), _be(buf, u + 2, 2)
+    if version == 6 and p + 44 <= end and buf[p + 6] == PROTO_UDP:
+        u = p + 40
+        return (True, 6, _be(buf, p + 8, 8), _be(buf, p + 16, 8), _be(buf, p + 24, 8), _be(buf, p + 32, 8),
+                _be(buf, u, 2), _be(buf, u + 2, 2))
+    return False, 0, z, z, z, z, z, z
+
+
+@kernel
+def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, counters):
     """Assign conversations to rows start.. of the packet table; returns (next row, n_convs, status).
 
     Returns early (GROW_CONVS / GROW_HASH) when an array is full; the caller grows it and calls again from that row.
@@ -138,9 +173,36 @@ def _assign(table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_
     n = table.shape[0]
     for i in range(start, n):
         r = table[i]
+        if i > start or r.outer_stream < 0:  # a resumed row keeps the outer flow it already got
+            r.outer_stream = -1
         r.conv = -1
         r.stream = -1
         r.dir = 0
+        if r.outer_stream < 0:
+            ok, oipv, oshi, oslo, odhi, odlo, osp, odp = _outer_udp(buf, r)
+            if ok:
+                # Wireshark numbers the tunnel's own UDP conversation too (before the inner one)
+                ahi, alo, bhi, blo, misc, h = _key(oshi, oslo, odhi, odlo, osp, odp, PROTO_UDP, oipv)
+                s = _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h)
+                c = slots[s]
+                if c < 0:
+                    if n_convs >= convs.shape[0]:
+                        return i, n_convs, GROW_CONVS
+                    if (counters[2] + 1) * 2 > slots.shape[0]:
+                        return i, n_convs, GROW_HASH
+                    counters[2] += 1
+                    key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s] = ahi, alo, bhi, blo, misc
+                    c = n_convs
+                    n_convs += 1
+                    slots[s] = c
+                    _new_conv(convs, c, PROTO_UDP, oipv, oshi, oslo, odhi, odlo, osp, odp, r.frame, r.ts, counters)
+                cv = convs[c]
+                d = _direction(cv, oshi, oslo, np.uint16(osp))
+                cv.last_frame = r.frame
+                cv.last_ts = r.ts
+                cv.pkts[d] += 1
+                cv.bytes[d] += r.wirelen
+                r.outer_stream = cv.stream
         if r.ipv == 0 or (r.status & ST_IP_FRAGMENT) != 0:  # not IP, or a fragment (the reassembled row has L4)
             continue
         if (r.status & ST_ICMP_ERROR) != 0 and (r.q_proto == PROTO_TCP or r.q_proto == PROTO_UDP):
@@ -268,12 +330,14 @@ class FlowTable:
         self._slots = np.full(size, -1, np.int32)
         self._keys = [np.zeros(size, np.uint64) for _ in range(5)]
 
-    def update(self, table: np.ndarray) -> None:
-        """Fill conv/stream/dir of every row and account the rows to their conversations."""
+    def update(self, table: np.ndarray, buf: np.ndarray) -> None:
+        """Fill conv/stream/dir/outer_stream of every row and account the rows to their conversations.
+
+        `buf` holds the frames: the outer header of a UDP tunnel is read from it."""
         start = 0
         while True:
-            start, self.count, status = _assign(table, start, self._convs, self.count, self._slots, *self._keys,
-                                                self._counters)
+            start, self.count, status = _assign(buf, table, start, self._convs, self.count, self._slots,
+                                                *self._keys, self._counters)
             if status == DONE:
                 return
             if status == GROW_CONVS:

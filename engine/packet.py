@@ -142,8 +142,9 @@ PACKET_DTYPE = np.dtype(
         ("q_tcp_seq", np.uint32),
         # flow table results
         ("conv", np.int32),  # conversation index (all protocols), -1 when none
-        ("stream", np.int32),  # tcp.stream or udp.stream, -1 when none
-        ("dir", np.int8),  # 0 = sent by the flow's client/originator, 1 = by the server/responder
+        ("stream", np.int32),  # tcp.stream or udp.stream of the (innermost) packet, -1 when none
+        ("dir", np.int8),  # 0 = sent by endpoint A of the conversation (its first sender), 1 = by endpoint B
+        ("outer_stream", np.int32),  # udp.stream of the outer UDP flow of a UDP tunnel (VXLAN, GTP, Teredo), or -1
     ],
     align=True,
 )
@@ -153,6 +154,6 @@ def new_table(n: int) -> np.ndarray:
     """An empty packet table of n rows with 'absent' defaults."""
     t = np.zeros(n, dtype=PACKET_DTYPE)
     for name in ("vlan_id", "mpls_label", "outer_l3_off", "l3_off", "l4_off", "payload_off", "icmp_type",
-                 "icmp_code", "conv", "stream"):
+                 "icmp_code", "conv", "stream", "outer_stream"):
         t[name] = -1
     return t

@@ -22,7 +22,7 @@ class Pass:
         reassembler = FragmentReassembler()
         for chunk in self.capture.chunks():
             chunk.buf = decode_chunk(chunk.buf, chunk.table, reassembler)
-            self.flows.update(chunk.table)
+            self.flows.update(chunk.table, chunk.buf)
             yield chunk
 
 
