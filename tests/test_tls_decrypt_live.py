@@ -175,7 +175,8 @@ def parse_hellos(session: dict) -> dict:
         end = i + 2 + int.from_bytes(server_hello[i:i + 2], "big")
         i += 2
         while i + 4 <= end:
-            ext_type, length = int.from_bytes(server_hello[i:i + 2], "big"), int.from_bytes(server_hello[i + 2:i + 4], "big")
+            ext_type = int.from_bytes(server_hello[i:i + 2], "big")
+            length = int.from_bytes(server_hello[i + 2:i + 4], "big")
             extensions[ext_type] = server_hello[i + 4:i + 4 + length]
             i += 4 + length
     if 0x002B in extensions:
@@ -287,7 +288,8 @@ def test_tls13_suite(certs, tmp_path, suite, code):
     assert (hello["version"], hello["suite"]) == (0x0304, code)
     # the server's NewSessionTicket messages come under the application keys, after its Finished
     _, results = decrypt_session(session, keylog)
-    handshake_types = [r.plaintext[0] for r in results["server"] if r.content_type == 22 and r.status is Status.DECRYPTED]
+    handshake_types = [r.plaintext[0] for r in results["server"]
+                       if r.content_type == 22 and r.status is Status.DECRYPTED]
     assert 4 in handshake_types
 
 

@@ -10,7 +10,14 @@ import pytest
 from test_tls_decrypt_live import REQUEST, RESPONSE, make_certificates, parse_hellos, run_session, run_tls13_session
 
 from diagnose.keylog import KeyLog
-from diagnose.protocols.tls_decrypt import DECRYPTED, KeyLogDecryption, Reason
+from diagnose.protocols.tls_decrypt import (
+    DECRYPTED,
+    NOT_DECRYPTED,
+    NOTHING_ENCRYPTED,
+    KeyLogDecryption,
+    Outcome,
+    Reason,
+)
 
 
 @dataclass
@@ -75,7 +82,7 @@ def test_plug_decrypts_by_flow_direction(certs, tmp_path, cipher, client_directi
     assert plug is not None
     data = drive(plug, session, client_direction)
     assert data[client_direction] == REQUEST and data[1 - client_direction] == RESPONSE
-    assert plug.outcome().status == DECRYPTED
+    assert plug.outcome().status == DECRYPTED == KeyLogDecryption.outcome_of(*factory.sessions[0]).status
     assert len(factory.sessions) == 1 and factory.sessions[0][2] is plug
 
 
@@ -83,8 +90,12 @@ def test_plug_declines_sessions_it_cannot_decrypt(certs, tmp_path):
     session = run_session(certs, str(tmp_path / "keys.log"), ciphers="ECDHE-RSA-AES128-GCM-SHA256")
     factory = KeyLogDecryption(KeyLog())
     assert factory(parsed(session, 0)) is None
-    (_, keys, decryptor), = factory.sessions
+    (entry, keys, decryptor), = factory.sessions
     assert keys.reason is Reason.NO_SECRET and decryptor is None
+    assert KeyLogDecryption.outcome_of(entry, keys, decryptor) == Outcome(NOTHING_ENCRYPTED, Reason.NO_SECRET, 0, 0)
+    entry.app_records = [3, 2]  # what the parser counted while it skipped the bodies
+    assert KeyLogDecryption.outcome_of(entry, keys, decryptor) == Outcome(NOT_DECRYPTED, Reason.NO_SECRET, 0, 0)
     incomplete = parsed(session, 0)
     incomplete.server_hello = None
     assert factory(incomplete) is None and factory.sessions[-1][1] is None
+    assert KeyLogDecryption.outcome_of(*factory.sessions[-1]).status == NOTHING_ENCRYPTED

@@ -645,5 +645,17 @@ class KeyLogDecryption:
         self.sessions.append((session, keys, decryptor))
         return decryptor
 
+    @staticmethod
+    def outcome_of(session, keys: TlsSessionKeys | None, decryptor: SessionDecryptor | None) -> Outcome:
+        """The Outcome of one remembered session. A declined session did not see its records, so whether any was
+        protected comes from the parser's counters (app_records per direction, ccs flags), read duck-typed."""
+        if decryptor is not None:
+            return decryptor.outcome()
+        if keys is None:
+            return Outcome(NOTHING_ENCRYPTED, None, 0, 0)
+        protected = sum(getattr(session, "app_records", (0, 0))) or (
+            not keys.tls13 and any(getattr(session, "ccs", ())))
+        return Outcome(NOT_DECRYPTED if protected else NOTHING_ENCRYPTED, keys.reason, 0, 0)
+
     def __repr__(self) -> str:
         return f"KeyLogDecryption({len(self.sessions)} sessions)"

@@ -326,7 +326,7 @@ def match_keys(capture: str, keylogs: Sequence[str] = (), *, use_environment: bo
         capture_warnings = list(info.warnings)
     matches = [s.match(keylog) for s in scan.finish()]
     result = KeyMatch(capture, list(keylog.sources), len(keylog), matches)
-    result.warnings = capture_warnings + keylog.warnings() + _match_warnings(result, keylog)
+    result.warnings = capture_warnings + keylog.warnings() + match_warnings(result, keylog)
     return result
 
 
@@ -393,7 +393,8 @@ def _endpoint(row) -> str:
     return f"[{address}]:{int(row['sport'])}" if int(row["ipv"]) == 6 else f"{address}:{int(row['sport'])}"
 
 
-def _match_warnings(result: KeyMatch, keylog: KeyLog) -> list[str]:
+def match_warnings(result: KeyMatch, keylog: KeyLog) -> list[str]:
+    """Warnings about the match as a whole (no key log, none matching, wrong secrets, cut TLS 1.3 logs)."""
     warnings = []
     if not keylog.sources:
         if result.sessions:
