@@ -6,7 +6,7 @@ field names (which value), so an aggregate reads like a spreadsheet formula over
 
   count(F)              packets matching F
   rate(F)               count(F) per second of the scope's duration
-  percent(F, OF)        100 * count(F && OF) / count(OF)
+  percent(F, OF)        count(F && OF) / count(OF), a fraction like every rate (0.047 = 4.7 %)
   distinct(FIELD[, F])  different values of FIELD (in packets matching F)
   sum|min|max|mean(FIELD[, F])   numeric FIELD over the packets (matching F)
   first|last(FIELD[, F])         FIELD of the first / last such packet

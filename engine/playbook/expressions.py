@@ -3,8 +3,8 @@
 A rule's `when`, `evidence`, `having` and the filters inside its aggregates are Wireshark display filters, compiled
 and type-checked by diagnose.filters. On top of the packet fields of the registry a rule can read:
 
-  flow.*      facts of one conversation (engine/conn): in flow rules, and in packet filters (the packet's flow)
-  capture.*   facts of the whole capture (engine/facts): everywhere
+  flow.*      facts of one conversation (engine/conn): in flow rules
+  capture.*   facts of the whole capture (engine/facts): in flow and capture rules
   param.NAME  the rule's or playbook's thresholds (constants; --set overrides them)
   agg.NAME    the rule's aggregates: in flow/capture `when` and packet `having`
 
@@ -25,7 +25,7 @@ from diagnose.errors import FilterError
 from diagnose.fields import Field, FieldType, Occurrence, lookup, suggest
 from diagnose.filters import display_ast as ast
 from diagnose.filters.display_parser import parse_display_filter
-from diagnose.rules import capture_fields  # noqa: F401  (registers capture.* before any name is checked)
+from diagnose.rules import capture_fields, flow_fields  # noqa: F401  (register capture.*, flow.* before any check)
 
 # where a filter is evaluated
 PACKET, FLOW, CAPTURE, GROUP = "packet", "flow", "capture", "group"
@@ -44,7 +44,7 @@ def name_scope(name: str) -> str:
 
 # which field scopes each evaluation scope may read
 _ALLOWED = {
-    PACKET: {PACKET, "flow", "capture", "param"},
+    PACKET: {PACKET, "param"},  # flow and capture facts are complete only after the last packet
     FLOW: {"flow", "capture", "param", "agg"},
     CAPTURE: {"capture", "param", "agg"},
     GROUP: {"flow", "capture", "param", "agg"},
@@ -185,8 +185,11 @@ def _scope_message(name: str, kind: str, scope: str) -> str:
     if kind == "agg":
         return (f"'{name}' is an aggregate: a packet rule's when selects packets one by one; test aggregates "
                 f"(agg.count, agg.NAME) in its having")
+    if scope == PACKET and kind in ("flow", "capture"):
+        return (f"'{name}' is a {kind} fact, known only once the whole capture was read: packet filters (packet "
+                f"rules' when, evidence, aggregate arguments) read packet fields; test it in a flow or capture rule")
     if kind == "flow":
-        return f"'{name}' is a flow fact, and a capture rule has no single flow: aggregate it (e.g. count({name}))"
+        return f"'{name}' is a flow fact, and a capture rule has no single flow: write a flow rule"
     return f"'{name}' cannot be used here"
 
 

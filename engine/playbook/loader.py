@@ -256,6 +256,7 @@ class _Reader:
             advice=advice, advice_text=str(keys["advice"].value).strip() if advice else "",
             references=[t for t, _ in self.strings(keys["references"], "references")] if "references" in keys else [],
             tags=[t for t, _ in self.strings(keys["tags"], "tags")] if "tags" in keys else [],
+            names=extra,
         )
 
     def filter(self, node: Y | None, scope: str, extra: ex.ExtraNames, *, text: str | None = None,
@@ -529,6 +530,9 @@ def _any_field(root: str) -> bool:
 def _fact_exists(path: str) -> bool:
     """flow.a.b exists when it is a field, or a prefix of fields (a nested group: flow.rst -> flow.rst.ttl)."""
     if lookup(path) is not None:
+        return True
+    from diagnose.rules.flow_fields import TEMPLATE_ONLY
+    if path.startswith("flow.") and path[5:] in TEMPLATE_ONLY:
         return True
     return any(f.name.startswith(path + ".") for f in all_fields())
 

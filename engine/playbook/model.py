@@ -108,6 +108,7 @@ class Rule:
     advice_text: str = ""
     references: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    names: Any = None  # expressions.ExtraNames: the param.*/agg.* names its filters read (for `explain`)
 
     @property
     def severity_rank(self) -> int:

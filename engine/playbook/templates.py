@@ -69,8 +69,8 @@ def number(value, digits: int = 0) -> str:
 
 
 def percent(value, digits: int = 1) -> str:
-    """A percentage value (already in percent): 4.7 -> '4.7 %'."""
-    return "n/a" if _missing(value) else f"{float(value):.{digits}f} %"
+    """A fraction as a percentage: 0.047 -> '4.7 %' (rates and shares are fractions in facts and filters)."""
+    return "n/a" if _missing(value) else f"{float(value) * 100:.{digits}f} %"
 
 
 def bitrate(value) -> str:
@@ -118,7 +118,49 @@ def frames(values, limit: int = 12) -> str:
     return ",".join(shown) + (",…" if len(parts) > limit else "")
 
 
+ICMP4_UNREACHABLE = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
+                     3: "port unreachable", 4: "fragmentation needed", 9: "network administratively prohibited",
+                     10: "host administratively prohibited", 13: "communication administratively prohibited"}
+ICMP6_UNREACHABLE = {0: "no route", 1: "administratively prohibited", 3: "address unreachable", 4: "port unreachable",
+                     5: "source address failed policy", 6: "reject route"}
+ICMP4_TYPES = {3: "destination unreachable", 4: "source quench", 5: "redirect", 11: "time exceeded",
+               12: "parameter problem"}
+
+
+def icmp_name(icmp_type, code=None, version: int = 4) -> str:
+    """'destination unreachable, port unreachable (type 3, code 3)'."""
+    if _missing(icmp_type):
+        return "n/a"
+    t = int(icmp_type)
+    c = None if _missing(code) else int(code)
+    if version == 6:
+        name = {1: "destination unreachable", 2: "packet too big", 3: "time exceeded", 4: "parameter problem"}.get(t)
+        detail = ICMP6_UNREACHABLE.get(c) if t == 1 else None
+    else:
+        name = ICMP4_TYPES.get(t)
+        detail = ICMP4_UNREACHABLE.get(c) if t == 3 else None
+    text = name or f"ICMP type {t}"
+    if detail:
+        text += f", {detail}"
+    return f"{text} (type {t}, code {c})" if c is not None else f"{text} (type {t})"
+
+
+_NICE_SECONDS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600, 7200)
+
+
+def keepalive_below(idle_seconds, margin: float = 0.9) -> str:
+    """A round keepalive interval safely below a measured idle timeout: 350 -> '300 s', 900 -> '600 s'."""
+    if _missing(idle_seconds):
+        return "n/a"
+    limit = float(idle_seconds) * margin
+    nice = [s for s in _NICE_SECONDS if s <= limit]
+    value = nice[-1] if nice else max(limit, 0.5)
+    return f"{value:g} s"
+
+
 FILTERS = {
+    "icmp": icmp_name,
+    "keepalive_below": keepalive_below,
     "seconds": seconds,
     "ms": milliseconds,
     "size": size,

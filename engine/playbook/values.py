@@ -1,5 +1,8 @@
 """Parameter values with units: `5s`, `350 ms`, `1%`, `64KB`, `0.5`, `true`.
 
+Rates are fractions everywhere a filter sees them (flow.retransmission_rate_client is 0.047 for 4.7 %), so `1%`
+is 0.01; messages show them with the `percent` filter.
+
 A parameter keeps the kind of its default, so `--set tcp.retransmission-rate.threshold=0.5%` must be a percentage
 too, and a rule comparing `flow.idle_before_rst >= param.min_idle` compares durations with durations.
 """
@@ -20,13 +23,13 @@ _WITH_UNIT = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-zµ%]*)\s*$")
 @dataclass(frozen=True)
 class Value:
     kind: str  # number | duration | percent | size | bool | text
-    number: float | int | bool | str  # durations in ns, percentages as percent (1% -> 1.0), sizes in bytes
+    number: float | int | bool | str  # durations in ns, percentages as fractions (1% -> 0.01), sizes in bytes
 
     def display(self) -> str:
         if self.kind == "duration":
             return format_duration_ns(int(self.number))
         if self.kind == "percent":
-            return f"{self.number:g}%"
+            return f"{self.number * 100:g}%"
         if self.kind == "size":
             return f"{int(self.number):,} bytes"
         if self.kind == "bool":
@@ -68,7 +71,7 @@ def parse_value(raw, *, kind: str | None = None) -> Value:
             if not unit:
                 value = Value("number", number)
             elif unit == "%":
-                value = Value("percent", float(number))
+                value = Value("percent", float(number) / 100)
             elif unit_l in NS or unit in NS:
                 value = Value("duration", int(round(number * NS.get(unit, NS.get(unit_l, 1)))))
             elif unit_l in SIZES:
@@ -81,7 +84,7 @@ def parse_value(raw, *, kind: str | None = None) -> Value:
     if value.kind == "number" and kind == "duration":
         return Value("duration", int(round(float(value.number) * 1e9)))
     if value.kind == "number" and kind == "percent":
-        return Value("percent", float(value.number))
+        return Value("percent", float(value.number))  # a bare number for a percentage is the fraction (0.01 = 1%)
     if value.kind == "number" and kind == "size":
         return Value("size", int(value.number))
     if value.kind == "number" and kind == "number":

@@ -1,0 +1,198 @@
+"""Per-key accumulators fed chunk by chunk: how packet facts become per-flow (or per-group, per-capture) numbers.
+
+A key is a small integer: the conversation index for flow rules, a group id for packet rules, 0 for the capture.
+Every accumulator takes the chunk's keys and a boolean mask of the rows it should fold, with numpy operations over
+the chunk (no Python loop per packet); the few loops left run once per key that has a match in the chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose.fields import FieldType
+
+
+def _grow(array: np.ndarray, need: int, fill) -> np.ndarray:
+    if need <= len(array):
+        return array
+    grown = np.full(max(need, 2 * len(array), 64), fill, array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+class KeyedCount:
+    def __init__(self):
+        self.counts = np.zeros(64, np.int64)
+
+    def add(self, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        top = int(keys.max()) + 1
+        self.counts = _grow(self.counts, top, 0)
+        self.counts[:top] += np.bincount(keys, minlength=top)
+
+    def values(self, n: int) -> np.ndarray:
+        return _grow(self.counts, n, 0)[:n].copy()
+
+
+class KeyedSpan:
+    """First and last time per key (the time span of a packet group)."""
+
+    def __init__(self):
+        self.first = np.full(64, np.iinfo(np.int64).max, np.int64)
+        self.last = np.full(64, np.iinfo(np.int64).min, np.int64)
+
+    def add(self, keys: np.ndarray, ts: np.ndarray) -> None:
+        if not len(keys):
+            return
+        top = int(keys.max()) + 1
+        self.first = _grow(self.first, top, np.iinfo(np.int64).max)
+        self.last = _grow(self.last, top, np.iinfo(np.int64).min)
+        np.minimum.at(self.first, keys, ts)
+        np.maximum.at(self.last, keys, ts)
+
+
+class KeyedFrames:
+    """The first `limit` frame numbers per key, plus the total count (evidence)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.total = KeyedCount()
+        self.frames: dict[int, list[int]] = {}
+
+    def add(self, keys: np.ndarray, frames: np.ndarray) -> None:
+        if not len(keys):
+            return
+        before = self.total.values(int(keys.max()) + 1)
+        self.total.add(keys)
+        room = before[keys] < self.limit
+        if not room.any():
+            return
+        keys, frames = keys[room], frames[room]
+        order = np.argsort(keys, kind="stable")
+        keys, frames = keys[order], frames[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        ends = np.r_[starts[1:], len(keys)]
+        for s, e in zip(starts, ends):
+            key = int(keys[s])
+            have = self.frames.setdefault(key, [])
+            take = self.limit - len(have)
+            if take > 0:
+                have.extend(int(f) for f in frames[s: s + take])
+
+    def get(self, key: int) -> tuple[list[int], int]:
+        counts = self.total.counts
+        total = int(counts[key]) if key < len(counts) else 0
+        return self.frames.get(key, []), total
+
+
+class KeyedStats:
+    """sum / min / max / mean / first / last of a numeric value per key."""
+
+    def __init__(self):
+        self.sum = np.zeros(64, np.float64)
+        self.n = np.zeros(64, np.int64)
+        self.min = np.full(64, np.inf)
+        self.max = np.full(64, -np.inf)
+        self.first = np.full(64, np.nan)
+        self.last = np.full(64, np.nan)
+
+    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
+        if not len(keys):
+            return
+        top = int(keys.max()) + 1
+        for name, fill in (("sum", 0.0), ("min", np.inf), ("max", -np.inf), ("first", np.nan), ("last", np.nan)):
+            setattr(self, name, _grow(getattr(self, name), top, fill))
+        self.n = _grow(self.n, top, 0)
+        v = values.astype(np.float64)
+        np.add.at(self.sum, keys, v)
+        np.add.at(self.n, keys, 1)
+        np.minimum.at(self.min, keys, v)
+        np.maximum.at(self.max, keys, v)
+        uniq, first_at = np.unique(keys, return_index=True)
+        unset = np.isnan(self.first[uniq])
+        self.first[uniq[unset]] = v[first_at[unset]]
+        rev_uniq, rev_at = np.unique(keys[::-1], return_index=True)
+        self.last[rev_uniq] = v[len(v) - 1 - rev_at]
+
+    def result(self, function: str, n: int) -> np.ndarray:
+        """Per key, NaN where the key had no value."""
+        count = _grow(self.n, n, 0)[:n]
+        if function == "mean":
+            s = _grow(self.sum, n, 0.0)[:n]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(count > 0, s / np.maximum(count, 1), np.nan)
+        fill = {"sum": 0.0, "min": np.inf, "max": -np.inf, "first": np.nan, "last": np.nan}[function]
+        values = _grow(getattr(self, function), n, fill)[:n].copy()
+        if function == "sum":
+            return values
+        return np.where(count > 0, values, np.nan)
+
+
+class KeyedDistinct:
+    """Distinct values per key (sets, fed only from matching rows)."""
+
+    def __init__(self):
+        self.sets: dict[int, set] = {}
+
+    def add(self, keys: np.ndarray, values) -> None:
+        if not len(keys):
+            return
+        for key, value in zip(keys.tolist(), _as_python(values)):
+            self.sets.setdefault(key, set()).add(value)
+
+    def result(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.int64)
+        for key, values in self.sets.items():
+            if key < n:
+                out[key] = len(values)
+        return out
+
+
+class KeyedPeak:
+    """The most matches per key within one time window (windows of `window_ns` from the capture start)."""
+
+    def __init__(self, window_ns: int):
+        self.window_ns = window_ns
+        self.counts: dict[tuple[int, int], int] = {}
+
+    def add(self, keys: np.ndarray, ts: np.ndarray, origin: int) -> None:
+        if not len(keys):
+            return
+        windows = (ts - origin) // self.window_ns
+        pairs = np.stack([keys.astype(np.int64), windows.astype(np.int64)], axis=1)
+        uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+        for (key, window), count in zip(uniq.tolist(), counts.tolist()):
+            self.counts[(key, window)] = self.counts.get((key, window), 0) + count
+
+    def result(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.int64)
+        for (key, _window), count in self.counts.items():
+            if key < n and count > out[key]:
+                out[key] = count
+        return out
+
+
+def _as_python(values) -> list:
+    if isinstance(values, np.ndarray) and values.ndim == 2:  # IPv6 halves
+        return [tuple(row) for row in values.tolist()]
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return list(values)
+
+
+def first_values(occurrences, ftype: FieldType):
+    """(values, present) of the first present occurrence of a field per row."""
+    if not occurrences:
+        return None, None
+    values = occurrences[0].values
+    present = occurrences[0].present.copy()
+    if len(occurrences) == 1:
+        return values, present
+    values = values.copy() if isinstance(values, np.ndarray) else values
+    for occ in occurrences[1:]:
+        take = occ.present & ~present
+        if take.any() and isinstance(values, np.ndarray):
+            values[take] = occ.values[take]
+        present |= occ.present
+    return values, present

@@ -1,0 +1,472 @@
+"""The rule engine: fold the packets of each chunk into what the rules need, then judge flows, groups and the
+capture once the pass is over.
+
+    engine = RuleEngine(rule_set)
+    for ctx in contexts:                       # one ChunkContext per chunk, TCP analysis etc. attached
+        engine.feed(ctx)
+    raw = engine.finish(flow_records, capture_facts)   # findings per rule, before linking and ranking
+
+During the pass (per chunk, vectorised): packet rules evaluate `when` and fold the matching packets into groups
+(default: one group per flow; `group_by` fields; `[]` = one for the capture); flow and capture rules fold their
+aggregates and collect evidence frames per flow. No packet is kept: only counts, statistics and at most
+`evidence_limit` frame numbers per key and rule.
+
+At the end: flow rules run `when` on one row per conversation (flow.* facts, capture.*, param.*, agg.*), capture
+rules on one row, packet rules' `having` on one row per group. Each true row becomes a finding with its message
+rendered from the rule's Jinja template.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diagnose.fields import ChunkContext, FieldType, lookup
+from diagnose.findings import Finding, FlowRef
+from diagnose.playbook.library import RuleSet
+from diagnose.playbook.loader import agg_key
+from diagnose.playbook.model import Aggregate, Rule
+from diagnose.playbook.templates import environment
+from diagnose.rules.accumulate import (KeyedCount, KeyedDistinct, KeyedFrames, KeyedPeak, KeyedSpan, KeyedStats,
+                                       first_values)
+from diagnose.rules.capture_fields import CAPTURE_FIELDS
+from diagnose.rules.flow_fields import FlowColumns
+
+_SECONDS = (FieldType.RELTIME, FieldType.TIME)
+
+
+class _AggState:
+    """The running state of one aggregate of one rule."""
+
+    def __init__(self, agg: Aggregate):
+        self.agg = agg
+        f = agg.function
+        self.count = KeyedCount() if f in ("count", "rate", "percent") else None
+        self.of = KeyedCount() if f == "percent" else None
+        self.stats = KeyedStats() if f in ("sum", "min", "max", "mean", "first", "last") else None
+        self.distinct = KeyedDistinct() if f == "distinct" else None
+        self.peak = KeyedPeak(agg.window_ns) if f == "peak" else None
+        self.field_type = lookup(agg.field).type if agg.field and lookup(agg.field) is not None else None
+
+    def fold(self, ctx: ChunkContext, keys: np.ndarray, rows: np.ndarray, masks) -> None:
+        agg = self.agg
+        f = agg.function
+        if f in ("count", "rate"):
+            m = rows & masks(agg.filters[0])
+            self.count.add(keys[m])
+        elif f == "percent":
+            of = rows & masks(agg.filters[1])
+            self.of.add(keys[of])
+            m = of & masks(agg.filters[0])
+            self.count.add(keys[m])
+        elif f == "peak":
+            m = rows & masks(agg.filters[0])
+            self.peak.add(keys[m], ctx.table["ts"][m], ctx.first_ts)
+        else:
+            m = rows & masks(agg.filters[0]) if agg.filters else rows
+            if not m.any():
+                return
+            occurrences = lookup(agg.field).extract(ctx)
+            if self.distinct is not None:
+                for occ in occurrences:
+                    take = m & occ.present
+                    if take.any():
+                        self.distinct.add(keys[take], _select(occ.values, take))
+                return
+            values, present = first_values(occurrences, self.field_type)
+            if values is None:
+                return
+            take = m & present
+            if take.any():
+                self.stats.add(keys[take], np.asarray(values)[take])
+
+    def result(self, n: int, durations_ns: np.ndarray | None) -> np.ndarray:
+        """Per key values (float with NaN where the aggregate has no value, else int)."""
+        f = self.agg.function
+        if f == "count":
+            return self.count.values(n)
+        if f == "rate":
+            counts = self.count.values(n).astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                seconds = durations_ns / 1e9 if durations_ns is not None else np.full(n, np.nan)
+                return np.where(seconds > 0, counts / seconds, np.nan)
+        if f == "percent":
+            hits = self.count.values(n).astype(np.float64)
+            total = self.of.values(n).astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(total > 0, hits / np.maximum(total, 1), np.nan)
+        if f == "distinct":
+            return self.distinct.result(n)
+        if f == "peak":
+            return self.peak.result(n)
+        return self.stats.result(f, n)
+
+
+def _select(values, mask):
+    if isinstance(values, np.ndarray):
+        return values[mask]
+    if hasattr(values, "to_objects"):
+        return values.to_objects(mask)[mask]
+    return np.asarray(values, dtype=object)[mask]
+
+
+class _PacketGroups:
+    """Groups of a packet rule: key values -> group id, with counts, time spans and evidence frames."""
+
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.by_flow = rule.group_by is None
+        self.fields = [] if rule.group_by is None else list(rule.group_by)
+        self.ids: dict[tuple, int] = {}
+        self.keys: list[tuple] = []
+        self.convs: list[set[int]] = []  # flows of each group (for flow references)
+        self.count = KeyedCount()
+        self.span = KeyedSpan()
+        self.frames = KeyedFrames(rule.evidence_limit)
+
+    def group_ids(self, ctx: ChunkContext, m: np.ndarray) -> np.ndarray:
+        """Group id of every row selected by m (array over those rows only)."""
+        conv = ctx.table["conv"][m].astype(np.int64)
+        if self.by_flow:
+            return conv  # -1 (a packet of no flow) is dropped by the caller
+        columns = []
+        for name in self.fields:
+            values, present = first_values(lookup(name).extract(ctx), lookup(name).type)
+            if values is None:
+                columns.append([None] * int(m.sum()))
+                continue
+            selected = _select(values, m)
+            pres = present[m]
+            columns.append([_py(v, lookup(name).type) if p else None for v, p in zip(_as_list(selected), pres)])
+        out = np.empty(len(conv), np.int64)
+        for i, key in enumerate(zip(*columns) if columns else [()] * len(conv)):
+            gid = self.ids.get(key)
+            if gid is None:
+                gid = self.ids[key] = len(self.keys)
+                self.keys.append(key)
+                self.convs.append(set())
+            out[i] = gid
+            if conv[i] >= 0 and len(self.convs[gid]) < 1000:
+                self.convs[gid].add(int(conv[i]))
+        return out
+
+
+def _as_list(values) -> list:
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        return [tuple(r) for r in values.tolist()]
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def _py(value, ftype: FieldType):
+    """A field value as the report shows it (addresses formatted, times in seconds)."""
+    from diagnose.addresses import format_address
+
+    if value is None:
+        return None
+    if ftype == FieldType.IPV4:
+        return format_address(4, 0, int(value))
+    if ftype == FieldType.IPV6 and isinstance(value, tuple):
+        return format_address(6, int(value[0]), int(value[1]))
+    if ftype in _SECONDS:
+        return int(value) / 1e9
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass
+class EngineResult:
+    """Raw findings per rule, plus what `explain` needs to say why a rule did not fire."""
+
+    findings: dict[str, list[Finding]]
+    flow_ctx: ChunkContext | None = None
+    capture_ctx: ChunkContext | None = None
+    group_ctx: dict[str, ChunkContext] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+
+
+class RuleEngine:
+    def __init__(self, rule_set: RuleSet):
+        self.rule_set = rule_set
+        self.rules = rule_set.rules
+        self._aggs: dict[str, list[_AggState]] = {r.id: [_AggState(a) for a in r.aggregates.values()]
+                                                  for r in self.rules}
+        self._evidence: dict[str, KeyedFrames] = {r.id: KeyedFrames(r.evidence_limit) for r in self.rules
+                                                  if r.scope != "packet" and r.evidence is not None}
+        self._groups: dict[str, _PacketGroups] = {r.id: _PacketGroups(r) for r in self.rules if r.scope == "packet"}
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self.errors: dict[str, str] = {}
+
+    # ---- the pass ----------------------------------------------------------------------------------------------------
+    def feed(self, ctx: ChunkContext) -> None:
+        if ctx.n == 0:
+            return
+        if self.first_ts is None:
+            self.first_ts = ctx.first_ts
+        self.last_ts = int(ctx.table["ts"][-1])
+        cache: dict[int, np.ndarray] = {}
+
+        def masks(flt) -> np.ndarray:
+            key = id(flt.compiled)
+            got = cache.get(key)
+            if got is None:
+                got = cache[key] = np.asarray(flt.evaluate(ctx), bool)
+            return got
+
+        conv = ctx.table["conv"].astype(np.int64)
+        in_flow = conv >= 0
+        zeros = np.zeros(ctx.n, np.int64)
+        everything = np.ones(ctx.n, bool)
+        frames = ctx.table["frame"]
+        for rule in self.rules:
+            if rule.id in self.errors:
+                continue
+            try:
+                if rule.scope == "packet":
+                    self._feed_packet_rule(rule, ctx, masks, frames)
+                    continue
+                keys, rows = (conv, in_flow) if rule.scope == "flow" else (zeros, everything)
+                for state in self._aggs[rule.id]:
+                    state.fold(ctx, np.where(rows, keys, 0), rows, masks)
+                if rule.evidence is not None:
+                    m = rows & masks(rule.evidence)
+                    self._evidence[rule.id].add(keys[m], frames[m])
+            except Exception as exc:  # one broken rule must not stop the diagnosis: it is reported
+                self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+
+    def _feed_packet_rule(self, rule: Rule, ctx: ChunkContext, masks, frames) -> None:
+        groups = self._groups[rule.id]
+        m = masks(rule.when)
+        if rule.evidence is not None:
+            m = m & masks(rule.evidence)
+        if not m.any():
+            return
+        gids = groups.group_ids(ctx, m)
+        if groups.by_flow:
+            keep = gids >= 0
+            rows = np.flatnonzero(m)[keep]
+            gids = gids[keep]
+            m = np.zeros(ctx.n, bool)
+            m[rows] = True
+        groups.count.add(gids)
+        groups.span.add(gids, ctx.table["ts"][m])
+        groups.frames.add(gids, frames[m])
+        keys = np.zeros(ctx.n, np.int64)
+        keys[m] = gids
+        for state in self._aggs[rule.id]:
+            state.fold(ctx, keys, m, masks)
+
+    # ---- judging -----------------------------------------------------------------------------------------------------
+    def finish(self, records: list[dict], capture_facts: dict, convs: np.ndarray | None = None) -> EngineResult:
+        """records: one flow record per conversation (diagnose.conn.record), index = conversation;
+        capture_facts: diagnose.facts summary; convs: the flow table's conversations (CONV_DTYPE), optional."""
+        n = len(records)
+        result = EngineResult({r.id: [] for r in self.rules}, errors=self.errors, records=records)
+        flow_refs = _FlowRefs(records)
+        template_capture = capture_template_values(capture_facts)
+        flow_ctx = _rows_context(n, self.first_ts, {"flows": FlowColumns(records), "capture_facts": capture_facts,
+                                                    "agg": {}})
+        capture_ctx = _rows_context(1, self.first_ts, {"capture_facts": capture_facts, "agg": {}})
+        result.flow_ctx, result.capture_ctx = flow_ctx, capture_ctx
+        durations = _durations(records)
+        capture_duration = np.array([int(round(float(capture_facts.get("duration_s") or 0) * 1e9))])
+        for rule in self.rules:
+            if rule.id in self.errors:
+                continue
+            try:
+                if rule.scope == "flow":
+                    result.findings[rule.id] = self._judge_flows(rule, flow_ctx, n, durations, flow_refs,
+                                                                  template_capture)
+                elif rule.scope == "capture":
+                    result.findings[rule.id] = self._judge_capture(rule, capture_ctx, capture_duration,
+                                                                    template_capture)
+                else:
+                    found, gctx = self._judge_groups(rule, capture_facts, flow_refs, template_capture)
+                    result.findings[rule.id] = found
+                    result.group_ctx[rule.id] = gctx
+            except Exception as exc:
+                self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+        return result
+
+    def _agg_columns(self, rule: Rule, ctx: ChunkContext, n: int, durations) -> dict[str, np.ndarray]:
+        columns = {}
+        for state in self._aggs[rule.id]:
+            values = state.result(n, durations)
+            ctx.extra["agg"][agg_key(rule.id, state.agg.name)] = values
+            columns[state.agg.name] = values
+        return columns
+
+    def _judge_flows(self, rule, ctx, n, durations, flow_refs, template_capture) -> list[Finding]:
+        if n == 0:
+            return []
+        columns = self._agg_columns(rule, ctx, n, durations)
+        mask = np.asarray(rule.when.evaluate(ctx), bool)
+        out = []
+        for conv in np.flatnonzero(mask).tolist():
+            record = flow_refs.records[conv]
+            frames, total = self._evidence[rule.id].get(conv) if rule.id in self._evidence else ([], 0)
+            agg = {name: _agg_value(values[conv], rule.aggregates[name].result_type) for name, values in columns.items()}
+            finding = self._finding(rule, [flow_refs.ref(conv)], frames, total, agg, record, None, template_capture,
+                                    start=record.get("ts"), end=_end_time(record))
+            out.append(finding)
+        return out
+
+    def _judge_capture(self, rule, ctx, duration, template_capture) -> list[Finding]:
+        columns = self._agg_columns(rule, ctx, 1, duration)
+        mask = np.asarray(rule.when.evaluate(ctx), bool)
+        if not mask.any():
+            return []
+        frames, total = self._evidence[rule.id].get(0) if rule.id in self._evidence else ([], 0)
+        agg = {name: _agg_value(values[0], rule.aggregates[name].result_type) for name, values in columns.items()}
+        return [self._finding(rule, [], frames, total, agg, None, None, template_capture,
+                              start=_epoch(self.first_ts), end=_epoch(self.last_ts))]
+
+    def _judge_groups(self, rule, capture_facts, flow_refs, template_capture):
+        groups = self._groups[rule.id]
+        n = int(groups.count.counts.shape[0]) if groups.by_flow else len(groups.keys)
+        if groups.by_flow:
+            n = len(flow_refs.records)
+        ctx = _rows_context(n, self.first_ts, {"capture_facts": capture_facts, "agg": {}})
+        if n == 0:
+            return [], ctx
+        counts = groups.count.values(n)
+        ctx.extra["agg"][agg_key(rule.id, "count")] = counts
+        first = np.full(n, np.nan)
+        last = np.full(n, np.nan)
+        span_n = min(n, len(groups.span.first))
+        first[:span_n] = groups.span.first[:span_n]
+        last[:span_n] = groups.span.last[:span_n]
+        with np.errstate(invalid="ignore"):
+            durations = np.where(counts > 0, last - first, np.nan)
+        columns = self._agg_columns(rule, ctx, n, durations)
+        mask = counts > 0
+        if rule.having is not None:
+            mask &= np.asarray(rule.having.evaluate(ctx), bool)
+        out = []
+        for gid in np.flatnonzero(mask).tolist():
+            frames, total = groups.frames.get(gid)
+            agg = {name: _agg_value(values[gid], rule.aggregates[name].result_type)
+                   for name, values in columns.items()}
+            agg["count"] = int(counts[gid])
+            if groups.by_flow:
+                refs = [flow_refs.ref(gid)]
+                record = flow_refs.records[gid]
+                key = None
+            else:
+                convs = sorted(groups.convs[gid])
+                refs = [flow_refs.ref(c) for c in convs]
+                record = flow_refs.records[convs[0]] if len(convs) == 1 else None
+                key = {name: value for name, value in zip(groups.fields, groups.keys[gid])}
+            out.append(self._finding(rule, refs, frames, total, agg, record, key, template_capture,
+                                     start=_epoch(first[gid]), end=_epoch(last[gid])))
+        return out, ctx
+
+    # ---- one finding -------------------------------------------------------------------------------------------------
+    def _finding(self, rule: Rule, flows: list[FlowRef], frames: list[int], total: int, agg: dict, record,
+                 key, template_capture, *, start, end) -> Finding:
+        params = {p.name: p.value.python for p in rule.params.values()}
+        values: dict[str, Any] = {f"agg.{k}": v for k, v in agg.items()}
+        for name in rule.when.compiled.fields:
+            if name.startswith("flow.") and record is not None:
+                values[name] = record.get(name[5:])
+            elif name.startswith("capture."):
+                values[name] = template_capture.get(name[8:])
+            elif name.startswith("param."):
+                param = rule.params.get(name[6:])
+                if param is not None:
+                    values[name] = param.value.display()
+        finding = Finding(rule_id=rule.id, playbook=rule.playbook, title=rule.title, severity=rule.severity,
+                          scope=rule.scope, message="", references=list(rule.references), flows=flows,
+                          start=start, end=end, evidence=sorted(frames), evidence_total=total, values=values,
+                          key=key)
+        context = {
+            "flow": record, "capture": template_capture, "param": params, "agg": agg, "key": key or {},
+            "rule": {"id": rule.id, "title": rule.title, "severity": rule.severity},
+            "finding": {"evidence": finding.evidence, "evidence_total": total, "start": start, "end": end,
+                        "flows": len(flows)},
+            "group": None, "symptoms": [], "flows": [],
+        }
+        finding.message = render(rule.message, context, rule.id, "message")
+        finding.explanation = render(rule.explanation, context, rule.id, "explanation") if rule.explanation else ""
+        finding.advice = render(rule.advice, context, rule.id, "advice") if rule.advice else ""
+        finding._context = context  # type: ignore[attr-defined]  (grouping renders the group message with it)
+        return finding
+
+
+def render(template, context: dict, rule_id: str, what: str) -> str:
+    """Render a message template; a template that fails on this data says so instead of stopping the run."""
+    try:
+        return " ".join(template.render(**context).split()) if what == "message" else \
+            template.render(**context).strip()
+    except Exception as exc:  # noqa: BLE001 - a user's template error becomes visible text, not a crash
+        return f"[{rule_id}: the {what} template failed: {type(exc).__name__}: {exc}]"
+
+
+def capture_template_values(facts: dict) -> dict:
+    """The capture facts under their capture.* names (durations and times in seconds), for templates."""
+    out = {}
+    for name, _ftype, _description, key, _scale in CAPTURE_FIELDS:
+        out[name.split(".", 1)[1]] = facts.get(key)
+    out["file"] = facts.get("file")
+    return out
+
+
+class _FlowRefs:
+    def __init__(self, records: list[dict]):
+        self.records = records
+        self._refs: dict[int, FlowRef] = {}
+
+    def ref(self, conv: int) -> FlowRef:
+        got = self._refs.get(conv)
+        if got is None:
+            r = self.records[conv]
+            got = self._refs[conv] = FlowRef(conv, r.get("stream"), r.get("proto") or "?", r.get("client") or "?",
+                                             r.get("server") or "?", r.get("first_frame"), r.get("last_frame"),
+                                             r.get("orig_h"), r.get("resp_h"))
+        return got
+
+
+def _rows_context(n: int, first_ts: int | None, extra: dict) -> ChunkContext:
+    table = np.zeros(n, dtype=[("ts", np.int64), ("conv", np.int32), ("frame", np.int64)])
+    table["conv"] = np.arange(n)
+    return ChunkContext(np.zeros(0, np.uint8), table, first_ts=first_ts or 0, extra=extra)
+
+
+def _durations(records: list[dict]) -> np.ndarray:
+    return np.fromiter(((r.get("duration") or 0.0) * 1e9 if r.get("duration") is not None else np.nan
+                        for r in records), np.float64, len(records))
+
+
+def _agg_value(value, result_type: str):
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        return None
+    if result_type in ("reltime", "time"):
+        return float(value) / 1e9
+    if result_type in ("uint", "int"):
+        return int(value)
+    if result_type == "bool":
+        return bool(value)
+    return float(value)
+
+
+def _epoch(ns) -> float | None:
+    if ns is None or (isinstance(ns, float) and (math.isnan(ns) or math.isinf(ns))):
+        return None
+    return float(ns) / 1e9
+
+
+def _end_time(record: dict) -> float | None:
+    start, duration = record.get("ts"), record.get("duration")
+    if start is None:
+        return None
+    return start + (duration or 0.0)
+
+
+__all__ = ["EngineResult", "RuleEngine", "capture_template_values", "environment", "render"]

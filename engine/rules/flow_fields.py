@@ -1,0 +1,195 @@
+"""`flow.*` fields: the per-flow facts of diagnose.conn (one record per conversation) as display-filter fields.
+
+A flow rule's `when` runs on a context with one row per conversation; these extractors read the columns of the
+flow records attached to it (`ctx.extra["flows"]`, a FlowColumns). Column arrays are built on first use, only for
+the facts a loaded rule reads. The names are the record's keys (Zeek's conn.log names where Zeek has the fact):
+`flow.conn_state`, `flow.syn_count`, `flow.rst_idle_before`, `flow.retransmission_rate_client`, ...
+
+Units follow the display-filter types: durations are reltime (a filter writes seconds: `flow.idle_max > 300`),
+times are absolute, rates are fractions (0.047 = 4.7 %). Message templates see the record itself: durations and
+times as float seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose.errors import DiagnoseError
+from diagnose.fields import FieldType as T, Occurrence, lookup, register
+from diagnose.fields.registry import Field
+
+SIDES = ("client", "server")
+
+# key, type, description ("{side}" entries exist as KEY_client and KEY_server)
+FLOW_FACTS: list[tuple[str, T, str]] = [
+    ("stream", T.UINT, "tcp.stream / udp.stream index of the conversation"),
+    ("proto", T.STRING, "transport: tcp, udp or icmp"),
+    ("ip_proto", T.UINT, "IP protocol number"),
+    ("ts", T.TIME, "time of the first packet"),
+    ("orig_h", T.STRING, "client (Zeek's originator) address"),
+    ("orig_p", T.UINT, "client port"),
+    ("resp_h", T.STRING, "server (responder) address"),
+    ("resp_p", T.UINT, "server port"),
+    ("conn_state", T.STRING, "Zeek's connection state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH"),
+    ("history", T.STRING, "Zeek's history letters (upper case: client, lower case: server)"),
+    ("duration", T.RELTIME, "time from the first to the last packet (Zeek's duration)"),
+    ("orig_bytes", T.UINT, "payload bytes the client sent (Zeek, from sequence numbers)"),
+    ("resp_bytes", T.UINT, "payload bytes the server sent"),
+    ("missed_bytes", T.UINT, "bytes in content gaps: data acknowledged but never seen"),
+    ("orig_pkts", T.UINT, "packets the client sent"),
+    ("orig_ip_bytes", T.UINT, "IP bytes the client sent"),
+    ("resp_pkts", T.UINT, "packets the server sent"),
+    ("resp_ip_bytes", T.UINT, "IP bytes the server sent"),
+    ("client", T.STRING, "client endpoint, address:port"),
+    ("server", T.STRING, "server endpoint, address:port"),
+    ("first_frame", T.UINT, "frame number of the first packet"),
+    ("last_frame", T.UINT, "frame number of the last packet"),
+    ("packets", T.UINT, "packets of the conversation"),
+    ("reused_ports", T.BOOL, "started by a SYN reusing the ports of an earlier conversation"),
+    ("idle_max", T.RELTIME, "longest silence between two packets of the flow"),
+    ("idle_max_frame", T.UINT, "the packet that ended the longest silence"),
+    ("icmp_errors", T.UINT, "ICMP errors quoting a packet of this flow"),
+    ("icmp_unreachable", T.BOOL, "one of them is destination unreachable"),
+    ("icmp_error_type", T.UINT, "ICMP type of the first such error"),
+    ("icmp_error_code", T.UINT, "ICMP code of the first such error"),
+    ("icmp_error_from", T.STRING, "who sent it (a router or firewall when not the server)"),
+    ("icmp_error_ttl", T.UINT, "its TTL"),
+    ("icmp_error_frame", T.UINT, "its frame number"),
+    ("icmp_error_time", T.TIME, "its time"),
+    ("icmp_error_quotes", T.STRING, "whose packet it quotes: client or server"),
+    ("syn_count", T.UINT, "pure SYNs (first and retransmitted)"),
+    ("synack_seen", T.BOOL, "a SYN-ACK was seen"),
+    ("synack_count", T.UINT, "SYN-ACKs"),
+    ("rst_seen", T.BOOL, "a RST was seen"),
+    ("handshake", T.STRING, "completed | no_answer | refused | icmp_error | aborted | synack_not_acked | not_seen"),
+    ("synack_rtt", T.RELTIME, "SYN -> SYN-ACK (the network round trip at a client-side capture point)"),
+    ("handshake_rtt", T.RELTIME, "SYN -> the ACK completing the handshake (Wireshark's iRTT)"),
+    ("handshake_ack_rtt", T.RELTIME, "SYN-ACK -> ACK"),
+    ("mss_{side}", T.UINT, "MSS option in the side's SYN"),
+    ("wscale_{side}", T.UINT, "window scale shift in the side's SYN (absent: not offered)"),
+    ("sack_{side}", T.BOOL, "SACK permitted in the side's SYN"),
+    ("timestamps_{side}", T.BOOL, "TCP timestamps in the side's SYN"),
+    ("wscale_negotiated", T.BOOL, "both SYNs carried window scaling"),
+    ("sack_negotiated", T.BOOL, "both SYNs permitted SACK"),
+    ("timestamps_negotiated", T.BOOL, "both SYNs carried timestamps"),
+    ("data_packets_{side}", T.UINT, "segments with payload the side sent"),
+    ("oversize_segments_{side}", T.UINT, "segments above the peer's MSS (offload artefacts)"),
+    ("zero_window_episodes_{side}", T.UINT, "times the side advertised a zero window"),
+    ("zero_window_time_{side}", T.RELTIME, "total time the side's window stayed zero"),
+    ("zero_window_open_at_end_{side}", T.BOOL, "the side's window was still zero at the end"),
+    ("zero_window_first_frame_{side}", T.UINT, "first zero-window frame of the side"),
+    ("fin_{side}", T.BOOL, "the side sent a FIN"),
+    ("max_window_{side}", T.UINT, "largest (scaled) window the side advertised"),
+    ("max_bytes_in_flight_{side}", T.UINT, "most unacknowledged bytes the side had outstanding"),
+    ("window_full_{side}", T.UINT, "segments of the side that filled the peer's window (tcp.analysis.window_full)"),
+    ("window_limited_{side}", T.BOOL, "the side's sending was limited by the peer's window"),
+    ("retransmissions_{side}", T.UINT, "retransmitted segments the side sent (fast and spurious included)"),
+    ("duplicate_retransmissions_{side}", T.UINT, "of those, byte-identical copies within 5 ms (capture artefacts)"),
+    ("lost_segments_{side}", T.UINT, "gaps before segments of the side (previous segment not captured)"),
+    ("retransmission_rate_{side}", T.FLOAT, "retransmissions / data segments of the side (a fraction)"),
+    ("retransmission_burstiness_{side}", T.FLOAT, "burstiness of the side's retransmissions on the segment clock "
+     "(diagnose.conn.burst: > 0 bursty, about 0 uniform)"),
+    ("retransmission_time_burstiness_{side}", T.FLOAT, "the same on the time clock"),
+    ("retransmission_pattern_{side}", T.STRING, "bursty | uniform | few"),
+    ("retransmissions_artefact", T.BOOL, "every retransmission of the flow is a duplicated frame (capture artefact)"),
+    ("offload_suspected", T.BOOL, "segments above the MSS: TSO/GSO/GRO at the capture host"),
+    ("rst_count", T.UINT, "RST segments"),
+    ("rst_sender", T.STRING, "who sent the first RST: client or server (as the addresses claim)"),
+    ("rst_frame", T.UINT, "frame of the first RST"),
+    ("rst_time", T.TIME, "time of the first RST"),
+    ("rst_phase", T.STRING, "handshake | mid_transfer | after_idle | after_fin"),
+    ("rst_idle_before", T.RELTIME, "silence before the RST (or before the packet that triggered it)"),
+    ("rst_bytes_client", T.UINT, "bytes the client had sent when the RST came"),
+    ("rst_bytes_server", T.UINT, "bytes the server had sent when the RST came"),
+    ("rst_ttl", T.UINT, "TTL of the RST"),
+    ("rst_hops", T.UINT, "hops the RST travelled (from the usual initial TTLs 64/128/255)"),
+    ("rst_ip_id", T.UINT, "IPv4 ID of the RST"),
+    ("rst_sender_ttl_min", T.UINT, "lowest TTL of the claimed sender's other packets"),
+    ("rst_sender_ttl_max", T.UINT, "highest TTL of the claimed sender's other packets"),
+    ("rst_sender_packets", T.UINT, "the claimed sender's other packets"),
+    ("rst_ttl_mismatch", T.BOOL, "the RST's TTL differs from the claimed sender's packets"),
+    ("rst_ip_id_zero", T.BOOL, "the RST has IP ID 0 where the sender's packets do not"),
+    ("rst_forged", T.BOOL, "the RST was forged by a middlebox (TTL mismatch)"),
+    ("end", T.STRING, "fin_both | fin_client | fin_server | rst_client | rst_server | open"),
+    ("completeness", T.UINT, "tcp.completeness of the conversation: 1 SYN 2 SYN-ACK 4 ACK 8 data 16 FIN 32 RST"),
+]
+
+# record keys that are not fields (lists: templates read them from the record)
+TEMPLATE_ONLY = {"syn_times"}
+
+_SECONDS_TYPES = (T.RELTIME, T.TIME)
+
+
+def fact_table() -> list[tuple[str, T, str]]:
+    """Every flow fact with the {side} entries expanded: (record key, type, description)."""
+    out = []
+    for key, ftype, description in FLOW_FACTS:
+        if "{side}" in key:
+            for side in SIDES:
+                out.append((key.format(side=side), ftype, description.replace("the side", f"the {side}")
+                            .replace("The side", f"The {side}")))
+        else:
+            out.append((key, ftype, description))
+    return out
+
+
+class FlowColumns:
+    """Columns over the flow records, built on first use (one per fact a rule reads)."""
+
+    def __init__(self, records: list[dict]):
+        self.records = records
+        self.n = len(records)
+        self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+        got = self._columns.get(key)
+        if got is None:
+            got = self._columns[key] = _build(self.records, key, ftype)
+        return got
+
+
+def _build(records: list[dict], key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+    raw = [r.get(key) for r in records]
+    present = np.fromiter((v is not None for v in raw), bool, len(raw))
+    if ftype == T.STRING:
+        values = np.empty(len(raw), object)
+        values[:] = [("" if v is None else str(v)) for v in raw]
+    elif ftype == T.BOOL:
+        values = np.fromiter((bool(v) for v in raw), bool, len(raw))
+    elif ftype == T.FLOAT:
+        values = np.fromiter((float(v) if v is not None else 0.0 for v in raw), np.float64, len(raw))
+    elif ftype in _SECONDS_TYPES:
+        values = np.fromiter((int(round(float(v) * 1e9)) if v is not None else 0 for v in raw), np.int64, len(raw))
+    else:
+        values = np.fromiter((int(v) if v is not None else 0 for v in raw), np.int64, len(raw))
+    return values, present
+
+
+class FlowFactsUnavailable(DiagnoseError):
+    pass
+
+
+def _extractor(key: str, ftype: T):
+    def extract(ctx) -> list[Occurrence]:
+        columns = ctx.extra.get("flows")
+        if columns is None:
+            raise FlowFactsUnavailable(f"flow.{key} is a flow fact: it is known once the whole capture was read, so "
+                                       "it can be used in playbook rules (scope: flow), not in a packet filter")
+        values, present = columns.column(key, ftype)
+        index = ctx.extra.get("flow_index")
+        if index is None:
+            return [Occurrence(values, present)]
+        ok = index >= 0
+        safe = np.where(ok, index, 0)
+        return [Occurrence(values[safe], present[safe] & ok)]
+    return extract
+
+
+def register_flow_fields() -> None:
+    for key, ftype, description in fact_table():
+        name = f"flow.{key}"
+        if lookup(name) is None:
+            register(Field(name, ftype, description, _extractor(key, ftype), protocol="flow"))
+
+
+register_flow_fields()

@@ -1,0 +1,191 @@
+"""Run a diagnosis: one streaming pass over the capture with every analysis the rules read, then the rules, then
+the report.
+
+    report = diagnose_capture("syn_drop.pcap", load_rule_set(["tcp"])).report
+    code = run_diagnosis("syn_drop.pcap", ["tcp"], ["tcp.syn-unanswered.min_syns=3"], "json", "-", "error")
+
+The pass: read + decode + flow table (diagnose.pipeline), Wireshark-style TCP analysis attached to each chunk's
+context (tcp.analysis.* fields), Zeek connection states and flow facts, capture facts, then the rule engine folds
+the chunk. After the last chunk the flow records and the capture summary are final and the rules judge them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from diagnose.findings import Report, RuleResult
+from diagnose.playbook.library import RuleSet, load_rule_set
+from diagnose.rules.engine import EngineResult, RuleEngine
+from diagnose.rules.linking import group_findings, link, rank
+
+CAPTURE_PLAYBOOK = "capture"
+
+
+@dataclass
+class Diagnosis:
+    report: Report
+    result: EngineResult
+    rule_set: RuleSet
+
+
+class AnalysisPass:
+    """Everything computed per chunk for the rules, in dependency order. `contexts()` yields each chunk's context;
+    afterwards `records()` and `summary()` are final."""
+
+    def __init__(self, path: str, *, tick: Callable[[], None] | None = None, verify_checksums: bool = True):
+        from diagnose.conn.facts import FlowFacts
+        from diagnose.conn.zeek import ConnStates
+        from diagnose.facts import CaptureFacts
+        from diagnose.pipeline import open_pass
+        from diagnose.tcp.analysis import TcpAnalyzer
+
+        self.run = open_pass(path)
+        self.tcp = TcpAnalyzer(self.run.flows)
+        self.states = ConnStates()
+        self.flow_facts = FlowFacts()
+        self.capture_facts = CaptureFacts(verify_checksums=verify_checksums)
+        self.tick = tick
+        self.per_iface: dict[int, int] = {}
+
+    def contexts(self):
+        from diagnose.fields import ChunkContext
+        from diagnose.tcp import fields as tcp_fields
+
+        first_ts = prev_ts = None
+        info = self.run.capture.info
+        with self.run.capture:
+            for chunk in self.run.chunks():
+                table = chunk.table
+                n = int(table.shape[0])
+                if not n:
+                    continue
+                if first_ts is None:
+                    first_ts = int(table["ts"][0])
+                rows = self.tcp.update(table, chunk.buf)
+                self.states.update(chunk.buf, table, self.run.flows.count)
+                self.flow_facts.update(table, self.run.flows.count, self.run.flows.tcp_streams, rows)
+                self.capture_facts.update(chunk.buf, table, self.run.flows.count)
+                for iface, count in zip(*np.unique(table["iface"], return_counts=True)):
+                    self.per_iface[int(iface)] = self.per_iface.get(int(iface), 0) + int(count)
+                ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts,
+                                   file_big_endian=getattr(info, "big_endian", False),
+                                   capture_format=getattr(info, "format", None))
+                tcp_fields.attach(ctx, rows)
+                prev_ts = int(table["ts"][-1])
+                yield ctx
+                if self.tick is not None:
+                    self.tick()
+
+    def records(self) -> list[dict]:
+        from diagnose.conn.record import flow_records
+
+        return flow_records(self.run.flows, self.states, self.flow_facts, self.tcp.completeness)
+
+    def summary(self) -> dict:
+        flows = self.run.flows
+        summary = self.capture_facts.summary(self.run.capture.info, flows.conversations)
+        for entry in summary["interfaces"]:
+            entry["packets"] = self.per_iface.get(entry["index"], 0)
+        summary["tcp_streams"] = flows.tcp_streams
+        summary["udp_streams"] = flows.udp_streams
+        summary["conversations"] = flows.count
+        if not any(i["dropped"] is not None for i in summary["interfaces"]):
+            summary["interface_drops"] = None  # not recorded: unknown, not zero
+        return summary
+
+
+def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] | None = None,
+                     on_finding: Callable | None = None) -> Diagnosis:
+    """Run the rules over one capture and build the ranked report."""
+    started = time.perf_counter()
+    analysis = AnalysisPass(path, tick=tick)
+    engine = RuleEngine(rule_set)
+    for ctx in analysis.contexts():
+        engine.feed(ctx)
+    records = analysis.records()
+    summary = analysis.summary()
+    result = engine.finish(records, summary)
+    report = build_report(rule_set, result, summary, records)
+    report.elapsed_s = round(time.perf_counter() - started, 3)
+    if on_finding is not None:
+        for finding in (*report.capture_quality, *report.findings):
+            on_finding(finding)
+    return Diagnosis(report, result, rule_set)
+
+
+def build_report(rule_set: RuleSet, result: EngineResult, summary: dict, records: list[dict]) -> Report:
+    from diagnose import __version__
+
+    grouped = {}
+    for rule in rule_set.rules:
+        grouped[rule.id] = group_findings(rule, result.findings.get(rule.id, []), records)
+    top, withdrawn = link(rule_set.rules, grouped)
+    quality = rank([f for f in top if f.playbook == CAPTURE_PLAYBOOK])
+    for f in quality:
+        f.capture_quality = True
+    findings = rank([f for f in top if f.playbook != CAPTURE_PLAYBOOK])
+    report = Report(
+        capture=_capture_section(summary),
+        playbooks=[p.name for p in rule_set.playbooks],
+        params={name: ps[0].value.display() for name, ps in sorted(rule_set.params.items())},
+        findings=findings, capture_quality=quality, withdrawn=withdrawn,
+        warnings=list(summary.get("warnings", [])), tool_version=__version__,
+    )
+    counted: dict[str, int] = {}
+    for f in report.all_findings():
+        counted[f.rule_id] = counted.get(f.rule_id, 0) + 1
+    pulled: dict[str, int] = {}
+    for f in withdrawn:
+        pulled[f.rule_id] = pulled.get(f.rule_id, 0) + 1
+    for rule in rule_set.rules:
+        report.rules.append(RuleResult(rule.id, rule.title, rule.severity, rule.playbook, counted.get(rule.id, 0),
+                                       pulled.get(rule.id, 0), result.errors.get(rule.id)))
+        if rule.id in result.errors:
+            report.warnings.append(f"rule {rule.id} could not be evaluated: {result.errors[rule.id]}")
+    return report
+
+
+def _capture_section(summary: dict) -> dict:
+    keys = ("file", "format", "packets", "first_time", "last_time", "first_time_epoch", "last_time_epoch",
+            "duration_s", "data_bytes", "link_types", "snaplen", "snaplen_cut", "interface_drops", "duplicates",
+            "oversize_segments", "bad_checksums", "checksum_offload_host", "one_sided_flows", "tcp_streams",
+            "udp_streams", "conversations", "truncated_file")
+    return {k: summary.get(k) for k in keys}
+
+
+def run_diagnosis(capture: str, playbooks: list[str] | None = None, params: list[str] | None = None,
+                  fmt: str = "text", out: str | None = None, fail_on: str | None = "error",
+                  color: bool | None = None) -> int:
+    """The main command as a library call: returns the exit code (0 clean, 1 findings at or above fail_on).
+
+    Playbook mistakes raise PlaybookError and a bad --set/--format UsageError (both exit 2) before the capture is
+    opened; an unreadable capture raises CaptureError (exit 2)."""
+    from diagnose.errors import UsageError
+    from diagnose.report.render import FORMATS, write_report
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    if fail_on not in (None, "never", "none", "info", "warning", "error"):
+        raise UsageError(f"--fail-on {fail_on}: use info, warning, error or never")
+    rule_set = load_rule_set(playbooks, params)
+    stream = None
+    if fmt == "ndjson":
+        stream = sys.stdout if out in (None, "-") else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        from diagnose.report.render_ndjson import NdjsonWriter
+
+        writer = NdjsonWriter(stream, capture) if stream is not None else None
+        diagnosis = diagnose_capture(capture, rule_set, on_finding=writer.finding if writer else None)
+        if writer is not None:
+            writer.summary(diagnosis.report)
+        else:
+            write_report(diagnosis.report, fmt, out, color=color)
+    finally:
+        if stream is not None and stream is not sys.stdout:
+            stream.close()
+    return diagnosis.report.exit_code(fail_on)
