@@ -42,6 +42,8 @@ def test_right_key_log():
         ("TLS 1.3", "TLS_AES_256_GCM_SHA384", "server.lab.test"),
         ("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "server.lab.test")]
     assert [s.first_frame for s in match.sessions] == [8, 37]  # the ClientHello frames
+    assert [s.client_random for s in match.sessions] == [line.split()[1] for line in KEYS.read_text().splitlines()
+                                                         if line.startswith(("CLIENT_HANDSHAKE", "CLIENT_RANDOM"))]
     assert match.warnings == []
     text = format_key_match(match)
     assert text.startswith("2 TLS sessions, 2 with a key log secret, 2 decrypted\n")
@@ -130,6 +132,20 @@ def test_capture_secrets_and_files_together():
     plain = run(str(data_path("corpus", "scapy", "tls_nss_example.pcap")),
                 [data_path("corpus", "scapy", "tls_nss_example.keys.txt")])
     assert plain.decrypted == 2
+
+
+def test_unsupported_cipher_says_which(tmp_path):
+    """zeek/ssl.v3.pcap negotiates TLS 1.0 with RC4-MD5 (0x0004): with key log lines for its client randoms the
+    summary says the suite is not supported, and which."""
+    capture = str(data_path("corpus", "zeek", "ssl.v3.pcap"))
+    randoms = [s.client_random for s in run(capture).sessions]
+    keys = tmp_path / "ssl3.keys"
+    keys.write_text("".join(f"CLIENT_RANDOM {r} {'5a' * 48}\n" for r in randoms))
+    match = run(capture, [keys])
+    assert match.headline() == "2 TLS sessions, 2 with a key log secret, 0 decrypted"
+    assert {(s.version_name, s.suite_name, s.outcome.reason, s.detail) for s in match.sessions} == {
+        ("TLS 1.0", "0x0004", Reason.CIPHER_UNSUPPORTED, "cipher suite 0x0004")}
+    assert "not decrypted: cipher suite not supported for decryption (cipher suite 0x0004)" in format_key_match(match)
 
 
 def test_every_capture_is_summarised_without_raising():

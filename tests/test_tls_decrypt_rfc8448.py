@@ -248,8 +248,12 @@ def test_unsupported_cipher_suite_is_a_reason():
     keylog = KeyLog()
     keylog.add_text(KEYLOG_TEXT, "k")
     keys = TlsSessionKeys(0x0304, 0x1399, CLIENT_RANDOM, SERVER_RANDOM, keylog)
-    assert keys.reason is Reason.CIPHER_UNSUPPORTED
+    assert keys.reason is Reason.CIPHER_UNSUPPORTED and keys.detail == "cipher suite 0x1399"
     assert keys.decryptor("client").decrypt(*split(CLIENT_DATA_RECORD)).status is Reason.CIPHER_UNSUPPORTED
+    ssl3 = TlsSessionKeys(0x0300, 0x002F, CLIENT_RANDOM, SERVER_RANDOM, keylog)
+    assert (ssl3.reason, ssl3.detail) == (Reason.CIPHER_UNSUPPORTED, "version 0x0300")
+    mixed = TlsSessionKeys(0x0303, 0x1301, CLIENT_RANDOM, SERVER_RANDOM, keylog)  # a TLS 1.3 suite in TLS 1.2
+    assert mixed.reason is Reason.CIPHER_UNSUPPORTED
 
 
 def test_no_secret_in_reprs():

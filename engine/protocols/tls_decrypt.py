@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from diagnose.keylog import SessionSecrets
+from diagnose.keylog import TLS13_LABELS, SessionSecrets
 
 # record content types
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
@@ -246,6 +246,7 @@ class _Protection:
         self.suite, self.version, self.iv, self.mac_key = suite, version, iv, mac_key
         self.encrypt_then_mac = encrypt_then_mac
         self.seq = 0
+        self._next_iv: bytes | None = None  # TLS 1.0 CBC: the IV of the next record, once this one checks out
         if suite.cipher == "AES-GCM":
             self._aead = AESGCM(key)
         elif suite.cipher == "AES-CCM":
@@ -331,8 +332,8 @@ class _Protection:
         return plain
 
     def commit_chained_iv(self) -> None:
-        if self.version < TLS11 and hasattr(self, "_next_iv"):
-            self.iv = self._next_iv
+        if self._next_iv is not None:
+            self.iv, self._next_iv = self._next_iv, None
 
 
 # -- sessions and directions ---------------------------------------------------------------------------------------
@@ -342,7 +343,8 @@ CLIENT, SERVER = "client", "server"
 class TlsSessionKeys:
     """Key material of one TLS session, from its hellos and the key log. Build the decryptors from it.
 
-    `reason` says why nothing at all can be decrypted (no key log line, unsupported cipher or version), else None.
+    `reason` says why nothing at all can be decrypted (no key log line, unsupported cipher or version), else None;
+    `detail` adds what exactly (the unsupported version or suite, the TLS 1.3 labels missing).
     """
 
     def __init__(self, version: int, cipher_suite: int, client_random: bytes, server_random: bytes, keylog, *,
@@ -369,7 +371,7 @@ class TlsSessionKeys:
             self.detail = f"cipher suite {self.suite.name} with version 0x{version:04x}"
         elif version == TLS13:
             missing = self.secrets.missing_tls13_labels()
-            if len(missing) == len((CLIENT, SERVER)) * 2:
+            if len(missing) == len(TLS13_LABELS):
                 self.reason = Reason.TLS13_LINES_MISSING
             self.detail = ", ".join(missing)
         elif self.secrets.master_secret is None:

@@ -53,6 +53,7 @@ class SessionMatch:
 
     stream: int  # tcp.stream
     first_frame: int  # the ClientHello's frame
+    client_random: str  # hex, as in the key log (not a secret: it travels in clear in the ClientHello)
     client: str  # address:port
     server: str
     sni: str | None
@@ -62,6 +63,7 @@ class SessionMatch:
     secret_labels: list[str]  # which NSS labels it has (names only)
     missing_labels: list[str]  # TLS 1.3 labels it lacks
     outcome: Outcome
+    detail: str = ""  # what exactly is unsupported, or why a secret does not apply
 
     @property
     def version_name(self) -> str:
@@ -77,11 +79,13 @@ class SessionMatch:
         return suite.name if suite else f"0x{self.cipher_suite:04x}"
 
     def to_dict(self) -> dict:
-        return {"stream": self.stream, "first_frame": self.first_frame, "client": self.client,
+        return {"stream": self.stream, "first_frame": self.first_frame, "client_random": self.client_random,
+                "client": self.client,
                 "server": self.server, "sni": self.sni, "version": self.version_name,
                 "cipher_suite": self.suite_name, "has_secret": self.has_secret,
                 "secret_labels": self.secret_labels, "missing_labels": self.missing_labels,
                 "status": self.outcome.status, "reason": str(self.outcome.reason) if self.outcome.reason else None,
+                "detail": self.detail or None,
                 "records_decrypted": self.outcome.decrypted, "records_failed": self.outcome.failed}
 
 
@@ -253,10 +257,12 @@ class _Session:
             missing = []
         client, server = self.halves[self.client_dir], self.halves[1 - self.client_dir]
         return SessionMatch(
-            stream=self.stream, first_frame=client.first_frame, client=client.endpoint, server=server.endpoint,
+            stream=self.stream, first_frame=client.first_frame, client_random=self.client_random.hex(),
+            client=client.endpoint, server=server.endpoint,
             sni=self.sni, version=self.server[0] if self.server else None,
             cipher_suite=self.server[1] if self.server else None, has_secret=secrets is not None,
-            secret_labels=secrets.labels() if secrets else [], missing_labels=missing, outcome=outcome)
+            secret_labels=secrets.labels() if secrets else [], missing_labels=missing, outcome=outcome,
+            detail=self.keys.detail if self.keys is not None and self.keys.reason is not None else "")
 
 
 def _extensions(message: bytes, i: int) -> list[tuple[int, bytes]]:
@@ -429,6 +435,8 @@ def format_key_match(match: KeyMatch) -> str:
         rows = [("stream", "frame", "client -> server", "SNI", "version", "cipher suite", "result")]
         for s in match.sessions:
             result = s.outcome.describe()
+            if s.detail and s.outcome.reason in (Reason.CIPHER_UNSUPPORTED, Reason.NO_SECRET):
+                result += f" ({s.detail})"
             if s.outcome.status != DECRYPTED and s.missing_labels and s.outcome.reason is Reason.TLS13_LINES_MISSING:
                 result += f" [missing {', '.join(s.missing_labels)}]"
             rows.append((str(s.stream), str(s.first_frame), f"{s.client} -> {s.server}", _printable(s.sni or "-"),
