@@ -1,12 +1,23 @@
 """One place that configures numba for every kernel.
 
-Compiled kernels are cached on disk so only the first run after install pays for compilation. The cache goes to a
-user cache directory (not site-packages, which may be read-only) unless NUMBA_CACHE_DIR is already set.
+* `@kernel`: compiled once, cached on disk, no GIL, no Python objects inside. The cache goes to a user cache
+  directory (not site-packages, which may be read-only) unless NUMBA_CACHE_DIR is already set, so only the first run
+  after install pays for compilation.
+* `@inline`: small helpers compiled into their callers (numba IR inlining). A call between separately compiled numba
+  functions takes and drops a reference on every array argument and checks an error status; in per-packet code that
+  costs more than the work itself.
+
+numba marks a cached kernel stale only when the file defining it changes; kernels inline helpers from other modules,
+so each kernel's cache stamp also carries a digest of every module that holds compiled code or constants frozen into
+it: any edit there recompiles. (This uses a numba internal; if it moves, kernels are still cached, only without that
+protection.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 
 if "NUMBA_CACHE_DIR" not in os.environ:
@@ -15,5 +26,26 @@ if "NUMBA_CACHE_DIR" not in os.environ:
 
 import numba  # noqa: E402  (must come after the cache directory is chosen)
 
-# Kernels: compiled once, cached, no Python objects inside, no GIL needed.
-kernel = numba.njit(cache=True, nogil=True, boundscheck=False)
+_PACKAGE = Path(__file__).resolve().parent
+_njit = numba.njit(cache=True, nogil=True, boundscheck=False)
+inline = numba.njit(inline="always", nogil=True, boundscheck=False)
+
+
+@lru_cache(maxsize=1)
+def package_digest() -> str:
+    """Digest of the modules that define kernels/inline helpers and of packet.py (its constants are compiled in)."""
+    h = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        source = path.read_bytes()
+        if path.name == "packet.py" or b"@kernel" in source or b"@inline" in source:
+            h.update(str(path.relative_to(_PACKAGE)).encode())
+            h.update(source)
+    return h.hexdigest()
+
+
+def kernel(fn):
+    dispatcher = _njit(fn)
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, package_digest())
+    return dispatcher

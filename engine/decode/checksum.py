@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..jit import kernel
-from .cachestamp import stamp_with_package
 from .inline import inline
 from ..packet import ST_IP_FRAGMENT, ST_REASSEMBLED
 
@@ -63,7 +62,6 @@ def _ipv4_header_bad(buf, p, end):
     return _fold(_sum16(buf, p, ihl)) != 0xFFFF
 
 
-@stamp_with_package
 @kernel
 def verify_rows(buf, table, out):
     n = buf.shape[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..jit import kernel
-from .cachestamp import stamp_with_package
 from .inline import inline
 from ..packet import ENC_IPIP, ST_IP_FRAGMENT, ST_NOT_IP, ST_REASSEMBLED, ST_TRUNCATED
 from . import layers as L
@@ -180,7 +179,6 @@ def walk(buf, base, end, wend, layer, p, sel, limit, r):
             return
 
 
-@stamp_with_package
 @kernel
 def decode_rows(buf, table, rows, starts, header_lens, totals, protos):
     """Fill the decode columns of every row from its frame bytes; returns how many rows are IP fragments.
