@@ -121,7 +121,13 @@ class _Generator:
             self.place(middle)
             self.pred(p.right, true, false)
         elif isinstance(p, ir.Test):
-            if isinstance(p.right, ir.Const):
+            left = p.left
+            if p.op == "eq" and p.right == ir.Const(0) and isinstance(left, ir.BinOp) and left.op == "&" and \
+                    isinstance(left.right, ir.Const):
+                # (x & m) == 0 is a bit test with the targets swapped: libpcap's jset
+                self.value(left.left)
+                self.jump(JMP | JSET | K, left.right.value, false, true)
+            elif isinstance(p.right, ir.Const):
                 self.value(p.left)
                 self.jump(JMP | _JUMP[p.op] | K, p.right.value, true, false)
             else:

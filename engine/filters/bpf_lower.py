@@ -384,7 +384,8 @@ class Lowering:
 
     def _mac(self, id_node: ast.Node) -> int:
         text = id_node.text if isinstance(id_node, ast.IdValue) else ""
-        if isinstance(id_node, ast.IdValue) and id_node.kind == "address" and not _is_mac(text):
+        if isinstance(id_node, ast.IdValue) and id_node.kind == "address" and not _is_mac(text) and \
+                ("::" in text or text.count(":") == 7):
             raise self.error(id_node, "link-layer modifier applied to ip6 host")
         value = _parse_mac(text) if isinstance(id_node, ast.IdValue) else None
         if value is None:

@@ -84,6 +84,25 @@ def compare_objects(values, present: np.ndarray, constant: bytes, op) -> np.ndar
     return present & np.fromiter((v is not None and op(v, constant) for v in objects), bool, len(objects))
 
 
+def bitwise_and(values, mask: bytes, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """values & mask, byte by byte, for the values as long as the mask (Wireshark requires equal lengths)."""
+    m = len(mask)
+    ok = present & (length(values) == m)
+    out = np.zeros((ok.shape[0], m), np.uint8)
+    if isinstance(values, ByteRanges):
+        for k in range(m):
+            out[:, k] = values.buf[np.where(ok, values.start + k, 0)]
+    elif isinstance(values, np.ndarray) and values.ndim == 2:
+        if values.shape[1] == m:
+            out[:] = values
+    else:
+        for i in np.nonzero(ok)[0]:
+            out[i] = np.frombuffer(values[i], np.uint8)
+    out &= np.frombuffer(mask, np.uint8)
+    out[~ok] = 0
+    return out, ok
+
+
 def from_integers(values: np.ndarray, width: int) -> np.ndarray:
     """Fixed-width big-endian bytes of integer values (an address as its wire bytes), one row per packet."""
     values = values.astype(np.uint64)

@@ -134,6 +134,8 @@ class _Checker:
             return lambda ctx: _any(ctx, value.occurrences(ctx))
         if value.type in NUMERIC_TYPES or value.type == T.BOOL:
             return lambda ctx: _any(ctx, [o.where(o.values != 0) for o in value.occurrences(ctx)])
+        if isinstance(node, ast.Arithmetic):  # a byte mask: true when any byte is non-zero
+            return lambda ctx: _any(ctx, [o.where(np.asarray(o.values).any(axis=1)) for o in value.occurrences(ctx)])
         return lambda ctx: _any(ctx, value.occurrences(ctx))
 
     def _not_a_field_message(self, node: ast.Node) -> str:
@@ -434,6 +436,19 @@ class _Checker:
         op = node.op
         if isinstance(right, Const) and op in ("/", "%") and right.value == 0:
             raise self.error(right.start, "division by zero")
+
+        if result_type in (T.BYTES, T.NONE):
+            if not (isinstance(right, Const) and isinstance(left, Expr)):
+                raise self.error(node.start, "a byte string can only be masked with a constant byte string")
+            mask = right.value
+
+            def compute_mask(ctx):
+                out = []
+                for o in left.occurrences(ctx):
+                    values, ok = B.bitwise_and(o.values, mask, o.present)
+                    out.append(Occurrence(values, ok, o.layer))
+                return out
+            return Expr(T.BYTES, node.start, node.end, compute_mask, None, left.fields)
 
         def compute(ctx):
             out = []

@@ -1,7 +1,8 @@
 """Load the lark grammars shipped in grammar/ and turn lark's syntax errors into one-line FilterErrors.
 
-Both filter languages are LALR(1) with a contextual lexer: parsing is linear and errors point at the first token
-that cannot continue the filter, which is what the caret shows.
+Both filter languages are LALR(1) with a plain lexer (a keyword is a keyword everywhere, so `tcp or or udp` fails at
+the second `or`): parsing is linear and errors point at the first token that cannot continue the filter, which is
+what the caret shows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _TERMINAL_NAMES = {
 def load_parser(grammar_file: str) -> Lark:
     """The LALR parser for one grammar file of grammar/ (built once per process)."""
     text = (data_dir("grammar") / grammar_file).read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+    return Lark(text, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
 
 
 def parse(grammar_file: str, expression: str, language: str) -> Tree:
