@@ -52,11 +52,11 @@ def main() -> None:
     if not capture.exists():
         print(f"generating {capture} ...", flush=True)
         subprocess.run([sys.executable, str(HERE / "gen_big.py"), str(capture), str(args.packets)], check=True)
-    diagnose = shutil.which("diagnose") or str(Path(sys.executable).parent / "diagnose")
+    diagnose = [sys.executable, "-m", "diagnose"]  # the installed package, or the one on PYTHONPATH
     results = {"capture": str(capture), "packets": args.packets, "cases": {}}
     for name in args.cases.split(","):
         ours, refs = CASES[name]
-        ours = [diagnose if a == "diagnose" else a.format(f=capture) for a in ours]
+        ours = [*diagnose, *(a.format(f=capture) for a in ours[1:])]
         case: dict = {}
         with tempfile.TemporaryDirectory() as cold_cache:
             cold = run(ours, env={**os.environ, "NUMBA_CACHE_DIR": cold_cache})

@@ -96,6 +96,38 @@ def list_packets(
     _print_warnings(warnings)
 
 
+KeylogOpt = Annotated[list[str], typer.Option("--keylog", help="TLS key log (SSLKEYLOGFILE format); repeatable. "
+                                                "Default: $SSLKEYLOGFILE and secrets stored in a pcapng")]
+
+
+@app.command("keys", help="How a TLS key log matches the capture's TLS sessions (which decrypt, and why not).")
+def keys(capture: CaptureArg, keylog: KeylogOpt = None, as_json: JsonOpt = False) -> None:
+    from diagnose.report.keys import format_key_match, match_keys
+
+    match = match_keys(capture, keylog or ())
+    if as_json:
+        json.dump(match.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_key_match(match))
+    _print_warnings(match.warnings)
+
+
+@app.command("inject-secrets", help="Write a pcapng holding the key log as decryption secrets "
+                                    "(like editcap --inject-secrets).")
+def inject(capture: CaptureArg, keylog: KeylogOpt = None,
+           output: Annotated[str, typer.Option("-o", "--output", help="the pcapng to write")] = ...,
+           overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing output file")] = False,
+           only_matching: Annotated[bool, typer.Option("--only-matching",
+                                                       help="keep only the secrets of sessions in the capture")]
+           = False) -> None:
+    from diagnose.report.keys import inject_secrets
+
+    result = inject_secrets(capture, keylog or (), output, overwrite=overwrite, only_matching=only_matching)
+    sys.stdout.write(f"{output}: {result['packets']} packets, secrets of {result['client_randoms']} TLS sessions\n")
+    _print_warnings(result["warnings"])
+
+
 def _print_warnings(warnings: list[str]) -> None:
     for w in warnings:
         sys.stderr.write(f"warning: {w}\n")
