@@ -1,0 +1,182 @@
+"""The application layer's hot path: a numba kernel that decides which packets need Python at all.
+
+Per conversation the kernel keeps a mode (not yet classified / ignored / tracked) and, per direction of a tracked TCP
+flow, the next expected sequence number and how many bytes the parser does not need (a body of known length). A
+packet that continues a direction in order inside such a body is consumed here (counted, never copied); every other
+packet of a tracked or unclassified flow is an *event* for Python. Once a TCP conversation has an event, its later
+packets wait: Python handles the event (which may change the state), then the kernel resumes that conversation from
+the packet after the event. `next_row` links each packet to the next one of its conversation, so resuming costs only
+the packets walked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose.jit import kernel
+from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
+
+UNSEEN, IGNORE, TRACK = 0, 1, 2
+MAX_ATTEMPTS = 6  # payload packets looked at before a flow is declared "not ours"
+
+CONV_STATE_DTYPE = np.dtype([
+    ("mode", np.uint8),
+    ("attempts", np.uint8),
+    ("passed", np.uint8),  # bit d: direction d had payload before the flow was recognised
+    ("watch_close", np.uint8),  # FIN/RST packets are events (a parser waits for the end of the connection)
+    ("blocked", np.uint8),  # scratch: has an unhandled event in this chunk
+    ("last_row", np.int32),  # scratch: last row of this conversation seen in the chunk (for next_row)
+    ("nxt", np.uint32, (2,)),  # next sequence number Python expects, per direction
+    ("nxt_ok", np.uint8, (2,)),
+    ("skip", np.int64, (2,)),  # bytes from nxt the parser does not need
+    ("used", np.int64, (2,)),  # bytes the kernel consumed since Python last looked
+    ("ack", np.uint32, (2,)),  # highest ACK sent by each direction
+    ("ack_ok", np.uint8, (2,)),
+])
+
+
+def new_states(n: int) -> np.ndarray:
+    s = np.zeros(n, CONV_STATE_DTYPE)
+    s["last_row"] = -1
+    return s
+
+
+@kernel
+def _payload_span(buf, r):
+    """(absolute start, captured length) of a row's transport payload."""
+    if r.payload_off < 0 or r.payload_len <= 0:
+        return 0, 0
+    start = r.data + r.payload_off
+    if (r.status & ST_REASSEMBLED) != 0:
+        avail = buf.shape[0] - start
+    else:
+        avail = r.caplen - r.payload_off
+    n = r.payload_len if r.payload_len < avail else avail
+    if n < 0:
+        n = 0
+    return start, n
+
+
+@kernel
+def _worth_a_look(buf, r, is_tcp):
+    """Cheap byte test before Python classifies: could this payload start a protocol we parse?"""
+    start, n = _payload_span(buf, r)
+    if n < 1:
+        return False
+    if r.sport == 53 or r.dport == 53 or r.sport == 5353 or r.dport == 5353 or r.sport == 5355 or r.dport == 5355:
+        return True
+    b0 = buf[start]
+    if 20 <= b0 <= 23:  # TLS record
+        return n < 2 or buf[start + 1] == 3
+    if b0 >= 65 and b0 <= 90:  # an upper-case letter: HTTP method, "HTTP/", HTTP/2 preface
+        return True
+    if is_tcp:
+        if (b0 & 0x80) != 0 and n >= 5 and buf[start + 2] == 1 and (buf[start + 3] == 0 or buf[start + 3] == 3):
+            return True  # SSLv2-compatible ClientHello
+        if n >= 14 and ((np.int64(b0) << 8) | buf[start + 1]) + 2 == r.payload_len:
+            return True  # a length prefix as DNS over TCP has
+        return False
+    if n >= 17 and buf[start + 4] == 0 and buf[start + 5] == 1:  # one question: maybe DNS on another port
+        return True
+    return False
+
+
+@kernel
+def _step(buf, table, i, states, max_attempts):
+    """Account row i; True when Python must see it."""
+    r = table[i]
+    c = r.conv
+    if c < 0 or (r.status & (ST_ICMP_ERROR | ST_IP_FRAGMENT)) != 0 or r.l4_off < 0:
+        return False
+    is_tcp = r.ip_proto == 6
+    if not is_tcp and r.ip_proto != 17:
+        return False
+    st = states[c]
+    mode = st.mode
+    if mode == IGNORE:
+        return False
+    d = r.dir
+    flags = r.tcp_flags
+    if is_tcp and (flags & 0x10) != 0:
+        if st.ack_ok[d] == 0 or np.int32(r.tcp_ack - st.ack[d]) > 0:
+            st.ack[d] = r.tcp_ack
+            st.ack_ok[d] = 1
+    plen = r.payload_len
+    if mode == UNSEEN:
+        if plen <= 0:
+            return False
+        if _worth_a_look(buf, r, is_tcp):
+            return True
+        st.passed |= np.uint8(1 << d)
+        st.attempts += 1
+        if st.attempts >= max_attempts:
+            st.mode = IGNORE
+        return False
+    # tracked
+    if not is_tcp:
+        return plen > 0
+    if (flags & 0x05) != 0 and st.watch_close != 0:
+        return True
+    if plen <= 0:
+        return False
+    if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen < st.skip[d]:
+        st.nxt[d] = st.nxt[d] + np.uint32(plen)
+        st.skip[d] -= plen
+        st.used[d] += plen
+        return False
+    return True
+
+
+@kernel
+def scan_chunk(buf, table, states, next_row, events, max_attempts):
+    """First pass over a chunk: link rows per conversation, consume what needs no Python, list first events.
+
+    Returns the number of events written to `events` (row indices in row order)."""
+    n = table.shape[0]
+    k = 0
+    for i in range(n):
+        next_row[i] = -1
+        c = table[i].conv
+        if c < 0:
+            continue
+        st = states[c]
+        if st.last_row >= 0:
+            next_row[st.last_row] = i
+        st.last_row = i
+        if st.blocked != 0:
+            continue
+        if _step(buf, table, i, states, max_attempts):
+            events[k] = i
+            k += 1
+            if table[i].ip_proto == 6:
+                st.blocked = 1
+    return k
+
+
+@kernel
+def resume(buf, table, states, next_row, starts, n_starts, events, max_attempts):
+    """Continue each conversation after the event row in `starts` until its next event. Returns the event count."""
+    k = 0
+    for j in range(n_starts):
+        r = next_row[starts[j]]
+        c = table[starts[j]].conv
+        states[c].blocked = 0
+        while r >= 0:
+            if _step(buf, table, r, states, max_attempts):
+                events[k] = r
+                k += 1
+                if table[r].ip_proto == 6:
+                    states[c].blocked = 1
+                    break
+            r = next_row[r]
+    return k
+
+
+@kernel
+def end_chunk(table, states):
+    """Reset the per-chunk scratch fields of every conversation in the chunk."""
+    for i in range(table.shape[0]):
+        c = table[i].conv
+        if c >= 0:
+            states[c].last_row = -1
+            states[c].blocked = 0
