@@ -184,7 +184,11 @@ def run_diagnosis(capture: str, playbooks: list[str] | None = None, params: list
         if writer is not None:
             writer.summary(diagnosis.report)
         else:
-            write_report(diagnosis.report, fmt, out, color=color)
+            extras = None
+            if fmt == "html":
+                from diagnose.report.chart_data import collect_chart_data
+                extras = collect_chart_data(capture, diagnosis.report)
+            write_report(diagnosis.report, fmt, out, color=color, extras=extras)
     finally:
         if stream is not None and stream is not sys.stdout:
             stream.close()
