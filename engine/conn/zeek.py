@@ -196,7 +196,7 @@ def _ep_add_hist(c, e, ch):
     _add_hist(c, ch)
 
 
-@inline
+@kernel
 def _ep_check_hist(c, t, e, mask, ch):
     """Zeek's TCP_Endpoint::CheckHistory, including the flip of a connection that began with a SYN-ACK."""
     if (ch == ord("A") or ch == ord("D")) and c.hist_len == 1 and c.hist[0] == ord("H"):
@@ -211,7 +211,7 @@ def _ep_check_hist(c, t, e, mask, ch):
     return _conn_check_hist(c, mask, ch)
 
 
-@inline
+@kernel
 def _log_letter(c, t, e, which):
     """Zeek's ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... event."""
     t.cnt[e, which] += 1
@@ -220,7 +220,7 @@ def _log_letter(c, t, e, which):
         t.thresh[e, which] *= 10
 
 
-@inline
+@kernel
 def _set_state(c, t, e, new):
     old = t.state[e]
     if new != old:
@@ -230,7 +230,7 @@ def _set_state(c, t, e, new):
         t.state[e] = new
 
 
-@inline
+@kernel
 def _relative(cur, last, wraps, start):
     """Zeek's get_relative_seq: (relative sequence, underflow)."""
     delta = _seq_delta(cur, last)
@@ -252,7 +252,7 @@ def _clean(t, e):
     return t.state[e] == ESTABLISHED or (t.state[e] == CLOSED and t.prev_state[e] == ESTABLISHED)
 
 
-@inline
+@kernel
 def _gap(c, t, x, length):
     if _clean(t, x) and _clean(t, 1 - x):
         _log_letter(c, t, x, L_GAP)
@@ -299,7 +299,7 @@ def _add_block(t, x, lo, hi):
     t.blk_hi[x, best] = max(hi, t.blk_hi[x, best])
 
 
-@inline
+@kernel
 def _size(t, e):
     """Zeek's TCP_Endpoint::Size: payload bytes from sequence numbers."""
     if t.prev_state[e] == SYN_SENT and t.state[e] == RESET and t.state[1 - e] == INACTIVE and not _no_data_acked(t, e):
@@ -380,7 +380,7 @@ def _undelivered(c, t, x, up_to):
     return True
 
 
-@inline
+@kernel
 def _data_pending(t, x):
     if t.skip[x]:
         return False
@@ -487,7 +487,7 @@ def _update_history(c, t, e, flags, rel_seq, length):
             _ep_check_hist(c, t, e, H_ACK, ord("A"))
 
 
-@inline
+@kernel
 def _init_endpoint(t, e, flags, first, last_seq):
     st = t.state[e]
     syn = (flags & 0x02) != 0
