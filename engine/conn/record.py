@@ -76,7 +76,10 @@ def flow_record(conv_index: int, conv: np.void, states: ConnStates, facts: FlowF
         "server": _endpoint(server_h, server_p),
         "first_frame": int(conv["first_frame"]),
         "last_frame": int(conv["last_frame"]),
+        "flow_duration": _s(conv["last_ts"] - conv["first_ts"]),  # first to last packet (Zeek's may be null)
         "packets": int(conv["pkts"].sum()),
+        "orig_wire_bytes": int(conv["bytes"][cdir]),  # frame bytes on the wire, as the flow table counts them
+        "resp_wire_bytes": int(conv["bytes"][sdir]),
         "reused_ports": bool(conv["reused"]),
     })
     if f is not None and f["pkts"] > 0:
