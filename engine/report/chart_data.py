@@ -26,6 +26,7 @@ class LadderPacket:
     label: str  # "SYN", "ACK 1:1449 (1448)", "RST", ...
     notes: list[str] = field(default_factory=list)  # tcp.analysis labels: retransmission, zero window, ...
     evidence: bool = False
+    index: int = 0  # position among the flow's packets (gaps in it are packets not drawn)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class FlowChart:
     server: str
     start: float  # epoch seconds
     packets: list[LadderPacket] = field(default_factory=list)
-    skipped: int = 0  # packets of the flow not drawn
+    skipped: int = 0  # packets of the flow not drawn (the gaps in LadderPacket.index)
     bin_width: float = 0.0
     data_bins: list[int] = field(default_factory=list)  # data segments per time bin
     retrans_bins: list[int] = field(default_factory=list)  # retransmissions per time bin
@@ -79,6 +80,7 @@ def collect_chart_data(path: str, report: Report, records: list[dict] | None = N
     kept: dict[int, list] = {c: [] for c in wanted}
     tail: dict[int, list] = {c: [] for c in wanted}
     series: dict[int, list[tuple[float, bool, bool]]] = {c: [] for c in wanted}
+    seen: dict[int, int] = {c: 0 for c in wanted}
     run = open_pass(path)
     analyzer = TcpAnalyzer(run.flows)
     with run.capture:
@@ -102,10 +104,11 @@ def collect_chart_data(path: str, report: Report, records: list[dict] | None = N
                 item = (int(r["frame"]), ts, endpoint == chart.client or (endpoint != chart.server and
                                                                           int(r["dir"]) == 0), r, rows[i])
                 frame = int(r["frame"])
+                seen[conv] += 1
                 if len(kept[conv]) < FIRST or frame in wanted[conv]:
-                    kept[conv].append(_packet(item, chart.start, frame in wanted[conv], A))
+                    kept[conv].append(_packet(item, chart.start, frame in wanted[conv], A, seen[conv]))
                 else:
-                    tail[conv].append(_packet(item, chart.start, False, A))
+                    tail[conv].append(_packet(item, chart.start, False, A, seen[conv]))
                     if len(tail[conv]) > LAST:
                         tail[conv].pop(0)
                         chart.skipped += 1
@@ -115,7 +118,7 @@ def collect_chart_data(path: str, report: Report, records: list[dict] | None = N
     return data
 
 
-def _packet(item, start: float, evidence: bool, A) -> LadderPacket:
+def _packet(item, start: float, evidence: bool, A, index: int) -> LadderPacket:
     frame, ts, from_client, r, a = item
     flags = int(r["tcp_flags"])
     if r["ip_proto"] == 6:
@@ -134,7 +137,7 @@ def _packet(item, start: float, evidence: bool, A) -> LadderPacket:
         label = f"IP proto {int(r['ip_proto'])}"
     bits = int(a["flags"])
     notes = [name for attr, name in _NOTES if bits & getattr(A, attr)]
-    return LadderPacket(frame, ts - start, bool(from_client), label, notes, evidence)
+    return LadderPacket(frame, ts - start, bool(from_client), label, notes, evidence, index)
 
 
 def _bins(chart: FlowChart, points: list[tuple[float, bool, bool]]) -> None:

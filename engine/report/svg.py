@@ -39,7 +39,13 @@ def ladder(chart: FlowChart, width: int = 720) -> Markup:
     items: list[str] = []
     y = 40
     prev_t = None
+    prev_index = 0
     for p in chart.packets:
+        if prev_index and p.index - prev_index > 1:
+            items.append(f'<text x="{width / 2}" y="{y + 4}" class="gap">··· {p.index - prev_index - 1} packets not '
+                         f'drawn ···</text>')
+            y += row
+        prev_index = p.index
         if prev_t is not None and p.t - prev_t >= 1.0:
             items.append(f'<text x="{width / 2}" y="{y + 4}" class="gap">··· {_t(_dur(p.t - prev_t))} silence ···</text>')
             y += row
@@ -52,9 +58,6 @@ def ladder(chart: FlowChart, width: int = 720) -> Markup:
         items.append(f'<text x="{(left + right) / 2}" y="{y - 3}" class="lbl{" evl" if p.evidence else ""}">'
                      f'{_t(label)}</text>')
         items.append(f'<text x="6" y="{y + 6}" class="meta">#{p.frame}  {_t(_dur(p.t))}</text>')
-        y += row
-    if chart.skipped:
-        items.append(f'<text x="{width / 2}" y="{y}" class="gap">··· {chart.skipped} packets not drawn ···</text>')
         y += row
     height = y + 10
     head = (f'<text x="{left}" y="18" class="end">{_t(chart.client)}</text>'
