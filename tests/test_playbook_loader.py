@@ -213,7 +213,7 @@ def test_scope_rules_for_names(tmp_path):
 
 def test_parameter_values_and_units():
     assert parse_value("350ms").number == 350_000_000
-    assert parse_value("1%").kind == "percent" and parse_value("1%").number == 1.0
+    assert parse_value("1%").kind == "percent" and parse_value("1%").number == 0.01
     assert parse_value("64KB").number == 64_000 and parse_value("64KiB").number == 65_536
     assert parse_value("2min").number == 120_000_000_000
     assert parse_value(3).kind == "number"
@@ -245,7 +245,7 @@ def test_set_overrides_and_unknown_parameter(tmp_path):
 
     rules = load_rule_set([str(path)], overrides=["params.rule.threshold=0.5%", "params.min_idle=350s"])
     rule = rules.rule("params.rule")
-    assert rule.params["threshold"].value.number == 0.5
+    assert rule.params["threshold"].value.number == 0.005
     assert rule.params["min_idle"].value.number == 350_000_000_000
     with pytest.raises(UsageError, match="did you mean 'params.rule.threshold'"):
         rules.set_params(["params.rule.treshold=2%"])
