@@ -9,7 +9,8 @@ Roles: the client is Zeek's originator of the conversation (the SYN sender, else
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import gc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,10 +18,17 @@ import numpy as np
 from diagnose.addresses import format_address
 from diagnose.conn import burst
 from diagnose.conn.facts import PHASE_NAMES, FlowFacts
-from diagnose.conn.zeek import ConnStates
+from diagnose.conn.zeek import ConnStates, conn_record
 from diagnose.flows import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, FlowTable
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
+
+
+def _address(ipv: int, hi: int, lo: int) -> str:
+    if ipv == 4:  # the common case, without the ipaddress module's object per call
+        lo &= 0xFFFFFFFF
+        return f"{lo >> 24}.{(lo >> 16) & 255}.{(lo >> 8) & 255}.{lo & 255}"
+    return format_address(ipv, hi, lo)
 
 
 def _s(ns: int) -> float:
@@ -41,25 +49,24 @@ def _initial_ttl(ttl: int) -> int:
     return 255
 
 
-def flow_record(conv_index: int, conv: np.void, states: ConnStates, facts: FlowFacts,
-                completeness: np.ndarray | None = None) -> dict:
-    """The record of one conversation (a CONV_DTYPE row of the flow table and its index)."""
-    proto = int(conv["proto"])
-    ipv = int(conv["ipv"])
-    zeek = states.record(conv_index)
-    cdir = states.originator_dir(conv_index)
+def flow_record(conv: dict, zeek: dict | None, orig_dir: int | None, f: dict | None, t: dict | None,
+                have_analysis: bool, completeness: int | None = None) -> dict:
+    """The record of one conversation from plain rows (see FlowAnalysis.iter_records): its flow-table row, its Zeek
+    record (ConnStates), the flow-table direction of Zeek's originator, its FLOW_DTYPE and TCP_FACTS_DTYPE rows."""
+    proto = conv["proto"]
+    ipv = conv["ipv"]
+    cdir = orig_dir
     if cdir is None:
-        cdir = int(conv["client"]) if conv["client"] >= 0 else 0
+        cdir = conv["client"] if conv["client"] >= 0 else 0
     sdir = 1 - cdir
     ends = (("a_hi", "a_lo", "a_port"), ("b_hi", "b_lo", "b_port"))
     has_ports = proto in (PROTO_TCP, PROTO_UDP)
-    client_h = format_address(ipv, conv[ends[cdir][0]], conv[ends[cdir][1]])
-    server_h = format_address(ipv, conv[ends[sdir][0]], conv[ends[sdir][1]])
-    client_p = int(conv[ends[cdir][2]]) if has_ports else None
-    server_p = int(conv[ends[sdir][2]]) if has_ports else None
-    f = facts.flows[conv_index] if conv_index < len(facts.flows) else None
+    client_h = _address(ipv, conv[ends[cdir][0]], conv[ends[cdir][1]])
+    server_h = _address(ipv, conv[ends[sdir][0]], conv[ends[sdir][1]])
+    client_p = conv[ends[cdir][2]] if has_ports else None
+    server_p = conv[ends[sdir][2]] if has_ports else None
     rec: dict = {
-        "stream": int(conv["stream"]) if conv["stream"] >= 0 else None,
+        "stream": conv["stream"] if conv["stream"] >= 0 else None,
         "proto": PROTO_NAMES.get(proto, "unknown_transport"),
         "ip_proto": proto,
         "ts": _s(conv["first_ts"]),
@@ -74,12 +81,12 @@ def flow_record(conv_index: int, conv: np.void, states: ConnStates, facts: FlowF
     rec.update({
         "client": _endpoint(client_h, client_p),
         "server": _endpoint(server_h, server_p),
-        "first_frame": int(conv["first_frame"]),
-        "last_frame": int(conv["last_frame"]),
+        "first_frame": conv["first_frame"],
+        "last_frame": conv["last_frame"],
         "flow_duration": _s(conv["last_ts"] - conv["first_ts"]),  # first to last packet (Zeek's may be null)
-        "packets": int(conv["pkts"].sum()),
-        "orig_wire_bytes": int(conv["bytes"][cdir]),  # frame bytes on the wire, as the flow table counts them
-        "resp_wire_bytes": int(conv["bytes"][sdir]),
+        "packets": sum(conv["pkts"]),
+        "orig_wire_bytes": conv["bytes"][cdir],  # frame bytes on the wire, as the flow table counts them
+        "resp_wire_bytes": conv["bytes"][sdir],
         "reused_ports": bool(conv["reused"]),
     })
     if f is not None and f["pkts"] > 0:
@@ -88,11 +95,9 @@ def flow_record(conv_index: int, conv: np.void, states: ConnStates, facts: FlowF
     else:
         rec["idle_max"] = rec["idle_max_frame"] = None
     _icmp_facts(rec, f, cdir)
-    t = facts.tcp_facts(int(conv["stream"])) if proto == PROTO_TCP else None
     if t is not None:
-        _tcp_facts(rec, t, f, cdir, facts.have_analysis)
-        if completeness is not None and conv["stream"] < len(completeness):
-            rec["completeness"] = int(completeness[conv["stream"]])
+        _tcp_facts(rec, t, f, cdir, have_analysis)
+        rec["completeness"] = completeness
     else:
         rec["end"] = None
     return rec
@@ -105,7 +110,7 @@ def _icmp_facts(rec: dict, f: np.void | None, cdir: int) -> None:
     if n:
         rec["icmp_error_type"] = int(f["icmp_type"])
         rec["icmp_error_code"] = int(f["icmp_code"])
-        rec["icmp_error_from"] = format_address(int(f["icmp_ipv"]), f["icmp_src_hi"], f["icmp_src_lo"])
+        rec["icmp_error_from"] = _address(int(f["icmp_ipv"]), f["icmp_src_hi"], f["icmp_src_lo"])
         rec["icmp_error_ttl"] = int(f["icmp_ttl"])
         rec["icmp_error_frame"] = int(f["icmp_frame"])
         rec["icmp_error_time"] = _s(f["icmp_ts"])
@@ -122,13 +127,13 @@ def _sides(rec: dict, name: str, values, cdir: int, convert=int) -> None:
 
 def _tcp_facts(rec: dict, t: np.void, f: np.void, cdir: int, have_analysis: bool) -> None:
     sdir = 1 - cdir
-    syns = int(t["syn_count"].sum())
+    syns = sum(t["syn_count"])
     rec["syn_count"] = syns
     first = int(t["syn_first_ts"])
     rec["syn_times"] = [round(_s(x - first), 6) for x in t["syn_times"][: min(syns, len(t["syn_times"]))]]
     rec["synack_seen"] = bool(t["synack_count"] > 0)
     rec["synack_count"] = int(t["synack_count"])
-    rst_n = int(t["rst_count"].sum())
+    rst_n = sum(t["rst_count"])
     rec["rst_seen"] = rst_n > 0
     hs_done = bool(t["hs_done"])
     if hs_done:
@@ -188,8 +193,8 @@ def _tcp_facts(rec: dict, t: np.void, f: np.void, cdir: int, have_analysis: bool
         _sides(rec, "retransmission_time_burstiness", time_b, cdir, float)
         _sides(rec, "retransmission_pattern", [burst.pattern(int(t["retrans"][d]), seg_b[d]) for d in (0, 1)],
                cdir, str)
-        total = int(t["retrans"].sum())
-        dups = int(t["dup_retrans"].sum())
+        total = sum(t["retrans"])
+        dups = sum(t["dup_retrans"])
         rec["retransmissions_artefact"] = (dups == total) if total else None
     else:
         for name in ("max_window", "max_bytes_in_flight", "window_full", "window_limited", "retransmissions",
@@ -197,7 +202,7 @@ def _tcp_facts(rec: dict, t: np.void, f: np.void, cdir: int, have_analysis: bool
                      "retransmission_burstiness", "retransmission_time_burstiness", "retransmission_pattern"):
             rec[f"{name}_client"] = rec[f"{name}_server"] = None
         rec["retransmissions_artefact"] = None
-    rec["offload_suspected"] = bool(t["oversize"].sum() > 0)
+    rec["offload_suspected"] = sum(t["oversize"]) > 0
 
     rec["rst_count"] = rst_n
     if rst_n:
@@ -238,9 +243,27 @@ def _tcp_facts(rec: dict, t: np.void, f: np.void, cdir: int, have_analysis: bool
             rec["end"] = "open"
 
 
-def flow_records(flows: FlowTable, states: ConnStates, facts: FlowFacts,
-                 completeness: np.ndarray | None = None) -> list[dict]:
-    return [flow_record(i, c, states, facts, completeness) for i, c in enumerate(flows.conversations)]
+class _Rows:
+    """Rows [start, stop) of a structured array as plain Python values (one tolist per field), read as dicts: far
+    faster than numpy records one value at a time, and bounded in memory when taken a block at a time."""
+
+    def __init__(self, arr: np.ndarray, start: int = 0, stop: int | None = None):
+        stop = len(arr) if stop is None else min(stop, len(arr))
+        self.start = start
+        self.n = max(stop - start, 0)
+        part = arr[start:stop]
+        self.names = arr.dtype.names
+        self.cols = [part[name].tolist() for name in self.names]
+
+    def __contains__(self, i: int) -> bool:
+        return self.start <= i < self.start + self.n
+
+    def __getitem__(self, i: int) -> dict:
+        k = i - self.start
+        return dict(zip(self.names, (col[k] for col in self.cols)))
+
+
+BLOCK = 2048  # flows converted to Python values at a time
 
 
 @dataclass
@@ -253,8 +276,51 @@ class FlowAnalysis:
     completeness: np.ndarray | None
     warnings: list[str] = field(default_factory=list)
 
+    def iter_records(self) -> Iterator[dict]:
+        """One record per flow, in flow-table order, built a block at a time (stream them out for big captures)."""
+        all_convs = self.flows.conversations
+        for lo in range(0, len(all_convs), BLOCK):
+            gc_was_on = gc.isenabled()
+            gc.disable()  # a block makes ~100k small containers: the cyclic collector would double the time
+            try:
+                block = list(self._block(all_convs, lo, min(lo + BLOCK, len(all_convs))))
+            finally:
+                if gc_was_on:
+                    gc.enable()
+            yield from block
+
+    def _block(self, all_convs: np.ndarray, lo: int, hi: int) -> Iterator[dict]:
+        convs = _Rows(all_convs, lo, hi)
+        conns = _Rows(self.states.conns, lo, hi)
+        flows = _Rows(self.facts.flows, lo, hi)
+        streams = all_convs["stream"][lo:hi][all_convs["proto"][lo:hi] == PROTO_TCP]
+        s_lo, s_hi = (int(streams.min()), int(streams.max()) + 1) if len(streams) else (0, 0)
+        tcp_facts = _Rows(self.facts.tcp, s_lo, s_hi)
+        comp = self.completeness[s_lo:s_hi].tolist() if self.completeness is not None else None
+        tcp_ids = [conns.cols[conns.names.index("tcp")][k] for k in range(conns.n)]
+        used = [x for x in tcp_ids if x >= 0]
+        tcp_states = _Rows(self.states.tcp, min(used), max(used) + 1) if used else None
+        for i in range(lo, hi):
+            conv = convs[i]
+            zeek = orig_dir = None
+            if i in conns:
+                c = conns[i]
+                if c["kind"]:
+                    zeek = conn_record(c, tcp_states[c["tcp"]] if c["tcp"] >= 0 else None, addresses=False)
+                    orig_dir = c["orig"]
+            f = flows[i] if i in flows else None
+            t = None
+            stream = conv["stream"]
+            if conv["proto"] == PROTO_TCP and stream in tcp_facts:
+                t = tcp_facts[stream]
+                if t["conv"] < 0:
+                    t = None
+            completeness = comp[stream - s_lo] if t is not None and comp is not None and \
+                stream - s_lo < len(comp) else None
+            yield flow_record(conv, zeek, orig_dir, f, t, self.facts.have_analysis, completeness)
+
     def records(self) -> list[dict]:
-        return flow_records(self.flows, self.states, self.facts, self.completeness)
+        return list(self.iter_records())
 
 
 def analyse_flows(path: str, tick: Callable[[], None] | None = None, idle_rst_seconds: float = 1.0,

@@ -1303,8 +1303,9 @@ def _rstos0_history(history: str) -> bool:
     return False
 
 
-def conn_record(c: np.void, t: np.void | None) -> dict:
-    """conn.log fields of one connection record (Zeek's names; addresses formatted)."""
+def conn_record(c, t, addresses: bool = True) -> dict:
+    """conn.log fields of one connection (a CONN_DTYPE row and its TCP_DTYPE row, as numpy records or dicts of
+    Python values): Zeek's names, addresses formatted unless `addresses` is False."""
     from diagnose.addresses import format_address
 
     o = int(c["orig"])
@@ -1325,9 +1326,9 @@ def conn_record(c: np.void, t: np.void | None) -> dict:
     rec = {
         "ts": int(c["start"]) / 1e9,
         "proto": KIND_NAMES[kind],
-        "orig_h": format_address(ipv, c["h_hi"][o], c["h_lo"][o]),
+        "orig_h": format_address(ipv, c["h_hi"][o], c["h_lo"][o]) if addresses else None,
         "orig_p": int(c["port"][o]),
-        "resp_h": format_address(ipv, c["h_hi"][r], c["h_lo"][r]),
+        "resp_h": format_address(ipv, c["h_hi"][r], c["h_lo"][r]) if addresses else None,
         "resp_p": int(c["port"][r]),
         "ip_proto": int(c["proto"]),
         "duration": duration_ns / 1e9 if duration_ns > 0 else None,
