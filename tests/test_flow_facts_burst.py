@@ -32,14 +32,14 @@ def clustered_gaps(bursts: int, per_burst: int, quiet: int) -> list[int]:
 
 def test_regular_series_is_minus_one():
     assert burst.burstiness([7] * 40) == pytest.approx(-1.0)
-    assert burst.pattern(41, burst.burstiness([7] * 40)) == "regular"
+    assert burst.pattern(41, burst.burstiness([7] * 40)) == "uniform"
 
 
 @pytest.mark.parametrize("p", [0.01, 0.05, 0.2])
 def test_independent_loss_is_near_zero(p):
     b = burst.burstiness(geometric_gaps(p, 4000, seed=7))
     assert abs(b) < 0.1  # theory: (sqrt(1-p) - 1) / (sqrt(1-p) + 1) ~ -p/4
-    assert burst.pattern(4001, b) == "random"
+    assert burst.pattern(4001, b) == "uniform"
 
 
 def test_clustered_loss_is_bursty():
@@ -53,9 +53,10 @@ def test_more_clumping_is_more_bursty():
     assert mild < strong
 
 
-def test_too_few_events_have_no_label():
+def test_too_few_events_are_few():
     assert burst.burstiness([3]) is None
-    assert burst.pattern(3, burst.burstiness([3, 9])) is None
+    assert burst.pattern(3, burst.burstiness([3, 9])) == "few"
+    assert burst.pattern(0, None) is None
 
 
 def test_welford_matches_numpy():
@@ -140,8 +141,9 @@ def test_spread_retransmissions_are_not_bursty(tmp_path):
     path = tmp_path / "spread.pcap"
     at = bulk_capture(path, 400, {40 * k for k in range(1, 10)})
     f = server_flow(path)
-    assert f["retransmission_pattern_server"] == "regular"
+    assert f["retransmission_pattern_server"] == "uniform"
     assert f["retransmission_burstiness_server"] == pytest.approx(burst.burstiness([b - a for a, b in zip(at, at[1:])]))
+    assert f["retransmission_burstiness_server"] == pytest.approx(-1.0)  # every 40th segment: periodic
 
 
 def test_duplicated_frames_are_a_capture_artefact(tmp_path):

@@ -1,4 +1,4 @@
-"""Are a flow's retransmissions bursty, random or regular? The burstiness of the gaps between them.
+"""Are a flow's retransmissions bursty or uniform in time? The burstiness of the gaps between them.
 
 Statistic: B = (sigma - mu) / (sigma + mu) over the gaps between consecutive events (Goh & Barabasi, "Burstiness
 and memory in complex systems", EPL 81, 2008), with mu and sigma the mean and standard deviation of the gaps.
@@ -12,7 +12,8 @@ keep it per flow in three numbers.
 Two clocks are used per direction: the *segment clock* (how many data segments the sender sent between two
 retransmissions) separates "loss comes in bursts" from "the application sends in bursts"; the *time clock*
 (seconds between retransmissions) answers "when" for a report. Random loss at rate p gives B ~ -p/4 on the segment
-clock, so the labels below are safe for any loss rate.
+clock, so the labels below are safe for any loss rate. Labels: "bursty" (B >= 0.2), "uniform" (B < 0.2; B <= -0.5
+is moreover periodic), "few" (fewer than 5 retransmissions: too few gaps to tell).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import numpy as np
 
 from diagnose.decode.inline import inline
 
-BURSTY = 0.2  # B at or above this: "bursty"
-REGULAR = -0.5  # B at or below this: "regular"
-MIN_EVENTS = 5  # fewer retransmissions than this: no label (too few gaps to tell)
+BURSTY = 0.2  # B at or above this: "bursty"; below: "uniform" (B <= -0.5 is moreover periodic)
+MIN_EVENTS = 5  # fewer retransmissions than this: "few" (too few gaps to tell)
 
 
 @inline
@@ -56,11 +56,9 @@ def burstiness(gaps) -> float | None:
 
 
 def pattern(events: int, b: float | None) -> str | None:
-    """A label for B: 'bursty', 'random' (uniform in time) or 'regular'; None with too few events."""
-    if b is None or events < MIN_EVENTS:
+    """A label for B: 'bursty' or 'uniform' (in time); 'few' with fewer than MIN_EVENTS events; None without any."""
+    if events == 0:
         return None
-    if b >= BURSTY:
-        return "bursty"
-    if b <= REGULAR:
-        return "regular"
-    return "random"
+    if b is None or events < MIN_EVENTS:
+        return "few"
+    return "bursty" if b >= BURSTY else "uniform"
