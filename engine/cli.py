@@ -88,12 +88,50 @@ def list_packets(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing -w file")] = False,
     capture_filter: Annotated[Optional[str], typer.Option("-f", help="BPF capture filter (pcap-filter syntax)")] = None,
     display_filter: Annotated[Optional[str], typer.Option("-Y", help="Wireshark display filter")] = None,
+    keylog: Annotated[Optional[list[str]], typer.Option("--keylog", help="TLS key log for decrypted fields")] = None,
 ) -> None:
     from diagnose.report.listing import run_list
 
     warnings = run_list(capture, count=count, time_format=time_format, hex_ascii=hex_ascii, write=write,
-                        overwrite=overwrite, capture_filter=capture_filter, display_filter=display_filter)
+                        overwrite=overwrite, capture_filter=capture_filter, display_filter=display_filter,
+                        keylogs=keylog or ())
     _print_warnings(warnings)
+
+
+@app.command("count", help="Number of packets matching the filters (like tshark -Y ... | wc -l).")
+def count_packets(
+    capture: CaptureArg,
+    capture_filter: Annotated[Optional[str], typer.Option("-f", help="BPF capture filter (pcap-filter syntax)")] = None,
+    display_filter: Annotated[Optional[str], typer.Option("-Y", help="Wireshark display filter")] = None,
+    keylog: Annotated[Optional[list[str]], typer.Option("--keylog", help="TLS key log for decrypted fields")] = None,
+) -> None:
+    from diagnose.report.listing import run_count
+
+    total, warnings = run_count(capture, capture_filter=capture_filter, display_filter=display_filter,
+                                keylogs=keylog or ())
+    sys.stdout.write(f"{total}\n")
+    _print_warnings(warnings)
+
+
+@app.command("filter", help="Check a filter (--check) or print its classic BPF program (--bytecode, like tcpdump -d).")
+def filter_command(
+    expression: Annotated[str, typer.Argument(help="the filter", show_default=False)],
+    check: Annotated[bool, typer.Option("--check", help="only check it")] = False,
+    bpf: Annotated[bool, typer.Option("--bpf", "-f", help="a capture filter (pcap-filter); default: display "
+                                      "filter")] = False,
+    bytecode: Annotated[Optional[str], typer.Option("--bytecode", help="print the BPF program: d, dd or ddd "
+                                                    "(like tcpdump -d/-dd/-ddd)")] = None,
+    linktype: Annotated[int, typer.Option("--linktype", help="link type for --bytecode (1 = Ethernet)")] = 1,
+) -> None:
+    from diagnose.filters import check_filter, compile_bpf
+
+    if bytecode is not None:
+        if bytecode not in ("d", "dd", "ddd"):
+            raise typer.BadParameter("--bytecode takes d, dd or ddd")
+        sys.stdout.write(compile_bpf(expression, linktype).dump(bytecode).rstrip("\n") + "\n")
+        return
+    check_filter(expression, "bpf" if bpf else "display")
+    sys.stdout.write(f"ok: valid {'capture' if bpf else 'display'} filter\n")
 
 
 KeylogOpt = Annotated[list[str], typer.Option("--keylog", help="TLS key log (SSLKEYLOGFILE format); repeatable. "

@@ -50,6 +50,7 @@ class CaptureInfo:
     comments: dict[int, list[str]] = field(default_factory=dict)  # frame number -> packet comments
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False
+    big_endian: bool = False  # byte order the file (first section) was written in: DLT_NULL headers use it
     packets: int = 0  # packets delivered so far (all of them once reading finished)
     size: int | None = None  # bytes on disk
 
@@ -113,6 +114,7 @@ class Capture:
                 raise CaptureError(self.path, f"capture header cut short ({filled} of {pcap.HEADER_LEN} bytes)")
             header = pcap.parse_header(bytes(buf[: pcap.HEADER_LEN]))
             info.version = header.version
+            info.big_endian = header.swapped
             self._add_interface(Interface(0, header.linktype, header.snaplen,
                                           tsresol_units=1_000_000 if header.resolution == "us" else 1_000_000_000))
             ns_per_unit = 1000 if header.resolution == "us" else 1
@@ -216,6 +218,7 @@ class Capture:
             info.sections.append(section)
             if len(info.sections) == 1:
                 info.version = section.version
+                info.big_endian = section.swapped
             return order == ">", len(info.interfaces), 0
         if btype == pcapng.IDB:
             self._add_interface(pcapng.parse_interface(block, order, len(info.interfaces)))

@@ -26,6 +26,7 @@ FIELD_MODULES: list[str] = [
     "diagnose.fields.icmp",
     "diagnose.fields.arp",
     "diagnose.tcp.fields",  # TCP analysis: needs the chunk's TcpAnalyzer rows (diagnose.tcp.fields.attach)
+    "diagnose.protocols.fields",  # dns.*, http.*, http2.*, tls.*, x509*: need the chunk's AppLayer results
 ]
 
 

@@ -1,4 +1,5 @@
-"""`diagnose list`: select packets (BPF and/or display filter), print them tcpdump-style, optionally write them."""
+"""`diagnose list` and `diagnose count`: select packets (BPF and/or display filter), print them tcpdump-style,
+count them, or write them to a file."""
 
 from __future__ import annotations
 
@@ -8,13 +9,46 @@ import sys
 import numpy as np
 
 from diagnose.errors import UsageError
-from diagnose.pipeline import open_pass
+from diagnose.pipeline import FilterContexts, analyses_for, open_pass
 
+
+class Selection:
+    """The filters of a command, compiled before any packet is read (a wrong filter is an error at once)."""
+
+    def __init__(self, capture_filter: str | None, display_filter: str | None):
+        from diagnose.filters import BpfFilter, compile_display_filter
+
+        self.bpf = BpfFilter(capture_filter) if capture_filter else None
+        self.display = compile_display_filter(display_filter) if display_filter else None
+        self.needs = analyses_for(self.display.fields) if self.display is not None else set()
+
+    def mask(self, ctx) -> np.ndarray | None:
+        """Rows to keep, or None for all of them."""
+        if self.bpf is None and self.display is None:
+            return None
+        mask = np.ones(ctx.n, np.bool_)
+        if self.bpf is not None:
+            mask &= self.bpf.evaluate(ctx)
+        if self.display is not None:
+            mask &= self.display.evaluate(ctx)
+        return mask
+
+
+def selected(path: str, selection: Selection, keylogs=()):
+    """(pass, iterator of (chunk, selected rows)) over the capture."""
+    run = open_pass(path)
+
+    def rows():
+        for chunk, ctx in FilterContexts(run, selection.needs, keylogs=keylogs):
+            mask = selection.mask(ctx)
+            yield chunk, (chunk.table if mask is None else chunk.table[mask])
+
+    return run, rows()
 
 
 def run_list(path: str, *, count: int | None = None, time_format: str = "local", hex_ascii: bool = False,
              write: str | None = None, overwrite: bool = False, capture_filter: str | None = None,
-             display_filter: str | None = None, out=None) -> list[str]:
+             display_filter: str | None = None, keylogs=(), out=None) -> list[str]:
     """Print (and/or write) the selected packets; returns the capture's warnings."""
     from diagnose.capture.writer import CaptureWriter
     from diagnose.listing import TIME_FORMATS
@@ -24,18 +58,15 @@ def run_list(path: str, *, count: int | None = None, time_format: str = "local",
     if count is not None and count < 0:
         raise UsageError("-c needs a count of 0 or more")
     out = out or sys.stdout
-    select = _selector(capture_filter, display_filter)  # compiled before any packet is read
+    selection = Selection(capture_filter, display_filter)
     if not write:
         from diagnose.listing import ListingState, format_packets
 
         state = ListingState()
-    run = open_pass(path)
+    run, chunks = selected(path, selection, keylogs)
     remaining = count
     with run.capture, (CaptureWriter(write, path, overwrite=overwrite) if write else contextlib.nullcontext()) as w:
-        for chunk in run.chunks():
-            rows = chunk.table
-            if select is not None:
-                rows = rows[select(chunk)]
+        for chunk, rows in chunks:
             if remaining is not None:
                 rows = rows[:remaining]
                 remaining -= len(rows)
@@ -51,21 +82,13 @@ def run_list(path: str, *, count: int | None = None, time_format: str = "local",
     return run.capture.info.warnings
 
 
-def _selector(capture_filter: str | None, display_filter: str | None):
-    """A function chunk -> boolean row mask for the filters given (None when there are none)."""
-    if not capture_filter and not display_filter:
-        return None
-    from diagnose.filters import compile_bpf, compile_display_filter
-
-    bpf = compile_bpf(capture_filter) if capture_filter else None
-    dfilter = compile_display_filter(display_filter) if display_filter else None
-
-    def select(chunk) -> np.ndarray:
-        mask = np.ones(len(chunk.table), np.bool_)
-        if bpf is not None:
-            mask &= bpf.evaluate_chunk(chunk)
-        if dfilter is not None:
-            mask &= dfilter.evaluate_chunk(chunk)
-        return mask
-
-    return select
+def run_count(path: str, *, capture_filter: str | None = None, display_filter: str | None = None,
+              keylogs=()) -> tuple[int, list[str]]:
+    """(number of selected packets, warnings)."""
+    selection = Selection(capture_filter, display_filter)
+    run, chunks = selected(path, selection, keylogs)
+    total = 0
+    with run.capture:
+        for _chunk, rows in chunks:
+            total += len(rows)
+    return total, run.capture.info.warnings
