@@ -190,10 +190,11 @@ class Direction:
             self.next_off = first_off
         self._drain(row)
 
-    def skip_ahead(self, n: int) -> None:
-        """`n` bytes were consumed elsewhere (the fast path skipped them by length)."""
+    def skip_ahead(self, n: int, row: int = -1) -> None:
+        """`n` bytes were consumed elsewhere (the fast path skipped them by length); `row` is the packet holding
+        the last of them when they end what the consumer skips (-1: they end nothing)."""
         if n > 0:
-            self.consumer.feed(None, n, -1)
+            self.consumer.feed(None, n, row)
             self.skipped += n
             self.next_off += n
 

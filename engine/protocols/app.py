@@ -17,6 +17,7 @@ completed it, as Wireshark attributes reassembled PDUs; `AppChunk.items[kind]` h
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,10 @@ from diagnose.protocols import classify as cls
 from diagnose.protocols.dns import DnsMessage, DnsTracker, parse_message
 from diagnose.protocols.http import HttpConnection, HttpHalf, parse_datagram
 from diagnose.protocols.http2 import PREFACE, Http2Connection
-from diagnose.protocols.select import IGNORE, MAX_ATTEMPTS, TRACK, UNSEEN, new_states, resume, scan_chunk, end_chunk
+from diagnose.protocols.dnsscan import B_RESPONSE, WINDOW_NS, DnsBatch, DnsMatcher
+from diagnose.protocols.dnsscan import scan as dns_scan
+from diagnose.protocols.select import (DONE, EVENT, IGNORE, MAX_ATTEMPTS, TRACK, UNSEEN, end_chunk, new_states, resume,
+                                       scan_chunk)
 from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
 from diagnose.reassembly import Direction, StreamConsumer
@@ -38,11 +42,30 @@ MAX_ROUNDS_BEFORE_PYTHON = 64  # a conversation with more events per chunk than 
 
 @dataclass
 class AppChunk:
-    """Per-frame results of one chunk: (row, PDU object) pairs per protocol, rows in the order they completed."""
+    """Per-frame results of one chunk: (row, PDU object) pairs per protocol, rows in the order they completed.
+
+    Valid until the next `AppLayer.update` (UDP DNS messages are decoded from the chunk buffer on first use)."""
 
     table: np.ndarray
-    items: dict[str, list] = field(default_factory=lambda: {k: [] for k in KINDS})
-    malformed: list[tuple[int, str, str]] = field(default_factory=list)  # (row, protocol, reason)
+    emitted: dict[str, list] = field(default_factory=lambda: {k: [] for k in KINDS})
+    dns_batches: list = field(default_factory=list)
+    malformed_rows: list[tuple[int, str, str]] = field(default_factory=list)  # (row, protocol, reason)
+
+    @property
+    def items(self) -> dict[str, list]:
+        if self.dns_batches:
+            decoded = [pair for batch in self.dns_batches for pair in batch.messages()]
+            self.dns_batches = []
+            for row, msg in decoded:
+                if msg.malformed:
+                    self.malformed_rows.append((row, "dns", msg.malformed))
+            self.emitted["dns"] = sorted(self.emitted["dns"] + decoded, key=lambda pair: pair[0])
+        return self.emitted
+
+    @property
+    def malformed(self) -> list[tuple[int, str, str]]:
+        self.items  # decode pending DNS so its malformed messages are listed
+        return self.malformed_rows
 
     def rows(self, kind: str) -> list:
         return self.items.get(kind, [])
@@ -202,23 +225,43 @@ class AppLayer:
         self.max_pending = max_pending
         self.flows: dict[int, AppFlow] = {}
         self._states = new_states(1024)
+        self._views()
         self._out: AppChunk | None = None
         self._frames = None
         self._ts = None
         self._last_ts = 0
+        self._cur_row = self._cur_frame = self._cur_ts = -1  # the event being handled (saves array lookups)
         self._last_frame = 0
         self.events = 0  # packets that reached Python (for profiling)
         self._stale: dict[int, set] = {}  # conversation -> directions with payload passed over before tracking
         self._probes: dict[tuple[int, int], tuple[int, bytearray]] = {}  # first bytes too short to classify
+        self._used_probe: tuple[int, bytes, int] | None = None
+        self._dns = DnsMatcher()
+        self._dns_open: dict[int, tuple[int, int, str | None]] = {}  # slot -> (conversation, frame, name)
+        self.dns_errors: list[tuple[int, int, str | None, int]] = []  # (conversation, frame, name, rcode)
+        self.max_kept = 10000  # problem records kept for the facts (bounded memory)
         self._capture_end_ts: int | None = None
+
+    def _views(self) -> None:
+        """Field views of the kernel state (indexing a view is much cheaper than naming the field each time)."""
+        st = self._states
+        self._v_mode, self._v_attempts, self._v_passed = st["mode"], st["attempts"], st["passed"]
+        self._v_used, self._v_ack, self._v_ack_ok = st["used"], st["ack"], st["ack_ok"]
+        self._v_done = st["done_row"]
+        self._v_nxt, self._v_nxt_ok, self._v_skip, self._v_watch = st["nxt"], st["nxt_ok"], st["skip"], \
+            st["watch_close"]
 
     # ---- the emitter protocol consumers use ----------------------------------------------------------------------
     def frame(self, row) -> int | None:
+        if row == self._cur_row:
+            return self._cur_frame
         if row is None or row < 0:
             return None
         return int(self._frames[row])
 
     def ts(self, row) -> int:
+        if row == self._cur_row:
+            return self._cur_ts
         if row is None or row < 0:
             return self._last_ts
         return int(self._ts[row])
@@ -226,13 +269,24 @@ class AppLayer:
     def emit(self, kind: str, row, obj) -> None:
         if row is None or row < 0 or self._out is None:
             return  # completed at the end of the capture: a flow fact, no packet shows it
-        self._out.items[kind].append((row, obj))
+        self._out.emitted[kind].append((row, obj))
         bad = getattr(obj, "malformed", None)
         if bad:
-            self._out.malformed.append((row, kind, bad))
+            self._out.malformed_rows.append((row, kind, bad))
 
     # ---- per chunk -------------------------------------------------------------------------------------------------
     def update(self, buf: np.ndarray, table: np.ndarray, conversations: np.ndarray) -> AppChunk:
+        # The cyclic garbage collector would rescan every flow's objects again and again while this chunk's
+        # small objects are made; none of them form cycles that outlive the chunk, so it waits until the end.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._update(buf, table, conversations)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _update(self, buf: np.ndarray, table: np.ndarray, conversations: np.ndarray) -> AppChunk:
         out = self._out = AppChunk(table)
         n = table.shape[0]
         if n == 0:
@@ -241,6 +295,9 @@ class AppLayer:
             grown = new_states(max(len(conversations), len(self._states) * 2))
             grown[: len(self._states)] = self._states
             self._states = grown
+            self._views()
+        self._base_seq = conversations["base_seq"]
+        self._base_set = conversations["base_set"]
         self._frames = table["frame"]
         self._ts = table["ts"]
         self._buf = buf
@@ -249,124 +306,215 @@ class AppLayer:
         states = self._states
         next_row = np.empty(n, np.int32)
         events = np.empty(n, np.int32)
-        k = scan_chunk(buf, table, states, next_row, events, MAX_ATTEMPTS)
+        dns_rows = np.empty(n, np.int32)
+        done = np.empty(n, np.int32)
+        k, m, q = scan_chunk(buf, table, states, next_row, events, dns_rows, done, MAX_ATTEMPTS)
+        if m:
+            self._dns_batch(out, dns_rows[:m].copy())
         rounds = 0
         while k:
             rows = events[:k].copy()
             rows.sort()
             self.events += k
-            for i in rows.tolist():
-                self._event(i)
+            self._events(rows)
             tcp_rows = rows[table["ip_proto"][rows] == PROTO_TCP]
             rounds += 1
             if not len(tcp_rows):
                 break
             if rounds > MAX_ROUNDS_BEFORE_PYTHON:
-                self._walk_in_python(tcp_rows, next_row)
+                q = self._walk_in_python(tcp_rows, next_row, done, q)
                 break
-            k = resume(buf, table, states, next_row, tcp_rows, len(tcp_rows), events, MAX_ATTEMPTS)
+            k, q = resume(buf, table, states, next_row, tcp_rows, len(tcp_rows), events, done, q, MAX_ATTEMPTS)
+        if q:
+            self._settle_rows(done[:q])
         end_chunk(table, states)
+        self._cur_row = -1
         self._last_ts = int(self._ts[-1])
         self._last_frame = int(self._frames[-1])
         self._out = None
         return out
 
-    def _walk_in_python(self, starts: np.ndarray, next_row: np.ndarray) -> None:
+    def _dns_batch(self, out: AppChunk, rows: np.ndarray) -> None:
+        """Match this chunk's UDP DNS messages in the DNS kernel; decode only those the facts need."""
+        n = len(rows)
+        matcher = self._dns
+        matcher.reserve(n)
+        time = np.empty(n, np.int64)
+        resp_to = np.empty(n, np.int64)
+        retrans_of = np.empty(n, np.int64)
+        bits = np.empty(n, np.int64)
+        slots = np.empty(n, np.int64)
+        matcher.count += dns_scan(self._buf, self._table, rows, n, self._states, matcher.tx, WINDOW_NS, time,
+                                  resp_to, retrans_of, bits, slots)
+        protocols = self._states["app"][self._table["conv"][rows]].astype(np.int64) - 1
+        batch = DnsBatch(self._buf, self._table, rows, time, resp_to, retrans_of, bits, protocols)
+        out.dns_batches.append(batch)
+        # names for the flow facts: errors (rcode != 0) and queries still open at the end of this chunk
+        rcode = np.zeros(n, np.int64)
+        ok = (bits & 8) == 0
+        if ok.any():
+            starts = self._table["data"][rows].astype(np.int64) + self._table["payload_off"][rows]
+            rcode[ok] = self._buf[starts[ok] + 3] & 0xF
+        response = (bits & B_RESPONSE) != 0
+        open_query = ~response & ok & (slots >= 0)
+        open_query[open_query] = matcher.tx["rframe"][slots[open_query]] == -1
+        interesting = np.nonzero((response & (rcode != 0)) | open_query)[0]
+        if len(interesting):
+            frames = self._table["frame"][rows]
+            convs = self._table["conv"][rows]
+            for j in interesting.tolist():
+                msg = parse_message(batch.payload(j), "udp")
+                if response[j]:
+                    if len(self.dns_errors) < self.max_kept:
+                        self.dns_errors.append((int(convs[j]), int(frames[j]), msg.qname, int(rcode[j])))
+                else:
+                    self._dns_open[int(slots[j])] = (int(convs[j]), int(frames[j]), msg.qname)
+
+    def _walk_in_python(self, starts: np.ndarray, next_row: np.ndarray, done: np.ndarray, q: int) -> int:
         """Finish conversations with very many events in this chunk packet by packet (no more kernel rounds)."""
         from diagnose.protocols.select import _step
         buf, table, states = self._buf, self._table, self._states
         for start in starts.tolist():
             r = int(next_row[start])
             while r >= 0:
-                if _step(buf, table, r, states, MAX_ATTEMPTS):
+                what = _step(buf, table, r, states, MAX_ATTEMPTS)
+                if what == EVENT:
                     self.events += 1
-                    self._event(r)
+                    self._events(np.array([r]))
+                elif what == DONE:
+                    done[q] = r
+                    q += 1
                 r = int(next_row[r])
+        return q
 
-    def _payload(self, r) -> tuple[bytes, int]:
-        """(captured payload bytes, payload length on the wire) of a row."""
-        plen = int(r["payload_len"])
-        off = int(r["payload_off"])
-        if off < 0 or plen <= 0:
-            return b"", 0
-        start = int(r["data"]) + off
-        if int(r["status"]) & ST_REASSEMBLED:
-            avail = len(self._buf) - start
-        else:
-            avail = int(r["caplen"]) - off
-        n = max(0, min(plen, avail))
-        return self._buf[start: start + n].tobytes(), plen
-
-    def _event(self, i: int) -> None:
+    def _settle_rows(self, rows: np.ndarray) -> None:
+        """Bodies the kernel skipped to their end in this chunk: let their parsers complete them at those rows."""
         table = self._table
-        r = table[i]
-        c = int(r["conv"])
-        d = int(r["dir"])
-        st = self._states[c]
-        proto = int(r["ip_proto"])
-        data, plen = self._payload(r)
-        seq = int(r["tcp_seq"])
-        flow = self.flows.get(c)
-        if flow is None:
-            if int(st["mode"]) != UNSEEN:
-                return
-            if proto == PROTO_TCP:
-                probe = self._probes.pop((c, d), None)
-                if probe is not None and seq == (probe[0] + len(probe[1])) & 0xFFFFFFFF:
-                    seq, data, plen = probe[0], bytes(probe[1]) + data, len(probe[1]) + plen
-            sport, dport = int(r["sport"]), int(r["dport"])
-            kind = cls.classify_tcp(data, sport, dport) if proto == PROTO_TCP else cls.classify_udp(data, sport, dport)
-            if kind is None:
+        for c, d, frame, ts, row in zip(table["conv"][rows].tolist(), table["dir"][rows].tolist(),
+                                        self._frames[rows].tolist(), self._ts[rows].tolist(), rows.tolist()):
+            if self._v_done[c, d] == row:
+                flow = self.flows.get(c)
+                if flow is not None:
+                    self._cur_row, self._cur_frame, self._cur_ts = row, frame, ts
+                    self._settle(flow, c, d)
+        self._cur_row = -1
+
+    def _settle(self, flow: AppFlow, c: int, d: int) -> None:
+        """Give direction d the bytes the kernel consumed, ending at its done row; refresh the kernel's view."""
+        row = int(self._v_done[c, d])
+        self._v_done[c, d] = -1
+        direction = flow.dirs[d]
+        used = int(self._v_used[c, d])
+        self._v_used[c, d] = 0
+        if direction is None:
+            return
+        if used:
+            direction.skip_ahead(used, row)
+        self._write_back(flow, c, d)
+
+    _EVENT_COLUMNS = ("conv", "dir", "ip_proto", "payload_off", "payload_len", "data", "caplen", "status",
+                      "tcp_seq", "tcp_flags", "sport", "dport")
+
+    def _events(self, rows: np.ndarray) -> None:
+        """Hand the event rows (in row order) to their flows; columns are gathered once for all of them."""
+        table = self._table
+        buf = self._buf
+        buf_len = len(buf)
+        columns = [table[name][rows].tolist() for name in self._EVENT_COLUMNS]
+        columns.append(self._frames[rows].tolist())
+        columns.append(self._ts[rows].tolist())
+        for i, c, d, proto, poff, plen, data0, caplen, status, seq, flags, sport, dport, frame, ts in zip(
+                rows.tolist(), *columns):
+            self._cur_row, self._cur_frame, self._cur_ts = i, frame, ts
+            if poff < 0 or plen <= 0:
+                data, plen = b"", 0
+            else:
+                start = data0 + poff
+                avail = (buf_len - start) if status & ST_REASSEMBLED else caplen - poff
+                n = plen if plen < avail else max(avail, 0)
+                data = buf[start: start + n].tobytes()
+            flow = self.flows.get(c)
+            if flow is None:
+                flow = self._classify(i, c, d, proto, seq, data, plen, sport, dport)
+                if flow is None:
+                    continue
+                probe = self._used_probe
+                if probe is not None:
+                    seq, data, plen = probe
+            if proto == PROTO_UDP:
                 if plen > 0:
-                    st["attempts"] += 1
-                    if proto == PROTO_TCP:
-                        if len(data) < 64 and plen == len(data) and cls.maybe_start(data):
-                            self._probes[(c, d)] = (seq, bytearray(data))  # too short to tell: wait for more
-                        else:
-                            self._stale.setdefault(c, set()).add(d)
-                    if st["attempts"] >= MAX_ATTEMPTS:
-                        st["mode"] = IGNORE
-                        self._probes.pop((c, 0), None)
-                        self._probes.pop((c, 1), None)
-                return
-            flow = self.flows[c] = AppFlow(c, kind, self)
-            passed = int(st["passed"])
+                    if flow.protocol == cls.SSDP:
+                        msg = parse_datagram(data, self, i)
+                        if msg is not None:
+                            self.emit("http", i, msg)
+                    elif flow.protocol in (cls.DNS, cls.MDNS, cls.LLMNR):
+                        flow.dns_message(parse_message(data, "udp"), i)
+                continue
+            self._tcp_event(flow, c, i, d, seq, flags, data, plen)
+
+    def _classify(self, i: int, c: int, d: int, proto: int, seq: int, data: bytes, plen: int, sport: int,
+                  dport: int) -> AppFlow | None:
+        """Decide what an unclassified conversation speaks from this payload; the new AppFlow or None."""
+        self._used_probe = None
+        if self._v_mode[c] != UNSEEN:
+            return None
+        if proto == PROTO_TCP:
+            probe = self._probes.pop((c, d), None)
+            if probe is not None and seq == (probe[0] + len(probe[1])) & 0xFFFFFFFF:
+                seq, data, plen = probe[0], bytes(probe[1]) + data, len(probe[1]) + plen
+                self._used_probe = (seq, data, plen)
+        kind = cls.classify_tcp(data, sport, dport) if proto == PROTO_TCP else cls.classify_udp(data, sport, dport)
+        if kind is None:
+            self._used_probe = None
+            if plen > 0:
+                attempts = int(self._v_attempts[c]) + 1
+                self._v_attempts[c] = attempts
+                if proto == PROTO_TCP:
+                    if len(data) < 64 and plen == len(data) and cls.maybe_start(data):
+                        self._probes[(c, d)] = (seq, bytearray(data))  # too short to tell: wait for more
+                    else:
+                        self._stale.setdefault(c, set()).add(d)
+                if attempts >= MAX_ATTEMPTS:
+                    self._v_mode[c] = IGNORE
+                    self._probes.pop((c, 0), None)
+                    self._probes.pop((c, 1), None)
+            return None
+        flow = self.flows[c] = AppFlow(c, kind, self)
+        passed = int(self._v_passed[c])
+        if passed or self._stale:
             for k in self._stale.pop(c, ()):
                 flow.fresh[k] = False
             for k in (0, 1):
                 if passed & (1 << k):
                     flow.fresh[k] = False
-            st["mode"] = TRACK
-        if proto == PROTO_UDP:
-            if plen > 0:
-                if flow.protocol == cls.SSDP:
-                    msg = parse_datagram(data, self, i)
-                    if msg is not None:
-                        self.emit("http", i, msg)
-                elif flow.protocol in (cls.DNS, cls.MDNS, cls.LLMNR):
-                    flow.dns_message(parse_message(data, "udp"), i)
-            return
-        self._tcp_event(flow, st, r, i, d, seq, data, plen)
+        self._v_mode[c] = TRACK
+        return flow
 
-    def _tcp_event(self, flow: AppFlow, st, r, i: int, d: int, seq: int, data: bytes, plen: int) -> None:
-        flags = int(r["tcp_flags"])
+    def _tcp_event(self, flow: AppFlow, c: int, i: int, d: int, seq: int, flags: int, data: bytes,
+                   plen: int) -> None:
+        if self._v_done[c, 0] >= 0 or self._v_done[c, 1] >= 0:
+            saved = self._cur_row, self._cur_frame, self._cur_ts
+            for k in (0, 1):
+                if self._v_done[c, k] >= 0:
+                    self._cur_row = -1
+                    self._settle(flow, c, k)
+            self._cur_row, self._cur_frame, self._cur_ts = saved
         direction = flow.dirs[d]
         if direction is None and plen > 0 and not flow.closed[d]:
-            conv = self._convs[flow.conv]
-            if flow.fresh[d] and conv["base_set"][d]:
-                base = (int(conv["base_seq"][d]) + 1) & 0xFFFFFFFF
+            base = seq
+            if flow.fresh[d] and self._base_set[c, d]:
+                base = (int(self._base_seq[c, d]) + 1) & 0xFFFFFFFF
                 if ((seq - base) & 0xFFFFFFFF) > (1 << 20):  # not near the stream start: start where we are
                     base = seq
-            else:
-                base = seq
             direction = flow.dirs[d] = Direction(base, flow.consumer(d, data), max_pending=self.max_pending)
+        changed = d
         if direction is not None:
-            used = int(st["used"][d])
+            used = int(self._v_used[c, d])
             if used:
-                st["used"][d] = 0
+                self._v_used[c, d] = 0
                 direction.skip_ahead(used)
-            if direction.pending and st["ack_ok"][1 - d]:
-                direction.acked(int(st["ack"][1 - d]), i)
+            if direction.pending and self._v_ack_ok[c, 1 - d]:
+                direction.acked(int(self._v_ack[c, 1 - d]), i)
             if plen > 0:
                 direction.segment(seq, data, plen, i)
             if flags & 0x01 and not direction.pending:
@@ -379,29 +527,51 @@ class AppLayer:
                 if dk is not None and not dk.closed:
                     dk.close(i, "rst")
                 flow.closed[k] = True
+            changed = -1
+        self._write_back(flow, c, changed)
+
+    def _write_back(self, flow: AppFlow, c: int, changed: int) -> None:
+        """Tell the kernel what direction `changed` (-1: both) expects next and how much it may skip."""
+        watch = 0
         for k in (0, 1):
             dk = flow.dirs[k]
             if dk is None:
                 continue
-            st["nxt"][k] = dk.next_seq()
-            st["nxt_ok"][k] = 0 if dk.closed else 1
-            st["skip"][k] = 0 if (dk.pending or dk.closed) else dk.consumer.skippable
-        st["watch_close"] = 1 if any(dk is not None and not dk.closed and dk.consumer.skippable > (1 << 40)
-                                     for dk in flow.dirs) else 0
+            skip = dk.consumer.skippable
+            if k == changed or changed < 0:
+                self._v_nxt[c, k] = (dk.base + dk.next_off) & 0xFFFFFFFF
+                if dk.closed:
+                    self._v_nxt_ok[c, k] = 0
+                    self._v_skip[c, k] = 0
+                else:
+                    self._v_nxt_ok[c, k] = 1
+                    self._v_skip[c, k] = 0 if dk.pending else skip
+            if skip > (1 << 40) and not dk.closed:
+                watch = 1
+        self._v_watch[c] = watch
         if flow.closed[0] and flow.closed[1]:
-            st["mode"] = IGNORE if flow.dirs[0] is not None or flow.dirs[1] is not None else st["mode"]
+            self._v_mode[c] = IGNORE
 
     # ---- the end ---------------------------------------------------------------------------------------------------
-    def finish(self) -> dict[int, AppFlow]:
-        """Close every direction (holes become gaps, cut messages become truncated), judge certificate chains."""
+    def finish(self) -> "AppSummary":
+        """Close every direction (holes become gaps, cut messages become truncated), judge certificate chains,
+        collect the DNS facts of the DNS kernel."""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._finish()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _finish(self) -> "AppSummary":
         self._out = None
         for c, flow in self.flows.items():
-            st = self._states[c]
             for k, d in enumerate(flow.dirs):
                 if d is not None and not d.closed:
-                    used = int(st["used"][k])
+                    used = int(self._v_used[c, k])
                     if used:
-                        st["used"][k] = 0
+                        self._v_used[c, k] = 0
                         d.skip_ahead(used)
                     d.close(None, "end of capture")
             if flow.tls is not None and flow.tls.session.certificates:
@@ -410,4 +580,47 @@ class AppLayer:
                 when = dt.datetime.fromtimestamp(when_ns / 1e9, tz=dt.timezone.utc)
                 flow.chain = check_chain(s.certificates, when=when, hostname=s.sni, ca_file=self.ca_file,
                                          use_system=self.use_system_store)
-        return self.flows
+        states = self._states
+        dns_convs = np.nonzero(states["app"] != 0)[0]
+        picked = states[dns_convs]
+        dns = {c: DnsFacts(c, q, r, rt, e, t) for c, q, r, rt, e, t in zip(
+            dns_convs.tolist(), picked["dns_queries"].tolist(), picked["dns_responses"].tolist(),
+            picked["dns_retransmissions"].tolist(), picked["dns_errors"].tolist(), picked["dns_time_max"].tolist())}
+        unanswered = []
+        for conv, frame in self._dns.unanswered():
+            name = None
+            for slot_conv, slot_frame, slot_name in self._dns_open.values():
+                if slot_conv == conv and slot_frame == frame:
+                    name = slot_name
+                    break
+            unanswered.append((conv, frame, name))
+        for conv, frame, name in unanswered:
+            if conv in dns:
+                dns[conv].unanswered.append((frame, name))
+        for conv, frame, name, rcode in self.dns_errors:
+            if conv in dns:
+                dns[conv].errors_seen.append((frame, name, rcode))
+        return AppSummary(self.flows, dns)
+
+
+@dataclass
+class DnsFacts:
+    """DNS over UDP of one conversation (from the DNS kernel)."""
+
+    conv: int
+    queries: int
+    responses: int
+    retransmissions: int
+    errors: int  # responses with a non-zero rcode
+    time_max_ns: int
+    unanswered: list[tuple[int, str | None]] = field(default_factory=list)  # (query frame, name)
+    errors_seen: list[tuple[int, str | None, int]] = field(default_factory=list)  # (response frame, name, rcode)
+
+
+@dataclass
+class AppSummary:
+    """What `AppLayer.finish()` knows per conversation: AppFlow objects (HTTP, TLS, HTTP/2, DNS over TCP and DNS
+    found by structure) and DnsFacts (DNS over UDP on its ports)."""
+
+    flows: dict[int, AppFlow]
+    dns: dict[int, DnsFacts]

@@ -36,6 +36,13 @@ HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, TRAILERS, TUNNEL, DESYNC = range(7)
 
 def start_kind(data: bytes) -> str | None:
     """What the first bytes of a message are: "request", "response", "maybe" (too short to tell) or None."""
+    space = data.find(b" ", 0, 20)
+    if space > 0:  # the usual cases first: "GET /...", "HTTP/1.1 200 ..."
+        token = bytes(data[:space])
+        if token in METHODS:
+            return "request"
+        if token[:5] == b"HTTP/" and len(token) > 5 and 48 <= token[5] <= 57:
+            return "response"
     head = bytes(data[:64])
     if head[:5] == b"HTTP/":
         return "response" if len(head) < 6 or head[5:6].isdigit() else None
@@ -58,9 +65,10 @@ def looks_like_http(data: bytes) -> bool:
 
 
 class HttpMessage:
-    """A request or a response. `headers`: list of (lower-case name, value) as latin-1 text, in order."""
+    """A request or a response. The header block is kept raw (`raw`) and split into `headers` (lower-case name,
+    value) and `lines` only when something asks: most messages are only counted and timed."""
 
-    __slots__ = ("is_request", "method", "uri", "version", "code", "phrase", "headers", "lines", "frame", "ts",
+    __slots__ = ("is_request", "method", "uri", "version", "code", "phrase", "raw", "_headers", "frame", "ts",
                  "first_frame", "first_ts", "content_length", "chunked", "body_bytes", "body_gap", "malformed",
                  "request", "number", "time_ns", "complete", "protocol")
 
@@ -68,8 +76,8 @@ class HttpMessage:
         self.is_request = is_request
         self.method = self.uri = self.version = self.phrase = None
         self.code: int | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.lines: list[str] = []  # header lines as shown by http.request.line / http.response.line
+        self.raw = b""
+        self._headers: list[tuple[str, str]] | None = None
         self.frame = self.ts = self.first_frame = self.first_ts = None
         self.content_length: int | None = None
         self.chunked = False
@@ -81,6 +89,22 @@ class HttpMessage:
         self.time_ns: int | None = None  # http.time of a response
         self.complete = False
         self.protocol = "http"  # or "ssdp" (HTTP over UDP)
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            self._headers = _split_headers(self)
+        return self._headers
+
+    @property
+    def lines(self) -> list[str]:
+        """Header lines as http.request.line / http.response.line show them (with their CRLF)."""
+        out = []
+        for line in self.raw.decode("latin-1").split("\n")[1:]:
+            line = line.rstrip("\r")
+            if line and ":" in line and line[0] not in " \t":
+                out.append(line + "\r\n")
+        return out
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -96,6 +120,36 @@ class HttpMessage:
         if self.is_request:
             return f"HttpRequest({self.method} {self.uri} frame={self.frame})"
         return f"HttpResponse({self.code} frame={self.frame} body={self.body_bytes}/{self.content_length})"
+
+
+def _split_headers(msg: HttpMessage) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    for line in msg.raw.decode("latin-1").split("\n")[1:]:
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        if line[0] in " \t" and headers:  # obsolete line folding: continues the previous value
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            if msg.malformed is None:
+                msg.malformed = "header line without a colon"
+            continue
+        headers.append((name.strip().lower(), value.strip()))
+    return headers
+
+
+def _quick_header(lower: bytes, name: bytes) -> str | None:
+    """The first value of header `name` (lower-case, with its colon) in a lower-cased header block, or None."""
+    i = lower.find(name)
+    while i > 0 and lower[i - 1] != 0x0A:  # must start a line
+        i = lower.find(name, i + 1)
+    if i <= 0:
+        return None
+    j = lower.find(b"\n", i)
+    return lower[i + len(name): j if j >= 0 else len(lower)].strip().decode("latin-1")
 
 
 class HttpTransaction:
@@ -139,10 +193,11 @@ class HttpConnection:
 
 
 def _parse_head(block: bytes, msg: HttpMessage) -> bool:
-    """Fill msg from a header block (start line + header lines, terminator excluded). False if not HTTP."""
-    text = block.decode("latin-1")
-    lines = text.split("\n")
-    start = lines[0].rstrip("\r")
+    """Fill msg from a header block (start line + header lines): the start line now, headers when asked.
+    False if the start line is not HTTP."""
+    msg.raw = block
+    end = block.find(b"\n")
+    start = (block[:end] if end >= 0 else block).rstrip(b"\r").decode("latin-1")
     if msg.is_request:
         method, _, rest = start.partition(" ")
         msg.method = method
@@ -159,22 +214,6 @@ def _parse_head(block: bytes, msg: HttpMessage) -> bool:
             msg.malformed = "bad status code"
             return False
         msg.code = int(code)
-    headers = msg.headers
-    shown = msg.lines
-    for line in lines[1:]:
-        line = line.rstrip("\r")
-        if not line:
-            continue
-        if line[0] in " \t" and headers:  # obsolete line folding: continues the previous value
-            name, value = headers[-1]
-            headers[-1] = (name, value + " " + line.strip())
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            msg.malformed = "header line without a colon"
-            continue
-        headers.append((name.strip().lower(), value.strip()))
-        shown.append(line + "\r\n")
     return True
 
 
@@ -279,11 +318,18 @@ class HttpHalf(StreamConsumer):
                 self.state = DESYNC
                 self.lost += n - pos
                 return n
-            self.msg = msg = HttpMessage(is_request=True)
+            self.msg = msg = HttpMessage(is_request=kind == "request")
             ctx = self.conn.ctx
             msg.first_frame = ctx.frame(row)
             msg.first_ts = ctx.ts(row)
             self.searched = 0
+            if kind != "maybe":  # the usual case: the whole header block is in this piece
+                i = data.find(b"\n\r\n", pos, n)
+                j = data.find(b"\n\n", pos, n)
+                if i >= 0 or j >= 0:
+                    end = j + 2 if j >= 0 and (i < 0 or j < i) else i + 3
+                    self._head(bytes(data[pos:end]), row)
+                    return end
         start_len = len(buf)
         buf += data[pos:n] if (pos or n != len(data)) else data
         end = self._find_end(buf, b"\n" if state == CHUNK_SIZE else b"\n\n")
@@ -341,8 +387,9 @@ class HttpHalf(StreamConsumer):
             return
         if msg.malformed:
             conn.malformed += 1
-        te = msg.header("transfer-encoding")
-        cl = msg.header("content-length")
+        lower = block.lower()
+        te = _quick_header(lower, b"transfer-encoding:") if b"transfer-encoding:" in lower else None
+        cl = _quick_header(lower, b"content-length:")
         if cl is not None:
             try:
                 msg.content_length = int(cl.split(",")[0].strip())
@@ -373,7 +420,7 @@ class HttpHalf(StreamConsumer):
             return
         if code == 101:
             self._complete(row)
-            upgrade = (msg.header("upgrade") or "").lower()
+            upgrade = (_quick_header(lower, b"upgrade:") or "").lower()
             self._upgrade("h2c" if upgrade == "h2c" else "other", row, b"")
             return
         if no_body:

@@ -17,6 +17,10 @@ from diagnose.jit import kernel
 from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
 
 UNSEEN, IGNORE, TRACK = 0, 1, 2
+# what a tracked conversation speaks, as far as the kernel must know
+APP_PYTHON, APP_DNS, APP_MDNS, APP_LLMNR = 0, 1, 2, 3  # APP_PYTHON: every payload packet is an event
+# _step results
+NOTHING, EVENT, DNS_ROW, DONE = 0, 1, 2, 3  # DONE: consumed the last bytes the parser had asked to skip
 MAX_ATTEMPTS = 6  # payload packets looked at before a flow is declared "not ours"
 
 CONV_STATE_DTYPE = np.dtype([
@@ -30,14 +34,23 @@ CONV_STATE_DTYPE = np.dtype([
     ("nxt_ok", np.uint8, (2,)),
     ("skip", np.int64, (2,)),  # bytes from nxt the parser does not need
     ("used", np.int64, (2,)),  # bytes the kernel consumed since Python last looked
+    ("done_row", np.int32, (2,)),  # row whose bytes ended the skipped run (Python settles it), -1 = none
     ("ack", np.uint32, (2,)),  # highest ACK sent by each direction
     ("ack_ok", np.uint8, (2,)),
-])
+    ("app", np.uint8),
+    # DNS over UDP, counted by the DNS kernel (dnsscan.py)
+    ("dns_queries", np.int32),
+    ("dns_responses", np.int32),
+    ("dns_retransmissions", np.int32),
+    ("dns_errors", np.int32),  # responses with a non-zero rcode
+    ("dns_time_max", np.int64),
+], align=True)
 
 
 def new_states(n: int) -> np.ndarray:
     s = np.zeros(n, CONV_STATE_DTYPE)
     s["last_row"] = -1
+    s["done_row"] = -1
     return s
 
 
@@ -83,57 +96,81 @@ def _worth_a_look(buf, r, is_tcp):
 
 @kernel
 def _step(buf, table, i, states, max_attempts):
-    """Account row i; True when Python must see it."""
+    """Account row i: NOTHING, EVENT (Python must see it) or DNS_ROW (the DNS kernel takes it)."""
     r = table[i]
     c = r.conv
     if c < 0 or (r.status & (ST_ICMP_ERROR | ST_IP_FRAGMENT)) != 0 or r.l4_off < 0:
-        return False
+        return NOTHING
     is_tcp = r.ip_proto == 6
     if not is_tcp and r.ip_proto != 17:
-        return False
+        return NOTHING
     st = states[c]
     mode = st.mode
     if mode == IGNORE:
-        return False
+        return NOTHING
     d = r.dir
+    plen = r.payload_len
+    if not is_tcp:
+        if plen <= 0:
+            return NOTHING
+        if mode == UNSEEN:
+            sp = r.sport
+            dp = r.dport
+            if sp != 1900 and dp != 1900:  # SSDP (HTTP over UDP) is for Python
+                if sp == 53 or dp == 53:
+                    st.app = APP_DNS
+                elif sp == 5353 or dp == 5353:
+                    st.app = APP_MDNS
+                elif sp == 5355 or dp == 5355:
+                    st.app = APP_LLMNR
+                if st.app != APP_PYTHON:
+                    st.mode = TRACK
+                    return DNS_ROW
+            if _worth_a_look(buf, r, False):
+                return EVENT
+            st.attempts += 1
+            if st.attempts >= max_attempts:
+                st.mode = IGNORE
+            return NOTHING
+        return DNS_ROW if st.app != APP_PYTHON else EVENT
     flags = r.tcp_flags
-    if is_tcp and (flags & 0x10) != 0:
+    if (flags & 0x10) != 0:
         if st.ack_ok[d] == 0 or np.int32(r.tcp_ack - st.ack[d]) > 0:
             st.ack[d] = r.tcp_ack
             st.ack_ok[d] = 1
-    plen = r.payload_len
     if mode == UNSEEN:
         if plen <= 0:
-            return False
-        if _worth_a_look(buf, r, is_tcp):
-            return True
+            return NOTHING
+        if _worth_a_look(buf, r, True):
+            return EVENT
         st.passed |= np.uint8(1 << d)
         st.attempts += 1
         if st.attempts >= max_attempts:
             st.mode = IGNORE
-        return False
-    # tracked
-    if not is_tcp:
-        return plen > 0
+        return NOTHING
     if (flags & 0x05) != 0 and st.watch_close != 0:
-        return True
+        return EVENT
     if plen <= 0:
-        return False
-    if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen < st.skip[d]:
+        return NOTHING
+    if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen <= st.skip[d] and st.done_row[d] < 0:
         st.nxt[d] = st.nxt[d] + np.uint32(plen)
         st.skip[d] -= plen
         st.used[d] += plen
-        return False
-    return True
+        if st.skip[d] == 0:  # this packet ends the body: Python attributes the PDU to it later
+            st.done_row[d] = i
+            return DONE
+        return NOTHING
+    return EVENT
 
 
 @kernel
-def scan_chunk(buf, table, states, next_row, events, max_attempts):
-    """First pass over a chunk: link rows per conversation, consume what needs no Python, list first events.
-
-    Returns the number of events written to `events` (row indices in row order)."""
+def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempts):
+    """First pass over a chunk: link rows per conversation, consume what needs no Python, list the first events,
+    every DNS row and the rows that ended a skipped body. Returns the three counts."""
     n = table.shape[0]
     k = 0
+    m = 0
+    q = 0
     for i in range(n):
         next_row[i] = -1
         c = table[i].conv
@@ -145,31 +182,43 @@ def scan_chunk(buf, table, states, next_row, events, max_attempts):
         st.last_row = i
         if st.blocked != 0:
             continue
-        if _step(buf, table, i, states, max_attempts):
+        what = _step(buf, table, i, states, max_attempts)
+        if what == EVENT:
             events[k] = i
             k += 1
             if table[i].ip_proto == 6:
                 st.blocked = 1
-    return k
+        elif what == DNS_ROW:
+            dns_rows[m] = i
+            m += 1
+        elif what == DONE:
+            done[q] = i
+            q += 1
+    return k, m, q
 
 
 @kernel
-def resume(buf, table, states, next_row, starts, n_starts, events, max_attempts):
-    """Continue each conversation after the event row in `starts` until its next event. Returns the event count."""
+def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done, max_attempts):
+    """Continue each TCP conversation after the event row in `starts` until its next event. Returns the number of
+    events and the new count of rows in `done`."""
     k = 0
+    q = n_done
     for j in range(n_starts):
         r = next_row[starts[j]]
         c = table[starts[j]].conv
         states[c].blocked = 0
         while r >= 0:
-            if _step(buf, table, r, states, max_attempts):
+            what = _step(buf, table, r, states, max_attempts)
+            if what == EVENT:
                 events[k] = r
                 k += 1
-                if table[r].ip_proto == 6:
-                    states[c].blocked = 1
-                    break
+                states[c].blocked = 1
+                break
+            if what == DONE:
+                done[q] = r
+                q += 1
             r = next_row[r]
-    return k
+    return k, q
 
 
 @kernel
