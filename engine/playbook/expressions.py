@@ -91,6 +91,11 @@ def _extra_extractor(ftype: FieldType, values: Callable) -> Callable:
             array[:] = value
             return [Occurrence(array, np.ones(ctx.n, bool))]
         array = np.asarray(value)
+        if array.dtype == object:
+            present = np.fromiter((v is not None for v in array), bool, len(array))
+            filled = np.empty(len(array), object)
+            filled[:] = ["" if v is None else v for v in array]
+            return [Occurrence(filled, present)]
         if array.dtype.kind == "f" and ftype != FieldType.FLOAT:
             present = ~np.isnan(array)
             array = np.where(present, array, 0).astype(_numpy_type(ftype))

@@ -155,10 +155,16 @@ def load_rule_set(specs: list[str] | None = None, overrides: list[str] | dict[st
                 continue
             first_seen[rule.id] = rule
             rules.append(rule)
+    builtin_ids = None
     for playbook in order:
         reachable = _reachable_ids(playbook, loaded)
         for ref in playbook.references:
             pool = first_seen if ref.kind == "explains" else reachable
+            if ref.target not in pool and ref.kind == "explains":
+                # a rule of a built-in playbook that is not loaded in this run: nothing to explain here, no mistake
+                builtin_ids = _builtin_rule_ids() if builtin_ids is None else builtin_ids
+                if ref.target in builtin_ids:
+                    continue
             if ref.target not in pool:
                 import difflib
                 close = difflib.get_close_matches(ref.target, list(pool), n=1)
@@ -178,6 +184,22 @@ def load_rule_set(specs: list[str] | None = None, overrides: list[str] | dict[st
     if overrides:
         rule_set.set_params(overrides)
     return rule_set
+
+
+def _builtin_rule_ids() -> set[str]:
+    """Rule ids of every built-in playbook, read without compiling them (for `explains` across playbooks)."""
+    import yaml
+
+    ids: set[str] = set()
+    for path in builtin_dir().glob("*.yaml"):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for rule in data.get("rules") or []:
+            if isinstance(rule, dict) and isinstance(rule.get("id"), str):
+                ids.add(rule["id"])
+    return ids
 
 
 def _reachable_ids(playbook: Playbook, loaded: dict[Path, Playbook]) -> dict[str, Rule]:

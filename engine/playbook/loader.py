@@ -472,7 +472,9 @@ class _Reader:
             for k in messages:
                 self.pb.references.append(self.f.reference(k, "messages", keys["messages"].key_pos[k]))
         return SelfTest(str(keys["capture"].value), [t for t, _ in expect_ids], self.f.where(node.start), params,
-                        messages, str(keys["reason"].value) if "reason" in keys else "")
+                        messages, str(keys["reason"].value) if "reason" in keys else "",
+                        keylog=str(keys["keylog"].value) if "keylog" in keys else None,
+                        ca_file=str(keys["ca_file"].value) if "ca_file" in keys else None)
 
 
 def _param_getter(param: Param):
@@ -502,6 +504,8 @@ def _agg_type(function: str, ftype: FieldType) -> str:
         return ftype.value if function != "sum" or ftype != FieldType.TIME else "reltime"
     if ftype == FieldType.BOOL:
         return "uint" if function == "sum" else "bool"
+    if ftype in (FieldType.IPV4, FieldType.IPV6, FieldType.ETHER, FieldType.BYTES, FieldType.NONE):
+        return "string"  # shown formatted (10.0.0.1); a filter compares it as text
     return ftype.value
 
 

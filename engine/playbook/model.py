@@ -123,6 +123,8 @@ class SelfTest:
     params: dict[str, str] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    keylog: str | None = None
+    ca_file: str | None = None
 
 
 @dataclass

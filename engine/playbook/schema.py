@@ -104,6 +104,8 @@ TEST_KEYS: dict[str, Key] = {
     "params": Key(MAPPING, "--set overrides for this test (NAME: VALUE)"),
     "messages": Key(MAPPING, "rule id: text that the finding's message must contain (the decisive numbers)"),
     "reason": Key(TEXT, "why the expectation is what it is (shown when the test fails)"),
+    "keylog": Key(TEXT, "a TLS key log file for the capture (relative like capture)"),
+    "ca_file": Key(TEXT, "trusted CA certificates (PEM) for judging certificate chains"),
 }
 
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$"

@@ -57,18 +57,30 @@ def run_test(rule_set: RuleSet, playbook: Playbook, test: SelfTest) -> TestOutco
     from diagnose.errors import DiagnoseError
     from diagnose.rules.run import diagnose_capture
 
-    outcome = TestOutcome(playbook.name, test.capture, list(test.expect), reason=test.reason, where=str(test.where))
+    label = test.capture + (f" + {test.keylog}" if test.keylog else "") + (f" + CA {test.ca_file}" if test.ca_file
+                                                                         else "")
+    outcome = TestOutcome(playbook.name, label, list(test.expect), reason=test.reason, where=str(test.where))
     path = resolve_capture(playbook.path, test.capture)
     if path is None:
         outcome.error = (f"capture {test.capture} not found (relative to {playbook.path.parent}, or under "
                          f"$DIAGNOSE_LAB_DIR / the source tree's tests/data)")
         return outcome
+    extra = {}
+    for key in ("keylog", "ca_file"):
+        name = getattr(test, key)
+        if name is not None:
+            found = resolve_capture(playbook.path, name)
+            if found is None:
+                outcome.error = f"{key} {name} not found"
+                return outcome
+            extra[key] = str(found)
     started = time.perf_counter()
     try:
         rule_set.reset_params()
         if test.params:
             rule_set.set_params(test.params)
-        report = diagnose_capture(str(path), rule_set).report
+        report = diagnose_capture(str(path), rule_set, keylogs=[extra["keylog"]] if "keylog" in extra else None,
+                                  ca_file=extra.get("ca_file")).report
     except DiagnoseError as exc:
         outcome.error = exc.one_line()
         return outcome

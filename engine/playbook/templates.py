@@ -158,7 +158,43 @@ def keepalive_below(idle_seconds, margin: float = 0.9) -> str:
     return f"{value:g} s"
 
 
+TLS_ALERT_MEANINGS = {
+    10: "a message arrived that the peer did not expect at that point (a protocol bug or a middlebox meddling)",
+    20: "a record failed its integrity check: corruption on the path, a broken middlebox, or mismatched keys",
+    22: "a record was too large",
+    40: "the two sides share no acceptable parameters (cipher suite, group or signature algorithm)",
+    42: "the certificate was rejected (often a name mismatch when the client checks the host name in the handshake)",
+    43: "the certificate is of an unsupported type",
+    44: "the certificate was revoked by its issuer",
+    45: "the certificate has expired (or is not yet valid) at the client's clock",
+    46: "the certificate could not be validated for another reason (untrusted, incomplete chain, policy)",
+    47: "a handshake field had an illegal value",
+    48: "the certificate chain does not lead to a CA the client trusts (missing intermediate or private CA)",
+    49: "access denied after a valid certificate (authorisation)",
+    50: "a message could not be decoded",
+    51: "a signature or Finished check failed (wrong key, broken middlebox, or TLS interception)",
+    70: "the peer does not accept the protocol version offered",
+    71: "the offered parameters are below what the server requires (too weak)",
+    80: "the peer hit an internal error unrelated to the protocol",
+    86: "a fallback to a lower version was detected and refused (downgrade protection)",
+    90: "the user or application cancelled the handshake",
+    109: "a required extension is missing",
+    110: "an extension was sent that the peer never offered",
+    112: "the server does not know the name sent in SNI",
+    116: "the server requires a client certificate and none was sent",
+    120: "no application protocol (ALPN) in common",
+}
+
+
+def tls_alert_meaning(code) -> str:
+    """Why a TLS alert is sent, in a sentence."""
+    if _missing(code):
+        return "an alert whose content is encrypted"
+    return TLS_ALERT_MEANINGS.get(int(code), "see RFC 8446 §6.2 for this alert")
+
+
 FILTERS = {
+    "tls_alert": tls_alert_meaning,
     "icmp": icmp_name,
     "keepalive_below": keepalive_below,
     "seconds": seconds,

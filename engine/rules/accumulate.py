@@ -129,6 +129,35 @@ class KeyedStats:
         return np.where(count > 0, values, np.nan)
 
 
+class KeyedFirstLast:
+    """First and last value per key, kept as Python values (addresses, strings: what a message shows)."""
+
+    def __init__(self, convert):
+        self.convert = convert  # numpy value -> Python value
+        self.first: dict[int, object] = {}
+        self.last: dict[int, object] = {}
+
+    def add(self, keys: np.ndarray, values) -> None:
+        if not len(keys):
+            return
+        uniq, first_at = np.unique(keys, return_index=True)
+        rev_uniq, rev_at = np.unique(keys[::-1], return_index=True)
+        items = _as_python(values)
+        for key, at in zip(uniq.tolist(), first_at.tolist()):
+            if key not in self.first:
+                self.first[key] = self.convert(items[at])
+        for key, at in zip(rev_uniq.tolist(), rev_at.tolist()):
+            self.last[key] = self.convert(items[len(items) - 1 - at])
+
+    def result(self, function: str, n: int) -> np.ndarray:
+        source = self.first if function == "first" else self.last
+        out = np.empty(n, object)
+        for key, value in source.items():
+            if key < n:
+                out[key] = value
+        return out
+
+
 class KeyedDistinct:
     """Distinct values per key (sets, fed only from matching rows)."""
 

@@ -30,12 +30,13 @@ from diagnose.playbook.library import RuleSet
 from diagnose.playbook.loader import agg_key
 from diagnose.playbook.model import Aggregate, Rule
 from diagnose.playbook.templates import environment
-from diagnose.rules.accumulate import (KeyedCount, KeyedDistinct, KeyedFrames, KeyedPeak, KeyedSpan, KeyedStats,
-                                       first_values)
+from diagnose.rules.accumulate import (KeyedCount, KeyedDistinct, KeyedFirstLast, KeyedFrames, KeyedPeak, KeyedSpan,
+                                       KeyedStats, first_values)
 from diagnose.rules.capture_fields import CAPTURE_FIELDS
 from diagnose.rules.flow_fields import FlowColumns
 
 _SECONDS = (FieldType.RELTIME, FieldType.TIME)
+_NUMERIC = (FieldType.UINT, FieldType.INT, FieldType.FLOAT, FieldType.RELTIME, FieldType.TIME, FieldType.BOOL)
 
 
 class _AggState:
@@ -46,10 +47,14 @@ class _AggState:
         f = agg.function
         self.count = KeyedCount() if f in ("count", "rate", "percent") else None
         self.of = KeyedCount() if f == "percent" else None
-        self.stats = KeyedStats() if f in ("sum", "min", "max", "mean", "first", "last") else None
+        self.field_type = lookup(agg.field).type if agg.field and lookup(agg.field) is not None else None
+        numeric = self.field_type in _NUMERIC
+        self.stats = KeyedStats() if f in ("sum", "min", "max", "mean") or (f in ("first", "last") and numeric) \
+            else None
+        self.objects = KeyedFirstLast(lambda v, t=self.field_type: _py(v, t)) \
+            if f in ("first", "last") and not numeric else None
         self.distinct = KeyedDistinct() if f == "distinct" else None
         self.peak = KeyedPeak(agg.window_ns) if f == "peak" else None
-        self.field_type = lookup(agg.field).type if agg.field and lookup(agg.field) is not None else None
 
     def fold(self, ctx: ChunkContext, keys: np.ndarray, rows: np.ndarray, masks) -> None:
         agg = self.agg
@@ -81,7 +86,10 @@ class _AggState:
                 return
             take = m & present
             if take.any():
-                self.stats.add(keys[take], np.asarray(values)[take])
+                if self.objects is not None:
+                    self.objects.add(keys[take], _select(values, take))
+                else:
+                    self.stats.add(keys[take], np.asarray(values)[take])
 
     def result(self, n: int, durations_ns: np.ndarray | None) -> np.ndarray:
         """Per key values (float with NaN where the aggregate has no value, else int)."""
@@ -102,6 +110,8 @@ class _AggState:
             return self.distinct.result(n)
         if f == "peak":
             return self.peak.result(n)
+        if self.objects is not None:
+            return self.objects.result(f, n)
         return self.stats.result(f, n)
 
 
@@ -382,6 +392,9 @@ class RuleEngine:
                 param = rule.params.get(name[6:])
                 if param is not None:
                     values[name] = param.value.display()
+        if record is not None and any(n.startswith("flow.latency_") for n in rule.when.compiled.fields):
+            from diagnose.rules.latency import phases_of
+            values["phases"] = phases_of(record)
         finding = Finding(rule_id=rule.id, playbook=rule.playbook, title=rule.title, severity=rule.severity,
                           scope=rule.scope, message="", references=list(rule.references), flows=flows,
                           start=start, end=end, evidence=sorted(frames), evidence_total=total, values=values,
@@ -445,8 +458,10 @@ def _durations(records: list[dict]) -> np.ndarray:
 
 
 def _agg_value(value, result_type: str):
-    if isinstance(value, (float, np.floating)) and math.isnan(value):
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return None
+    if result_type in ("string", "ipv4", "ipv6", "ether", "bytes"):
+        return value
     if result_type in ("reltime", "time"):
         return float(value) / 1e9
     if result_type in ("uint", "int"):

@@ -122,6 +122,9 @@ _SECONDS_TYPES = (T.RELTIME, T.TIME)
 
 def fact_table() -> list[tuple[str, T, str]]:
     """Every flow fact with the {side} entries expanded: (record key, type, description)."""
+    from diagnose.rules.app_facts import APP_FACTS
+    from diagnose.rules.latency import LATENCY_FACTS
+
     out = []
     for key, ftype, description in FLOW_FACTS:
         if "{side}" in key:
@@ -130,6 +133,7 @@ def fact_table() -> list[tuple[str, T, str]]:
                             .replace("The side", f"The {side}")))
         else:
             out.append((key, ftype, description))
+    out.extend((key, T(type_name), description) for key, type_name, description in (*APP_FACTS, *LATENCY_FACTS))
     return out
 
 
@@ -186,6 +190,10 @@ def _extractor(key: str, ftype: T):
 
 
 def register_flow_fields() -> None:
+    try:  # the application layer's per-packet fields (dns.*, http.*, tls.*) read by packet filters in playbooks
+        import diagnose.protocols.fields  # noqa: F401  (registers on import)
+    except ImportError:  # pragma: no cover - part of the package; guards a partial checkout only
+        pass
     for key, ftype, description in fact_table():
         name = f"flow.{key}"
         if lookup(name) is None:

@@ -37,14 +37,25 @@ class AnalysisPass:
     """Everything computed per chunk for the rules, in dependency order. `contexts()` yields each chunk's context;
     afterwards `records()` and `summary()` are final."""
 
-    def __init__(self, path: str, *, tick: Callable[[], None] | None = None, verify_checksums: bool = True):
+    def __init__(self, path: str, *, tick: Callable[[], None] | None = None, verify_checksums: bool = True,
+                 keylogs: list[str] | None = None, ca_file: str | None = None, use_environment: bool = True,
+                 dns_answers: bool = True):
         from diagnose.conn.facts import FlowFacts
         from diagnose.conn.zeek import ConnStates
         from diagnose.facts import CaptureFacts
+        from diagnose.keylog import KeyLog
         from diagnose.pipeline import open_pass
+        from diagnose.protocols.app import AppLayer
+        from diagnose.protocols.tls_decrypt import KeyLogDecryption
         from diagnose.tcp.analysis import TcpAnalyzer
 
+        self.keylog = KeyLog.load(keylogs or (), use_environment=use_environment)  # bad --keylog: exit 2 before reading
         self.run = open_pass(path)
+        self.app = AppLayer(decryptor_factory=KeyLogDecryption(self.keylog), ca_file=ca_file)
+        self.app_flows: dict = {}
+        from diagnose.rules.latency import DnsAnswers
+        self.dns_answers = DnsAnswers()
+        self.want_dns_answers = dns_answers  # decoding every DNS answer costs time: only when latency rules run
         self.tcp = TcpAnalyzer(self.run.flows)
         self.states = ConnStates()
         self.flow_facts = FlowFacts()
@@ -58,8 +69,12 @@ class AnalysisPass:
 
         first_ts = prev_ts = None
         info = self.run.capture.info
+        secrets_seen = 0
         with self.run.capture:
             for chunk in self.run.chunks():
+                if len(info.secrets) > secrets_seen:  # decryption secrets blocks come before their packets
+                    self.keylog.add_secrets(info.secrets[secrets_seen:])
+                    secrets_seen = len(info.secrets)
                 table = chunk.table
                 n = int(table.shape[0])
                 if not n:
@@ -70,21 +85,32 @@ class AnalysisPass:
                 self.states.update(chunk.buf, table, self.run.flows.count)
                 self.flow_facts.update(table, self.run.flows.count, self.run.flows.tcp_streams, rows)
                 self.capture_facts.update(chunk.buf, table, self.run.flows.count)
+                app_chunk = self.app.update(chunk.buf, table, self.run.flows.conversations)
+                if self.want_dns_answers:
+                    self.dns_answers.update(app_chunk)
                 for iface, count in zip(*np.unique(table["iface"], return_counts=True)):
                     self.per_iface[int(iface)] = self.per_iface.get(int(iface), 0) + int(count)
                 ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts,
                                    file_big_endian=getattr(info, "big_endian", False),
                                    capture_format=getattr(info, "format", None))
                 tcp_fields.attach(ctx, rows)
+                ctx.extra["app"] = app_chunk
                 prev_ts = int(table["ts"][-1])
                 yield ctx
                 if self.tick is not None:
                     self.tick()
+        self.app_flows = self.app.finish()
 
     def records(self) -> list[dict]:
-        from diagnose.conn.record import flow_records
+        """One record per conversation: diagnose.conn's flow facts plus the application layer's (app_facts)."""
+        from diagnose.conn.record import FlowAnalysis
+        from diagnose.rules.app_facts import add_app_facts
+        from diagnose.rules.latency import add_latency_facts
 
-        return flow_records(self.run.flows, self.states, self.flow_facts, self.tcp.completeness)
+        records = FlowAnalysis(self.run.flows, self.states, self.flow_facts, self.tcp.completeness).records()
+        add_app_facts(records, self.app_flows)
+        add_latency_facts(records, self.dns_answers)
+        return records
 
     def summary(self) -> dict:
         flows = self.run.flows
@@ -100,10 +126,12 @@ class AnalysisPass:
 
 
 def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] | None = None,
-                     on_finding: Callable | None = None) -> Diagnosis:
+                     on_finding: Callable | None = None, keylogs: list[str] | None = None,
+                     ca_file: str | None = None) -> Diagnosis:
     """Run the rules over one capture and build the ranked report."""
     started = time.perf_counter()
-    analysis = AnalysisPass(path, tick=tick)
+    latency = any(name.startswith("flow.latency_") for rule in rule_set.rules for name in rule.when.compiled.fields)
+    analysis = AnalysisPass(path, tick=tick, keylogs=keylogs, ca_file=ca_file, dns_answers=latency)
     engine = RuleEngine(rule_set)
     for ctx in analysis.contexts():
         engine.feed(ctx)
@@ -160,7 +188,7 @@ def _capture_section(summary: dict) -> dict:
 
 def run_diagnosis(capture: str, playbooks: list[str] | None = None, params: list[str] | None = None,
                   fmt: str = "text", out: str | None = None, fail_on: str | None = "error",
-                  color: bool | None = None) -> int:
+                  color: bool | None = None, keylogs: list[str] | None = None, ca_file: str | None = None) -> int:
     """The main command as a library call: returns the exit code (0 clean, 1 findings at or above fail_on).
 
     Playbook mistakes raise PlaybookError and a bad --set/--format UsageError (both exit 2) before the capture is
@@ -180,7 +208,8 @@ def run_diagnosis(capture: str, playbooks: list[str] | None = None, params: list
         from diagnose.report.render_ndjson import NdjsonWriter
 
         writer = NdjsonWriter(stream, capture) if stream is not None else None
-        diagnosis = diagnose_capture(capture, rule_set, on_finding=writer.finding if writer else None)
+        diagnosis = diagnose_capture(capture, rule_set, on_finding=writer.finding if writer else None,
+                                     keylogs=keylogs, ca_file=ca_file)
         if writer is not None:
             writer.summary(diagnosis.report)
         else:

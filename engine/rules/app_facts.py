@@ -1,0 +1,262 @@
+"""Application-layer flow facts: what diagnose.protocols learned about each conversation (HTTP transactions, the
+TLS negotiation and certificate chain, DNS matching), flattened into the flow record so rules read them as
+`flow.http_*`, `flow.tls_*`, `flow.dns_*` like every other flow fact.
+
+Times are seconds (epoch for instants, durations as floats), like the rest of the record; certificate validity is
+judged at the capture's time (diagnose.protocols.x509.check_chain), never at the time of the analysis.
+"""
+
+from __future__ import annotations
+
+# key, type name, description: the flow facts this module adds (registered by diagnose.rules.flow_fields)
+APP_FACTS: list[tuple[str, str, str]] = [
+    ("app_protocol", "string", "application protocol recognised by content: http, http2, tls, dns, mdns, llmnr"),
+    ("http_requests", "uint", "HTTP requests on the connection"),
+    ("http_responses", "uint", "HTTP responses on the connection"),
+    ("http_errors", "uint", "responses with status 400 or more"),
+    ("http_client_errors", "uint", "responses 400-499"),
+    ("http_server_errors", "uint", "responses 500-599"),
+    ("http_first_error_code", "uint", "status of the first error response"),
+    ("http_first_error_request", "string", "method and URI the first error answered"),
+    ("http_first_error_frame", "uint", "frame of the first error response"),
+    ("http_errors_text", "string", "every request -> status of the connection, e.g. 'GET / → 200, GET /x → 404'"),
+    ("http_truncated", "uint", "responses cut short (connection closed or reset before the body was complete)"),
+    ("http_truncated_received", "uint", "body bytes the first cut response delivered"),
+    ("http_truncated_expected", "uint", "body bytes it announced (Content-Length)"),
+    ("http_truncated_frame", "uint", "frame of the first cut response's header"),
+    ("http_truncated_request", "string", "method and URI of the first cut response"),
+    ("http_ttfb_max", "reltime", "longest time from a complete request to the first byte of its response"),
+    ("http_ttfb_request", "string", "method and URI of that request"),
+    ("http_ttfb_request_frame", "uint", "frame completing that request"),
+    ("http_ttfb_response_frame", "uint", "frame with the first byte of its response"),
+    ("http_ttfb_request_time", "time", "when that request was complete"),
+    ("http_ttfb_transfer", "reltime", "that response's first byte -> its last byte"),
+    ("http_response_end_time", "time", "when the last response of the connection was complete"),
+    ("tls_client_hello", "bool", "a ClientHello was seen"),
+    ("tls_server_hello", "bool", "a ServerHello was seen"),
+    ("tls_version", "string", "negotiated version (TLSv1.2, TLSv1.3, ...)"),
+    ("tls_offered_max", "string", "highest version the client offered (supported_versions, else the hello version)"),
+    ("tls_offered_min", "string", "lowest version the client offered"),
+    ("tls_offered_versions", "string", "every version the client offered, highest first"),
+    ("tls_obsolete_offered", "bool", "the client offered SSLv3, TLS 1.0 or TLS 1.1"),
+    ("tls_obsolete_negotiated", "bool", "the session uses SSLv3, TLS 1.0 or TLS 1.1"),
+    ("tls_cipher", "string", "negotiated cipher suite"),
+    ("tls_ciphers_offered", "uint", "cipher suites the client offered"),
+    ("tls_sni", "string", "server name the client asked for"),
+    ("tls_alpn", "string", "application protocol chosen by the server (ALPN)"),
+    ("tls_history", "string", "handshake shape (Zeek's ssl_history letters: upper case client, lower case server)"),
+    ("tls_handshake_done", "bool", "the client finished the handshake (sent its first protected record)"),
+    ("tls_alert", "string", "first fatal (or, without one, first) alert: its name"),
+    ("tls_alert_code", "uint", "its description code (e.g. 45 certificate_expired)"),
+    ("tls_alert_level", "string", "fatal | warning | encrypted"),
+    ("tls_alert_from", "string", "who sent it: client or server"),
+    ("tls_alert_frame", "uint", "its frame"),
+    ("tls_alerts", "uint", "alerts seen"),
+    ("tls_cert_visible", "bool", "the server certificate was seen (in clear, or decrypted with keys)"),
+    ("tls_cert_subject", "string", "server (leaf) certificate subject"),
+    ("tls_cert_cn", "string", "its common name"),
+    ("tls_cert_san", "string", "its DNS subject alternative names, comma separated"),
+    ("tls_cert_issuer", "string", "its issuer"),
+    ("tls_cert_not_before", "time", "its notBefore"),
+    ("tls_cert_not_after", "time", "its notAfter"),
+    ("tls_cert_frame", "uint", "frame carrying the Certificate message"),
+    ("tls_cert_expired", "bool", "a certificate of the chain had expired at the capture's time"),
+    ("tls_cert_not_yet_valid", "bool", "a certificate of the chain was not yet valid at the capture's time"),
+    ("tls_hostname_matches", "bool", "the leaf certificate covers the SNI (RFC 6125)"),
+    ("tls_chain_length", "uint", "certificates the server sent"),
+    ("tls_chain_complete", "bool", "the chain ends in a self-issued or trusted certificate"),
+    ("tls_chain_verified", "bool", "the chain verifies against the trust store (absent: no store to check)"),
+    ("tls_verify_error", "string", "why it does not verify"),
+    ("tls_self_signed", "bool", "the server sent one certificate that issued itself"),
+    ("tls_app_records_client", "uint", "application-data records the client sent"),
+    ("tls_app_records_server", "uint", "application-data records the server sent"),
+    ("tls_client_hello_time", "time", "when the ClientHello was sent"),
+    ("tls_handshake_time", "reltime", "ClientHello -> the client's first protected record (the TLS handshake)"),
+    ("tls_decrypted", "bool", "the session was decrypted with a key log"),
+    ("dns_messages", "uint", "DNS messages on the conversation"),
+    ("dns_unanswered", "uint", "DNS queries never answered"),
+    ("dns_unanswered_name", "string", "name of the first unanswered query"),
+    ("dns_unanswered_frame", "uint", "frame of the first unanswered query"),
+]
+
+OBSOLETE = {0x0002, 0x0300, 0x0301, 0x0302}
+
+
+def _version_name(v) -> str | None:
+    from diagnose.protocols.tls import VERSION_NAMES
+
+    if v is None:
+        return None
+    return VERSION_NAMES.get(v, f"0x{v:04x}")
+
+
+def _s(ns) -> float | None:
+    return None if ns is None else int(ns) / 1e9
+
+
+def _cipher_name(code) -> str | None:
+    if code is None:
+        return None
+    try:
+        from diagnose.protocols.tls_decrypt import _SUITE_NAMES
+
+        name = _SUITE_NAMES.get(code)
+    except ImportError:  # pragma: no cover
+        name = None
+    return name or f"0x{code:04x}"
+
+
+def add_app_facts(records: list[dict], summary) -> None:
+    """Add the application facts (AppLayer.finish()'s AppSummary) to each record; absent facts are None, so
+    filters see them as missing."""
+    empty = {key: None for key, _, _ in APP_FACTS}
+    flows = getattr(summary, "flows", summary) or {}
+    dns_udp = getattr(summary, "dns", {}) or {}
+    for conv, record in enumerate(records):
+        record.update(empty)
+        facts = dns_udp.get(conv)
+        if facts is not None:
+            _dns_udp(record, facts)
+        flow = flows.get(conv)
+        if flow is None:
+            continue
+        record["app_protocol"] = flow.protocol
+        if flow.http is not None:
+            _http(record, flow.http)
+        if flow.tls is not None:
+            _tls(record, flow.tls.session, flow.chain, flow)
+        if flow.dns is not None:
+            _dns(record, flow)
+
+
+def _request_text(tx) -> str | None:
+    req = tx.request
+    if req is None:
+        return None
+    return f"{req.method or '?'} {req.uri or '?'}"
+
+
+def _http(record: dict, conn) -> None:
+    txs = conn.transactions
+    responses = [t for t in txs if t.response is not None]
+    record["http_requests"] = sum(1 for t in txs if t.request is not None) + conn.dropped_transactions
+    record["http_responses"] = len(responses)
+    errors = [t for t in responses if (t.response.code or 0) >= 400]
+    record["http_errors"] = len(errors)
+    record["http_client_errors"] = sum(1 for t in errors if t.response.code < 500)
+    record["http_server_errors"] = sum(1 for t in errors if t.response.code >= 500)
+    if errors:
+        first = errors[0]
+        record["http_first_error_code"] = first.response.code
+        record["http_first_error_request"] = _request_text(first)
+        record["http_first_error_frame"] = first.response.frame
+    parts = [f"{_request_text(t) or '(no request)'} → {t.response.code if t.response else 'no response'}"
+             for t in txs[:20]]
+    record["http_errors_text"] = ", ".join(parts) + (", …" if len(txs) > 20 else "") if parts else None
+    cut = [t for t in txs if t.truncated and t.response is not None]
+    record["http_truncated"] = len(cut)
+    if cut:
+        r = cut[0].response
+        record["http_truncated_received"] = r.body_bytes
+        record["http_truncated_expected"] = r.content_length
+        record["http_truncated_frame"] = r.first_frame
+        record["http_truncated_request"] = _request_text(cut[0])
+    timed = [t for t in txs if t.ttfb_ns is not None]
+    if timed:
+        slowest = max(timed, key=lambda t: t.ttfb_ns)
+        record["http_ttfb_max"] = slowest.ttfb_ns / 1e9
+        record["http_ttfb_request"] = _request_text(slowest)
+        record["http_ttfb_request_frame"] = slowest.request.frame
+        record["http_ttfb_response_frame"] = slowest.response.first_frame
+        record["http_ttfb_request_time"] = _s(slowest.request.ts)
+        r = slowest.response
+        if r.ts is not None and r.first_ts is not None:
+            record["http_ttfb_transfer"] = (r.ts - r.first_ts) / 1e9
+    ends = [t.response.ts for t in responses if t.response.ts is not None]
+    record["http_response_end_time"] = _s(max(ends)) if ends else None
+
+
+def _tls(record: dict, s, chain, flow) -> None:
+    ch, sh = s.client_hello, s.server_hello
+    record["tls_client_hello"] = ch is not None
+    record["tls_server_hello"] = sh is not None
+    record["tls_version"] = _version_name(s.version)
+    if ch is not None:
+        offered = [v for v in (ch.supported_versions or [ch.version]) if not _grease(v)]
+        offered.sort(reverse=True)
+        record["tls_offered_versions"] = ", ".join(_version_name(v) for v in offered)
+        record["tls_offered_max"] = _version_name(offered[0]) if offered else None
+        record["tls_offered_min"] = _version_name(offered[-1]) if offered else None
+        record["tls_obsolete_offered"] = any(v in OBSOLETE for v in offered)
+        record["tls_ciphers_offered"] = len([c for c in ch.ciphers if not _grease(c)])
+        record["tls_sni"] = ch.sni
+    record["tls_obsolete_negotiated"] = s.version in OBSOLETE if s.version is not None else None
+    record["tls_cipher"] = _cipher_name(s.cipher)
+    record["tls_alpn"] = s.alpn
+    record["tls_history"] = s.history_text
+    client_dir = s.client_direction if s.client_direction is not None else 0
+    # the client's first protected record: its Finished in TLS 1.3, its first request in TLS 1.2 — the handshake
+    # is over for the client then
+    client_first_app = s.first_app_ts[client_dir]
+    record["tls_handshake_done"] = sh is not None and client_first_app is not None
+    record["tls_alerts"] = len(s.alerts)
+    if s.alerts:
+        fatal = [a for a in s.alerts if a.level == 2]
+        alert = fatal[0] if fatal else s.alerts[0]
+        record["tls_alert"] = alert.name
+        record["tls_alert_code"] = alert.description
+        record["tls_alert_level"] = "encrypted" if alert.encrypted else ("fatal" if alert.level == 2 else "warning")
+        client = s.client_direction if s.client_direction is not None else 0
+        record["tls_alert_from"] = "client" if alert.direction == client else "server"
+        record["tls_alert_frame"] = alert.frame
+    certs = s.certificates
+    record["tls_cert_visible"] = bool(certs)
+    record["tls_chain_length"] = len(certs) if certs else None
+    if certs:
+        leaf = certs[0]
+        record["tls_cert_subject"] = leaf.subject_text
+        record["tls_cert_cn"] = leaf.common_name
+        record["tls_cert_san"] = ", ".join(leaf.san_dns) if leaf.san_dns else None
+        record["tls_cert_issuer"] = leaf.issuer_text
+        record["tls_cert_not_before"] = leaf.not_before.timestamp() if leaf.not_before else None
+        record["tls_cert_not_after"] = leaf.not_after.timestamp() if leaf.not_after else None
+        record["tls_cert_frame"] = s.certificate_frame
+        record["tls_self_signed"] = len(certs) == 1 and leaf.subject == leaf.issuer
+    if chain is not None:
+        record["tls_cert_expired"] = bool(chain.expired)
+        record["tls_cert_not_yet_valid"] = bool(chain.not_yet_valid)
+        record["tls_hostname_matches"] = chain.hostname_matches
+        record["tls_chain_complete"] = chain.complete
+        record["tls_chain_verified"] = chain.verified
+        record["tls_verify_error"] = chain.verify_error
+    record["tls_app_records_client"] = s.app_records[s.client_direction or 0] if s.client_direction is not None \
+        else s.app_records[0]
+    record["tls_app_records_server"] = s.app_records[1 - (s.client_direction or 0)]
+    record["tls_client_hello_time"] = _s(s.client_hello_ts)
+    if s.client_hello_ts is not None and client_first_app is not None and sh is not None:
+        record["tls_handshake_time"] = (client_first_app - s.client_hello_ts) / 1e9
+    record["tls_decrypted"] = bool(s.decrypted)
+
+
+def _grease(value: int) -> bool:
+    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+
+
+def _dns_udp(record: dict, facts) -> None:
+    record["app_protocol"] = "dns"
+    record["dns_messages"] = facts.queries + facts.responses
+    record["dns_unanswered"] = len(facts.unanswered)
+    if facts.unanswered:
+        frame, name = min(facts.unanswered, key=lambda item: item[0])
+        record["dns_unanswered_name"] = name
+        record["dns_unanswered_frame"] = frame
+
+
+def _dns(record: dict, flow) -> None:
+    record["dns_messages"] = flow.dns_messages
+    unanswered = flow.dns.unanswered()
+    record["dns_unanswered"] = len(unanswered)
+    if unanswered:
+        frame, _ident, name = min(unanswered)
+        record["dns_unanswered_name"] = name
+        record["dns_unanswered_frame"] = frame

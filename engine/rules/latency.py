@@ -1,0 +1,93 @@
+"""Latency phases of a transaction: DNS lookup, TCP connect, TLS handshake, server time to first byte, transfer.
+
+A transaction is a TCP connection carrying HTTP or TLS. Its phases come from different flows and layers:
+* DNS: the lookup (query -> response, dns.time) whose A/AAAA answer holds the server's address, the latest one
+  answered before the connection's first packet (and at most LOOKUP_WINDOW before it);
+* connect: the handshake (SYN -> the ACK completing it; at a client-side capture point, SYN -> SYN-ACK);
+* TLS: ClientHello -> first application data;
+* TTFB: the slowest request of the connection, request complete -> first byte of its response (HTTP, or HTTPS
+  decrypted with a key log);
+* transfer: that response's first byte -> its last byte.
+The largest phase is the dominant one: the latency rule names it.
+"""
+
+from __future__ import annotations
+
+from diagnose.protocols.dns import T_A, T_AAAA
+
+LOOKUP_WINDOW = 30.0  # seconds: an older lookup is not this connection's
+
+LATENCY_FACTS: list[tuple[str, str, str]] = [
+    ("latency_dns", "reltime", "DNS lookup of the server's name (query -> answer) before this connection"),
+    ("latency_dns_name", "string", "the name looked up"),
+    ("latency_connect", "reltime", "TCP connect: SYN -> handshake complete"),
+    ("latency_tls", "reltime", "TLS handshake: ClientHello -> first application data"),
+    ("latency_ttfb", "reltime", "server time to first byte of the slowest request"),
+    ("latency_transfer", "reltime", "that response's first byte -> its last byte"),
+    ("latency_total", "reltime", "sum of the phases"),
+    ("latency_dominant", "string", "the largest phase: dns | connect | tls | ttfb | transfer"),
+    ("latency_dominant_share", "float", "its share of the total (a fraction)"),
+]
+
+PHASES = ("dns", "connect", "tls", "ttfb", "transfer")
+
+
+class DnsAnswers:
+    """A/AAAA answers seen in the capture: address -> [(answer time, lookup duration, name)], fed per chunk with
+    the application layer's parsed DNS messages."""
+
+    def __init__(self, limit: int = 200_000):
+        self.by_address: dict[str, list[tuple[float, float, str | None]]] = {}
+        self.count = 0
+        self.limit = limit
+
+    def update(self, app_chunk) -> None:
+        if app_chunk is None or self.count >= self.limit:
+            return
+        ts = app_chunk.table["ts"]
+        for row, msg in app_chunk.rows("dns"):
+            if not msg.response or msg.time_ns is None:
+                continue
+            name = msg.questions[0][0] if msg.questions else None
+            for rec in msg.records:
+                if rec.section == "an" and rec.type in (T_A, T_AAAA) and isinstance(rec.data, str):
+                    self.by_address.setdefault(rec.data, []).append((int(ts[row]) / 1e9, msg.time_ns / 1e9, name))
+                    self.count += 1
+
+    def lookup_before(self, address: str, when: float) -> tuple[float, str | None] | None:
+        best = None
+        for answered, duration, name in self.by_address.get(address, ()):
+            if answered <= when + 1e-6 and when - answered <= LOOKUP_WINDOW and (best is None or answered > best[0]):
+                best = (answered, duration, name)
+        return None if best is None else (best[1], best[2])
+
+
+def add_latency_facts(records: list[dict], answers: DnsAnswers) -> None:
+    for record in records:
+        for key, _, _ in LATENCY_FACTS:
+            record[key] = None
+        if record.get("proto") != "tcp" or record.get("app_protocol") not in ("http", "http2", "tls"):
+            continue
+        phases: dict[str, float | None] = dict.fromkeys(PHASES)
+        found = answers.lookup_before(record.get("resp_h") or "", record.get("ts") or 0.0)
+        if found is not None:
+            phases["dns"], record["latency_dns_name"] = found
+        phases["connect"] = record.get("handshake_rtt") or record.get("synack_rtt")
+        phases["tls"] = record.get("tls_handshake_time")
+        phases["ttfb"] = record.get("http_ttfb_max")
+        phases["transfer"] = record.get("http_ttfb_transfer")
+        known = {k: v for k, v in phases.items() if v is not None}
+        if not known or phases["ttfb"] is None:
+            continue  # without a request/response the connection is not a transaction we can time
+        for k in PHASES:
+            record[f"latency_{k}"] = phases[k]
+        total = sum(known.values())
+        record["latency_total"] = total
+        dominant = max(known, key=known.get)
+        record["latency_dominant"] = dominant
+        record["latency_dominant_share"] = known[dominant] / total if total > 0 else None
+
+
+def phases_of(record: dict) -> dict[str, float | None]:
+    """The phases of a record (for the HTML phase bar)."""
+    return {k: record.get(f"latency_{k}") for k in PHASES}
