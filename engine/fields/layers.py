@@ -59,13 +59,37 @@ def _ip_instances(ctx: ChunkContext, version: int) -> list[Instance]:
         out.append(Instance("outer", outer_off, outer_same, 1))
     main = (t["ipv"] == version) & (t["l3_off"] >= 0)
     main_layer = 1 + outer_same.astype(np.int64)
-    out.append(Instance("main", _abs(ctx, t["l3_off"]), main, main_layer))
+    main_offset = _abs(ctx, t["l3_off"])
+    if version == 6:
+        main_offset = _own_ipv6_headers(ctx, main, main_offset)
+    out.append(Instance("main", main_offset, main, main_layer))
     quoted = ((t["status"] & ST_ICMP_ERROR) != 0) & (t["q_ipv"] == version) & (t["l4_off"] >= 0)
     if quoted.any():
         q_off = _abs(ctx, t["l4_off"]) + 8
         q_layer = main_layer + ((t["ipv"] == version) & main).astype(np.int64)
         out.append(Instance("quoted", q_off, quoted, q_layer, transport_end(ctx)))
     return out
+
+
+def _own_ipv6_headers(ctx: ChunkContext, main: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """A reassembled IPv6 row points l3_off at the rebuilt datagram, but its ipv6.* fields are those of the frame's
+    own header (as Wireshark shows them): find that header in the frame by its addresses (rare rows, plain loop)."""
+    t = ctx.table
+    rows = np.nonzero(main & ((t["status"] & ST_REASSEMBLED) != 0))[0]
+    if not rows.size:
+        return offset
+    offset = offset.copy()
+    buf = ctx.buf
+    for i in rows:
+        start, end = int(ctx.frame_start[i]), int(ctx.frame_end[i])
+        addresses = b"".join(int(t[name][i]).to_bytes(8, "big") for name in ("src_hi", "src_lo", "dst_hi", "dst_lo"))
+        frame = buf[start:end].tobytes()
+        at = frame.find(addresses)
+        while at >= 8 and frame[at - 8] >> 4 != 6:
+            at = frame.find(addresses, at + 1)
+        if at >= 8:
+            offset[i] = start + at - 8
+    return offset
 
 
 def transport_end(ctx: ChunkContext) -> np.ndarray:

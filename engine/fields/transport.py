@@ -122,7 +122,8 @@ def _tcp_stream(ctx):
     stream = ctx.table["stream"].astype(np.int64)
     present = np.zeros(ctx.n, bool)
     for inst in transport_instances(ctx, IPPROTO_TCP):
-        present |= inst.present
+        # Wireshark gives a stream only to a header it read in full (a quoted one needs its ports)
+        present |= _captured(inst, 20, ctx) if inst.kind == "main" else inst.present
     return [Occurrence(stream, present & (stream >= 0))]
 
 

@@ -57,7 +57,8 @@ def compile_bpf(text: str, linktype: int = 1, *, snaplen: int = DEFAULT_SNAPLEN,
 
 def _compile_tree(text: str, tree: ast.Node, linktype: int, *, snaplen: int, big_endian: bool) -> BpfProgram:
     pred = Lowering(text, linktype, big_endian=big_endian).lower(tree)
-    if not can_accept(pred):
+    as_libpcap_builds_it = Lowering(text, linktype, big_endian=big_endian, libpcap_shape=True).lower(tree)
+    if not can_accept(as_libpcap_builds_it):
         raise FilterError(text, 0, "expression rejects all packets", language=LANGUAGE)
     return BpfProgram(text, linktype, pred, snaplen)
 
@@ -78,6 +79,12 @@ class BpfFilter:
             program = self._programs[linktype] = _compile_tree(self.text, self.tree, linktype,
                                                                snaplen=self.snaplen, big_endian=self.big_endian)
         return program
+
+    def prepare(self, linktypes) -> None:
+        """Compile now for these link types (a capture's interfaces), so a filter libpcap would refuse on them
+        fails before any packet is read, even in a capture without packets."""
+        for linktype in linktypes:
+            self.program(int(linktype))
 
     def evaluate(self, ctx) -> np.ndarray:
         """Accepted rows of a chunk (anything with .buf and .table)."""

@@ -120,6 +120,8 @@ class _Generator:
             self.pred(p.left, true, middle)
             self.place(middle)
             self.pred(p.right, true, false)
+        elif isinstance(p, ir.ProtoChain):
+            self.protochain(p, true, false)
         elif isinstance(p, ir.Test):
             left = p.left
             if p.op == "eq" and p.right == ir.Const(0) and isinstance(left, ir.BinOp) and left.op == "&" and \
@@ -139,6 +141,48 @@ class _Generator:
                 self.jump(JMP | _JUMP[p.op] | X, 0, true, false)
         else:
             raise TypeError(p)
+
+    def protochain(self, p: ir.ProtoChain, true: _Label, false: _Label) -> None:
+        """An unrolled walk over extension headers (classic BPF has no backward jumps): X holds the offset of the
+        current header from the network layer, A the protocol number that announced it."""
+        if p.version == 4:
+            self.emit(LDX | MSH | B, p.nl)
+            self.emit(LD | B | ABS, p.nl + 9)
+        else:
+            self.emit(LDX | IMM, 40)
+            self.emit(LD | B | ABS, p.nl + 6)
+        step_slot, next_slot = self.scratch, self.scratch + 1
+        if next_slot >= MEMWORDS:
+            raise BytecodeError("expression too complex for the BPF machine's 16 scratch words")
+        for _ in range(ir.MAX_CHAIN):
+            chained, ah, step, not_found = _Label(), _Label(), _Label(), _Label()
+            self.jump(JMP | JEQ | K, p.proto, true, not_found)
+            self.place(not_found)
+            for value in ir.CHAINED:
+                after = _Label()
+                self.jump(JMP | JEQ | K, value, chained, after)
+                self.place(after)
+            self.jump(JMP | JEQ | K, ir.IPPROTO_AH, ah, false)
+            self.place(chained)  # an IPv6 extension header is (length + 1) * 8 bytes
+            self.emit(LD | B | IND, p.nl + 1)
+            self.emit(ALU | ADD | K, 1)
+            self.emit(ALU | MUL | K, 8)
+            self.goto(step)
+            self.place(ah)  # an AH header is (length + 2) * 4 bytes
+            self.emit(LD | B | IND, p.nl + 1)
+            self.emit(ALU | ADD | K, 2)
+            self.emit(ALU | MUL | K, 4)
+            self.place(step)
+            self.emit(ST, step_slot)
+            self.emit(LD | B | IND, p.nl)  # the protocol after this header
+            self.emit(ST, next_slot)
+            self.emit(MISC | TXA)
+            self.emit(LDX | MEM, step_slot)
+            self.emit(ALU | ADD | X)
+            self.emit(MISC | TAX)
+            self.emit(LD | MEM, next_slot)
+        self.a = self.x = None
+        self.goto(false)
 
     # ---- values into the accumulator -----------------------------------------------------------------------------
     def value(self, v: ir.Value) -> None:

@@ -52,6 +52,8 @@ def _pred(p: ir.Pred, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
         else:
             result = (a & b) != 0
         return result & ~abort, abort
+    if isinstance(p, ir.ProtoChain):
+        return _protochain(p, rows)
     if isinstance(p, ir.Not):
         true, abort = _pred(p.operand, rows)
         return ~true & ~abort, abort
@@ -65,6 +67,38 @@ def _pred(p: ir.Pred, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
         undecided = ~lt & ~la
         return lt | (undecided & rt), la | (undecided & ra)
     raise TypeError(p)
+
+
+def _protochain(p: ir.ProtoChain, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
+    """Walk extension headers for every row at once; rows drop out as they reach a protocol that is not chained."""
+    n = rows.n
+    zero = np.zeros(n, bool)
+    if p.version == 4:
+        nxt, abort = _gather(rows, np.full(n, p.nl + 9, np.uint64), 1, zero)
+        offset, header_abort = _value(ir.IpHeaderLength(p.nl), rows)
+        abort = abort | header_abort
+    else:
+        nxt, abort = _gather(rows, np.full(n, p.nl + 6, np.uint64), 1, zero)
+        offset = np.full(n, 40, np.uint64)
+    result = np.zeros(n, bool)
+    walking = ~abort
+    for _ in range(ir.MAX_CHAIN):
+        found = walking & (nxt == p.proto)
+        result |= found
+        chained = walking & ~found & np.isin(nxt, ir.CHAINED)
+        ah = walking & ~found & (nxt == ir.IPPROTO_AH)
+        walking = chained | ah
+        if not walking.any():
+            break
+        base = np.uint64(p.nl) + offset
+        next_header, a1 = _gather(rows, base, 1, ~walking)
+        length, a2 = _gather(rows, base + np.uint64(1), 1, ~walking)
+        step = np.where(ah, (length + np.uint64(2)) * np.uint64(4), (length + np.uint64(1)) * np.uint64(8))
+        abort = abort | (walking & (a1 | a2))
+        walking &= ~(a1 | a2)
+        nxt = np.where(walking, next_header, nxt)
+        offset = np.where(walking, offset + step, offset)
+    return result & ~abort, abort
 
 
 def _value(v: ir.Value, rows: _Rows) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,22 @@ class Test(Pred):
 
 
 @dataclass(frozen=True)
+class ProtoChain(Pred):
+    """`protochain`: follow IPv6 extension headers (and AH) from the network header at `nl` until a protocol that is
+    not one; true when it is `proto`. `version` 4 starts from the IPv4 protocol byte, 6 from the IPv6 next header.
+    Followed for at most MAX_CHAIN headers (libpcap loops until the packet ends)."""
+
+    version: int
+    proto: int
+    nl: int
+
+
+MAX_CHAIN = 10
+CHAINED = (0, 60, 43, 44)  # hop-by-hop, destination options, routing, fragment: (length + 1) * 8 bytes
+IPPROTO_AH, IPPROTO_NONE = 51, 59
+
+
+@dataclass(frozen=True)
 class And(Pred):
     left: Pred
     right: Pred

@@ -76,8 +76,12 @@ QERR = None  # after a relation or a keyword primitive a bare value has no quali
 class Lowering:
     """One compilation of one filter for one link type (the offsets it tracks change as the filter is read)."""
 
-    def __init__(self, text: str, linktype: int, *, big_endian: bool = False):
+    def __init__(self, text: str, linktype: int, *, big_endian: bool = False, libpcap_shape: bool = False):
         self.text = text
+        # libpcap_shape: build `port` as libpcap's generator does, one branch per transport protocol, each with its
+        # own port test (its optimizer merges them later). Same packets; it only matters to can_accept, whose
+        # reasoning follows libpcap's flow graph.
+        self.libpcap_shape = libpcap_shape
         self.link = link_for(linktype)
         self.big_endian = big_endian
         self.mpls_depth = 0
@@ -150,7 +154,7 @@ class Lowering:
         if kind == "proto":
             return self.proto_qualified(q, id_node)
         if kind == "protochain":
-            raise self.error(id_node, "protochain is not supported")
+            return self.protochain(q, id_node)
         if kind == "gateway":
             raise self.error(id_node, "'gateway' not supported in this configuration")
         if kind in ("port", "portrange"):
@@ -277,6 +281,20 @@ class Lowering:
         if proto == "ip6":
             return self.ip6_proto(value, id_node)
         raise self.error(id_node, f"'{proto} proto' is not supported")
+
+    def protochain(self, q: Quals, id_node: ast.Node) -> ir.Pred:
+        if not isinstance(id_node, ast.IdValue) or id_node.kind == "address":
+            raise self.error(id_node, "expected a protocol number or name")
+        value = self._number_or(id_node, None, "ip proto")
+        v4 = ir.and_(self.linktype(ETHERTYPE_IP, id_node), ir.ProtoChain(4, value, self.nl))
+        v6 = ir.and_(self.linktype(ETHERTYPE_IPV6, id_node), ir.ProtoChain(6, value, self.nl))
+        if q.proto is None:
+            return ir.or_(v4, v6)
+        if q.proto == "ip":
+            return v4
+        if q.proto == "ip6":
+            return v6
+        raise self.error(id_node, f"'{q.proto} protochain' is not supported")
 
     def _number_or(self, id_node: ast.IdValue, names: dict | None, what: str) -> int:
         text = id_node.text
@@ -483,14 +501,20 @@ class Lowering:
 
     def _port4(self, protos, low, high, direction, where) -> ir.Pred:
         proto = ir.load(self.nl + 9, 1)
+        test = self._port_test(ir.IpHeaderLength(self.nl), low, high, direction)
+        if self.libpcap_shape:
+            branches = ir.any_of(*(ir.all_of(ir.eq(proto, p), self._first_fragment(), test) for p in protos))
+            return ir.and_(self.linktype(ETHERTYPE_IP, where), branches)
         return ir.all_of(self.linktype(ETHERTYPE_IP, where), ir.any_of(*(ir.eq(proto, p) for p in protos)),
-                         self._first_fragment(),
-                         self._port_test(ir.IpHeaderLength(self.nl), low, high, direction))
+                         self._first_fragment(), test)
 
     def _port6(self, protos, low, high, direction, where) -> ir.Pred:
         nxt = ir.load(self.nl + 6, 1)
-        return ir.all_of(self.linktype(ETHERTYPE_IPV6, where), ir.any_of(*(ir.eq(nxt, p) for p in protos)),
-                         self._port_test(self.nl + 40, low, high, direction))
+        test = self._port_test(self.nl + 40, low, high, direction)
+        if self.libpcap_shape:
+            branches = ir.any_of(*(ir.and_(ir.eq(nxt, p), test) for p in protos))
+            return ir.and_(self.linktype(ETHERTYPE_IPV6, where), branches)
+        return ir.all_of(self.linktype(ETHERTYPE_IPV6, where), ir.any_of(*(ir.eq(nxt, p) for p in protos)), test)
 
     def _first_fragment(self) -> ir.Pred:
         return ir.not_(ir.bits_set(ir.load(self.nl + 6, 2), 0x1FFF))
@@ -563,18 +587,17 @@ class Lowering:
 
     def pppoe(self, node: ast.Primitive) -> ir.Pred:
         link = self.link
-        if link.kind != "ethernet" or self.mpls_depth:
-            raise self.error(node, f"{node.kind} is supported only on Ethernet")
         if node.kind == "pppoed":
-            return ir.eq(ir.load(link.off_linktype, 2), ETHERTYPE_PPPOED)
-        pred = ir.eq(ir.load(link.off_linktype, 2), ETHERTYPE_PPPOES)
+            return self.linktype(ETHERTYPE_PPPOED, node)
+        pred = self.linktype(ETHERTYPE_PPPOES, node)  # false on link types that cannot carry PPPoE
         if node.argument is not None:
             session = self.number(node.argument, node.argument_start)
             if session > 0xFFFF:
                 raise self.error(node.argument_start, f"PPPoE session number {session} greater than maximum 65535")
             pred = ir.and_(pred, ir.masked_eq(ir.load(link.off_linkpl, 4), 0xFFFF, session))
         # from here on the link layer is PPP: its protocol field follows the 6-byte PPPoE header
-        self.link = replace(link, kind="ppp", off_linktype=link.off_linkpl + 6, off_linkpl=link.off_linkpl + 8)
+        if link.kind in ("ethernet", "sll", "sll2"):
+            self.link = replace(link, kind="ppp", off_linktype=link.off_linkpl + 6, off_linkpl=link.off_linkpl + 8)
         return pred
 
     def broadcast(self, node: ast.Primitive) -> ir.Pred:
@@ -761,64 +784,87 @@ def _parse_mac(text: str) -> int | None:
 # ---- "expression rejects all packets" -----------------------------------------------------------------------------
 
 
-def can_accept(pred: ir.Pred, budget: int = 20000) -> bool:
-    """Whether some packet could pass, reasoning like libpcap's optimizer: a value known equal to a constant after a
-    true `=` test, and a test already taken earlier on the path, decide later tests. Unknown when the search gets too
-    large: then assume it can."""
-    steps = [0]
+def can_accept(pred: ir.Pred) -> bool:
+    """Whether some packet could pass, reasoning as libpcap's optimizer does on the program's flow graph.
 
-    def value_of(v: ir.Value, known: dict) -> int | None:
-        if isinstance(v, ir.Const):
-            return v.value
-        if v in known:
-            return known[v]
-        if isinstance(v, ir.BinOp):
-            a, b = value_of(v.left, known), value_of(v.right, known)
-            if a is not None and b is not None and not (v.op in "/%" and b == 0):
-                return ir.fold(v.op, a, b)
-        return None
-
-    def outcomes(p: ir.Pred, known: dict, taken: dict):
-        steps[0] += 1
-        if steps[0] > budget:
-            raise _Undecided
-        if isinstance(p, ir.Bool):
-            yield p.value, known, taken
-        elif isinstance(p, ir.Test):
-            a, b = value_of(p.left, known), value_of(p.right, known)
-            if a is not None and b is not None:
-                yield ir.compare(p.op, a, b), known, taken
-                return
-            key = (p.op, p.left, p.right)
-            if key in taken:
-                yield taken[key], known, taken
-                return
-            when_true = dict(known)
-            if p.op == "eq" and b is not None:
-                when_true[p.left] = b
-            yield True, when_true, {**taken, key: True}
-            yield False, known, {**taken, key: False}
-        elif isinstance(p, ir.Not):
-            for result, k, t in outcomes(p.operand, known, taken):
-                yield not result, k, t
-        elif isinstance(p, ir.And):
-            for result, k, t in outcomes(p.left, known, taken):
-                if result:
-                    yield from outcomes(p.right, k, t)
-                else:
-                    yield False, k, t
-        elif isinstance(p, ir.Or):
-            for result, k, t in outcomes(p.left, known, taken):
-                if result:
-                    yield True, k, t
-                else:
-                    yield from outcomes(p.right, k, t)
-
-    try:
-        return any(result for result, _, _ in outcomes(pred, {}, {}))
-    except _Undecided:
-        return True
+    Every jump (an "edge") carries what is known on the way to it: tests already taken and values known to equal a
+    constant after a true `=`. A test the edge's knowledge decides is jumped over for that edge alone (libpcap's
+    jump threading); edges reaching a test they cannot decide merge there, keeping only what all of them know."""
+    true_edges, _ = _flow(pred, [_Known()])
+    return bool(true_edges)
 
 
-class _Undecided(Exception):
-    pass
+class _Known:
+    """What holds on the way to an edge."""
+
+    def __init__(self, values=None, tests=None):
+        self.values: dict = values or {}
+        self.tests: dict = tests or {}
+
+    def with_test(self, test: ir.Test, result: bool) -> _Known:
+        values = dict(self.values)
+        if result and test.op == "eq" and isinstance(test.right, ir.Const):
+            values[test.left] = test.right.value
+        return _Known(values, {**self.tests, (test.op, test.left, test.right): result})
+
+    def decide(self, test: ir.Test) -> bool | None:
+        a = test.left.value if isinstance(test.left, ir.Const) else self.values.get(test.left)
+        b = test.right.value if isinstance(test.right, ir.Const) else self.values.get(test.right)
+        if a is not None and b is not None:
+            return ir.compare(test.op, a, b)
+        return self.tests.get((test.op, test.left, test.right))
+
+    def key(self):
+        return (frozenset(self.values.items()), frozenset(self.tests.items()))
+
+
+def _meet(edges: list[_Known]) -> _Known:
+    first, *rest = edges
+    values, tests = dict(first.values), dict(first.tests)
+    for other in rest:
+        values = {k: v for k, v in values.items() if other.values.get(k) == v}
+        tests = {k: v for k, v in tests.items() if other.tests.get(k) == v}
+    return _Known(values, tests)
+
+
+def _unique(edges: list[_Known]) -> list[_Known]:
+    seen, out = set(), []
+    for edge in edges:
+        key = edge.key()
+        if key not in seen:
+            seen.add(key)
+            out.append(edge)
+    return out
+
+
+def _flow(p: ir.Pred, edges: list[_Known]) -> tuple[list[_Known], list[_Known]]:
+    """The edges leaving p when it is true and when it is false, given the edges entering it."""
+    if not edges:
+        return [], []
+    if isinstance(p, ir.Bool):
+        return (edges, []) if p.value else ([], edges)
+    if isinstance(p, ir.Test):
+        true, false, undecided = [], [], []
+        for edge in edges:
+            verdict = edge.decide(p)
+            (undecided if verdict is None else true if verdict else false).append(edge)
+        if undecided:
+            merged = _meet(undecided)
+            true.append(merged.with_test(p, True))
+            false.append(merged.with_test(p, False))
+        return _unique(true), _unique(false)
+    if isinstance(p, ir.ProtoChain):  # a loop: nothing is known after it
+        merged = _meet(edges)
+        return [merged], [merged]
+    if isinstance(p, ir.Not):
+        true, false = _flow(p.operand, edges)
+        return false, true
+    if isinstance(p, ir.And):
+        left_true, left_false = _flow(p.left, edges)
+        right_true, right_false = _flow(p.right, left_true)
+        return right_true, _unique(left_false + right_false)
+    if isinstance(p, ir.Or):
+        left_true, left_false = _flow(p.left, edges)
+        right_true, right_false = _flow(p.right, left_false)
+        return _unique(left_true + right_true), right_false
+    raise TypeError(p)
