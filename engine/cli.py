@@ -39,16 +39,67 @@ def _root(version: Annotated[Optional[bool], typer.Option("--version", callback=
 
 # -- the main form ---------------------------------------------------------------------------------------------------
 @app.command("analyze", help="Diagnose a capture (the main form: `diagnose CAPTURE` runs this).")
-def analyze(capture: CaptureArg,
-            playbook: Annotated[list[str], typer.Option("--playbook", "-p", help="playbook name or YAML file; "
-                                                        "repeatable (default: all)")] = None) -> None:
-    from diagnose.report.flows import write_table
-    from diagnose.report.info import collect_info, format_info
+def analyze(
+    capture: CaptureArg,
+    playbook: Annotated[Optional[list[str]], typer.Option("--playbook", "-p", help="playbook name or YAML file; "
+                                                          "repeatable (default: all)")] = None,
+    set_param: Annotated[Optional[list[str]], typer.Option("--set", help="override a rule parameter: NAME=VALUE "
+                                                           "(e.g. tcp.retransmission-rate.threshold=0.5%)")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-F", help="text | markdown | html | json | ndjson | junit")]
+    = "text",
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="write the report to FILE")] = None,
+    fail_on: Annotated[str, typer.Option("--fail-on", help="exit 1 when a finding is at least: info | warning | "
+                                         "error | never")] = "error",
+    keylog: Annotated[Optional[list[str]], typer.Option("--keylog", help="TLS key log (SSLKEYLOGFILE format)")]
+    = None,
+    ca_file: Annotated[Optional[str], typer.Option("--ca-file", help="CA certificates (PEM) to verify chains "
+                                                   "with, besides the system store")] = None,
+) -> None:
+    from diagnose.rules.run import run_diagnosis
 
-    summary = collect_info(capture, with_flows=True)
-    sys.stdout.write(format_info(summary) + "\nConversations:\n")
-    write_table(summary.pop("flows"), sys.stdout)
-    _print_warnings(summary["warnings"])
+    code = run_diagnosis(capture, playbook or None, set_param or [], fmt, output, fail_on, keylogs=keylog or None,
+                         ca_file=ca_file)
+    raise typer.Exit(code)
+
+
+playbook_app = typer.Typer(help="List, check, explain and self-test playbooks.", no_args_is_help=True)
+app.add_typer(playbook_app, name="playbook")
+
+
+def _emit(result: tuple[str, int]) -> None:
+    text, code = result
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    raise typer.Exit(code)
+
+
+@playbook_app.command("list", help="The built-in playbooks and their rules.")
+def playbook_list() -> None:
+    from diagnose.playbook.commands import playbook_list as run
+
+    _emit(run())
+
+
+@playbook_app.command("validate", help="Check playbook files: every mistake as file:line:col.")
+def playbook_validate(files: Annotated[list[str], typer.Argument(help="playbook YAML files")]) -> None:
+    from diagnose.playbook.commands import playbook_validate as run
+
+    _emit(run(files))
+
+
+@playbook_app.command("explain", help="What a rule checks; with a capture, why it did or did not fire.")
+def playbook_explain(rule: Annotated[str, typer.Argument(help="rule id, e.g. tcp.syn-unanswered")],
+                     capture: Annotated[Optional[str], typer.Argument(help="capture to explain it on")] = None,
+                     playbook: Annotated[Optional[list[str]], typer.Option("--playbook", "-p")] = None) -> None:
+    from diagnose.playbook.commands import playbook_explain as run
+
+    _emit(run(rule, playbook or None, capture))
+
+
+@playbook_app.command("test", help="Run playbook self-tests (default: every built-in playbook).")
+def playbook_test(files: Annotated[Optional[list[str]], typer.Argument(help="playbook files or names")] = None) -> None:
+    from diagnose.playbook.commands import playbook_test as run
+
+    _emit(run(files or None))
 
 
 # -- inspection commands ----------------------------------------------------------------------------------------------
@@ -67,12 +118,17 @@ def info(capture: CaptureArg, as_json: JsonOpt = False,
     _print_warnings(summary["warnings"])
 
 
-@app.command("flows", help="Conversation table (like tshark -z conv,tcp), with --json one object per flow.")
+@app.command("flows", help="Conversation table (like tshark -z conv,tcp) with Zeek's conn_state and history; "
+                           "--json: every flow fact, one object per flow, with Zeek's conn.log names.")
 def flows(capture: CaptureArg, as_json: JsonOpt = False) -> None:
     from diagnose.report.flows import collect_flows, write_json, write_table
 
-    convs, warnings = collect_flows(capture)
-    (write_json if as_json else write_table)(convs, sys.stdout)
+    if as_json:
+        warnings = write_json(capture, sys.stdout)
+    else:
+        view = collect_flows(capture)
+        write_table(view, sys.stdout)
+        warnings = view.warnings
     _print_warnings(warnings)
 
 

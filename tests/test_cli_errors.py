@@ -98,5 +98,7 @@ def test_version_and_main_form():
     from diagnose import __version__
 
     assert run("--version").stdout.strip() == f"diagnose {__version__}"
-    done = run(data_path("lab", "syn_drop.pcap"))
-    assert done.returncode == 0 and "10.99.2.2:8081" in done.stdout
+    done = run(data_path("lab", "syn_drop.pcap"))  # the main form: a diagnosis, exit 1 for an error finding
+    assert done.returncode == 1 and "10.99.2.2:8081" in done.stdout and "7 SYN" in done.stdout
+    done = run(data_path("lab", "healthy_http.pcap"), "--playbook", "tcp")
+    assert done.returncode == 0, done.stdout

@@ -1216,6 +1216,47 @@ class ConnStates(_StateTable):
             return None
         return super().record(conv)
 
+    def state_columns(self, n: int) -> tuple[list[str | None], list[str | None]]:
+        """conn_state and history of conversations 0..n-1 at once (None where Zeek tracks nothing): for tables of
+        many flows, where building one record per flow would cost more than the whole packet pass."""
+        conns = self.conns[:n]
+        width = conns["hist"].shape[1]
+        raw = np.ascontiguousarray(conns["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
+        kind = conns["kind"].astype(np.int64)
+        orig = conns["orig"].astype(np.int64)
+        ostate = np.zeros(n, np.int64)
+        rstate = np.zeros(n, np.int64)
+        tcp_rows = np.nonzero(kind == K_TCP)[0]
+        if len(tcp_rows):
+            t = self.tcp[conns["tcp"][tcp_rows]]
+            o = orig[tcp_rows]
+            ostate[tcp_rows] = t["state"][np.arange(len(tcp_rows)), o]
+            rstate[tcp_rows] = t["state"][np.arange(len(tcp_rows)), 1 - o]
+        other = np.nonzero((kind == K_UDP) | (kind == K_ICMP))[0]
+        ostate[other] = conns["size"][other, orig[other]] >= 0
+        rstate[other] = conns["size"][other, 1 - orig[other]] >= 0
+        memo: dict = {}
+        states: list[str | None] = []
+        histories: list[str | None] = []
+        for i, (k, o_st, r_st, h) in enumerate(zip(kind.tolist(), ostate.tolist(), rstate.tolist(), raw.tolist())):
+            if k == 0:
+                states.append(None)
+                histories.append(None)
+                continue
+            history = h.decode("ascii")
+            empty = False
+            if k == K_TCP and o_st == RESET and r_st == RESET:  # the one case where conn_state looks at sizes
+                t = self.tcp[conns["tcp"][i]]
+                empty = _py_size(t, int(orig[i])) == 0 and _py_size(t, 1 - int(orig[i])) == 0
+            key = (k, o_st, r_st, empty, history)
+            state = memo.get(key)
+            if state is None:
+                state = memo[key] = conn_state(k, o_st, r_st, 0 if empty else 1, 0 if empty else 1, history)
+            states.append(state)
+            histories.append(history or None)
+        missing = n - len(states)  # conversations after the last chunk this table saw
+        return states + [None] * missing, histories + [None] * missing
+
     def originator_dir(self, conv: int) -> int | None:
         """The flow-table direction (0 = endpoint A) of Zeek's originator of this conversation."""
         if conv >= len(self.conns) or self.conns[conv]["kind"] == 0:

@@ -7,6 +7,7 @@ with numpy, and each distinct address is formatted once.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,13 +93,27 @@ def flow_records(convs: np.ndarray) -> list[dict]:
     return [dict(zip(names, values)) for values in zip(*cols.values())]
 
 
-def collect_flows(path: str) -> tuple[np.ndarray, list[str]]:
-    """(conversation rows, warnings) of a capture."""
+@dataclass
+class FlowTableView:
+    """What the conversation table shows: the flow rows and Zeek's conn_state/history of each."""
+
+    convs: np.ndarray
+    states: list
+    histories: list
+    warnings: list[str]
+
+
+def collect_flows(path: str) -> FlowTableView:
+    from diagnose.conn.zeek import ConnStates
+
     run = open_pass(path)
+    conn = ConnStates()
     with run.capture, progress_for(run.capture) as tick:
-        for _ in run.chunks():
+        for chunk in run.chunks():
+            conn.update(chunk.buf, chunk.table, run.flows.count)
             tick()
-    return run.flows.conversations, run.capture.info.warnings
+    states, histories = conn.state_columns(run.flows.count)
+    return FlowTableView(run.flows.conversations, states, histories, run.capture.info.warnings)
 
 
 BLOCK = 8192  # conversations formatted at a time: output memory stays bounded
@@ -109,21 +124,25 @@ def _blocks(convs: np.ndarray):
         yield flow_columns(convs[i : i + BLOCK])
 
 
-def write_json(convs: np.ndarray, out) -> None:
-    """A JSON array, one object per flow, written block by block (no giant string in memory)."""
+def write_json(path: str, out) -> list[str]:
+    """Every flow's record (Zeek's conn.log names next to ours: diagnose.conn.record) as a JSON array, streamed one
+    flow at a time; returns the capture's warnings."""
+    from diagnose.conn.record import analyse_flows
+
+    analysis = analyse_flows(path)
     out.write("[")
     first = True
-    for cols in _blocks(convs):
-        names = list(cols)
-        for values in zip(*cols.values()):
-            out.write("\n " if first else ",\n ")
-            out.write(json.dumps(dict(zip(names, values))))
-            first = False
+    for record in analysis.iter_records():
+        out.write("\n " if first else ",\n ")
+        out.write(json.dumps(record))
+        first = False
     out.write("]\n" if first else "\n]\n")
+    return analysis.warnings
 
 
-HEADER = ("stream", "proto", "client", "", "server", "pkts>", "bytes>", "pkts<", "bytes<", "start", "duration")
-LEFT = (False, True, True, True, True, False, False, False, False, False, False)
+HEADER = ("stream", "proto", "client", "", "server", "state", "history", "pkts>", "bytes>", "pkts<", "bytes<", "start",
+          "duration")
+LEFT = (False, True, True, True, True, True, True, False, False, False, False, False, False)
 
 
 @kernel
@@ -167,6 +186,7 @@ def _put_endpoint(out, pos, v4, addr_table, addr_idx, addr_len, ipv6, port, port
 
 @kernel
 def _render(out, widths, stream, proto_idx, proto_table, proto_len, ported, ipv6, addr_table, addr_len,
+            text_table, text_len, state_idx, hist_idx,
             c_v4, c_addr, c_port, s_v4, s_addr, s_port, c_pkts, c_bytes, s_pkts, s_bytes, start_us, dur_us):
     """Write one line per conversation into out; returns the bytes written."""
     pos = 0
@@ -194,23 +214,29 @@ def _render(out, widths, stream, proto_idx, proto_table, proto_len, ported, ipv6
         n = _endpoint_len(s_v4[i], addr_len[s_addr[i]], ipv6[i], s_port[i], ported[i])
         pos = _put_endpoint(out, pos, s_v4[i], addr_table, s_addr[i], addr_len[s_addr[i]], ipv6[i], s_port[i],
                             ported[i])
-        pos = pad(out, pos, widths[4] - n)
+        pos = pad(out, pos, widths[4] - n + 2)
+        # Zeek's conn_state and history
+        for k in range(2):
+            t = state_idx[i] if k == 0 else hist_idx[i]
+            pos = put_bytes(out, pos, text_table, t, text_len[t])
+            pos = pad(out, pos, widths[5 + k] - text_len[t] + (2 if k == 0 else 0))
         # counters and times, right-aligned
         for k in range(4):
             v = c_pkts[i] if k == 0 else c_bytes[i] if k == 1 else s_pkts[i] if k == 2 else s_bytes[i]
-            pos = pad(out, pos, 2 + widths[5 + k] - digits(v))
+            pos = pad(out, pos, 2 + widths[7 + k] - digits(v))
             pos = put_int(out, pos, v)
-        pos = pad(out, pos, 2 + widths[9] - fixed6_len(start_us[i]))
+        pos = pad(out, pos, 2 + widths[11] - fixed6_len(start_us[i]))
         pos = put_fixed6(out, pos, start_us[i])
-        pos = pad(out, pos, 2 + widths[10] - fixed6_len(dur_us[i]))
+        pos = pad(out, pos, 2 + widths[12] - fixed6_len(dur_us[i]))
         pos = put_fixed6(out, pos, dur_us[i])
         out[pos] = 10
         pos += 1
     return pos
 
 
-def write_table(convs: np.ndarray, out) -> None:
+def write_table(view: FlowTableView, out) -> None:
     """The conversation table as aligned text (rendered by a kernel: large captures have many flows)."""
+    convs = view.convs
     if not len(convs):
         out.write("no conversations\n")
         return
@@ -234,6 +260,11 @@ def write_table(convs: np.ndarray, out) -> None:
     names = sorted(set(PROTO_NAMES.values()) | {str(p) for p in np.unique(convs["proto"]).tolist()})
     proto_table, proto_len = string_table(names)
     proto_idx = np.array([names.index(PROTO_NAMES.get(p, str(p))) for p in convs["proto"].tolist()], np.int64)
+    texts = sorted({t or "-" for t in (*view.states, *view.histories)})
+    text_table, text_len = string_table(texts)
+    text_index = {t: i for i, t in enumerate(texts)}
+    state_idx = np.array([text_index[t or "-"] for t in view.states], np.int64)
+    hist_idx = np.array([text_index[t or "-"] for t in view.histories], np.int64)
     ported = np.isin(convs["proto"], (PROTO_TCP, PROTO_UDP))
     start = int(convs["first_ts"].min())
     cols = dict(
@@ -249,6 +280,7 @@ def write_table(convs: np.ndarray, out) -> None:
     endpoint_w = max(15, int(addr_len.max()) + (2 if ipv6.any() else 0)) + 6
     widths = np.array([
         max(6, len(str(int(cols["stream"].max())))), max(5, int(proto_len.max())), endpoint_w, 2, endpoint_w,
+        max(5, int(text_len[np.unique(state_idx)].max())), max(7, int(text_len[np.unique(hist_idx)].max())),
         *(max(len(HEADER[5 + k]), len(str(int(v.max())))) for k, v in
           enumerate((cols["c_pkts"], cols["c_bytes"], cols["s_pkts"], cols["s_bytes"]))),
         max(5, len(f"{int(cols['start_us'].max()) / 1e6:.6f}")), max(8, len(f"{int(cols['dur_us'].max()) / 1e6:.6f}")),
@@ -260,7 +292,8 @@ def write_table(convs: np.ndarray, out) -> None:
         hi = min(lo + BLOCK, len(convs))
         buf = np.empty(line_max * (hi - lo), np.uint8)
         n = _render(buf, widths, cols["stream"][lo:hi], proto_idx[lo:hi], proto_table, proto_len, ported[lo:hi],
-                    ipv6[lo:hi], addr_table, addr_len, *(cols[k][lo:hi] for k in (
+                    ipv6[lo:hi], addr_table, addr_len, text_table, text_len, state_idx[lo:hi], hist_idx[lo:hi],
+                    *(cols[k][lo:hi] for k in (
                         "c_v4", "c_addr", "c_port", "s_v4", "s_addr", "s_port", "c_pkts", "c_bytes", "s_pkts", "s_bytes",
                         "start_us", "dur_us")))
         out.write(buf[:n].tobytes().decode())

@@ -9,8 +9,8 @@ from diagnose.pipeline import open_pass
 from diagnose.progress import progress_for
 
 
-def collect_info(path: str, *, verify_checksums: bool = True, with_flows: bool = False) -> dict:
-    """Facts of the capture in one pass; with_flows adds "flows": the conversation rows (CONV_DTYPE)."""
+def collect_info(path: str, *, verify_checksums: bool = True) -> dict:
+    """Facts of the capture in one pass."""
     run = open_pass(path)
     facts = CaptureFacts(verify_checksums=verify_checksums)
     per_iface: dict[int, int] = {}
@@ -26,8 +26,6 @@ def collect_info(path: str, *, verify_checksums: bool = True, with_flows: bool =
     summary["tcp_streams"] = run.flows.tcp_streams
     summary["udp_streams"] = run.flows.udp_streams
     summary["conversations"] = run.flows.count
-    if with_flows:
-        summary["flows"] = run.flows.conversations
     return summary
 
 
