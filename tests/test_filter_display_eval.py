@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from chunkbuild import ETH_IPV4, chunk, tcp_row, udp_row
-from diagnose.fields import ChunkContext, FieldType, Occurrence, field, lookup
+from diagnose.fields import ChunkContext, Field, FieldType, Occurrence, field, lookup
 from diagnose.filters import compile_display_filter
 from diagnose.packet import ST_ICMP_ERROR
 
@@ -291,3 +291,17 @@ def test_a_field_used_twice_is_extracted_once_per_chunk():
 def test_empty_chunks():
     buf, table = chunk([])
     assert compile_display_filter("tcp").evaluate(ChunkContext(buf, table)).shape == (0,)
+
+
+def test_a_resolver_can_add_names_for_one_compile():
+    threshold = Field("param.threshold", FieldType.UINT, "A rule parameter",
+                      lambda ctx: [Occurrence(np.full(ctx.n, 1000, np.int64), np.ones(ctx.n, bool))])
+
+    def resolve(name):
+        return threshold if name == "param.threshold" else lookup(name)
+
+    flt = compile_display_filter("tcp.srcport > param.threshold", fields=resolve)
+    assert [int(f) for f in _ctx().table["frame"][flt.evaluate(_ctx())]] == [1, 5]
+    assert lookup("param.threshold") is None
+    with pytest.raises(Exception, match="neither a field"):
+        compile_display_filter("tcp.srcport > param.threshold")

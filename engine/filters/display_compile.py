@@ -79,17 +79,20 @@ class DisplayFilter:
         return self._test(ctx)
 
 
-def compile_display_filter(text: str) -> DisplayFilter:
-    """Parse and type-check a display filter; FilterError (one line, with column) when it is wrong."""
+def compile_display_filter(text: str, *, fields: Callable[[str], Field | None] | None = None) -> DisplayFilter:
+    """Parse and type-check a display filter; FilterError (one line, with column) when it is wrong.
+
+    `fields` resolves names instead of the registry (a playbook adds its rule's param.*/agg.* names this way)."""
     tree = parse_display_filter(text)
-    checker = _Checker(text)
+    checker = _Checker(text, fields or lookup)
     test = checker.test(tree)
     return DisplayFilter(text, test, frozenset(checker.used))
 
 
 class _Checker:
-    def __init__(self, text: str):
+    def __init__(self, text: str, resolve: Callable[[str], Field | None]):
         self.text = text
+        self.resolve = resolve
         self.used: set[str] = set()
 
     def error(self, column: int, message: str) -> FilterError:
@@ -312,7 +315,7 @@ class _Checker:
         raise self.error(node.start, "a literal needs a field to compare with")
 
     def field_of(self, text: str) -> Field | None:
-        return lookup(text[1:] if text.startswith(".") else text)
+        return self.resolve(text[1:] if text.startswith(".") else text)
 
     def raise_if_unknown_field(self, node: ast.Node) -> None:
         text = getattr(node, "text", None)
@@ -375,6 +378,9 @@ class _Checker:
                     raise LiteralError(f"a {ftype} cannot be negative")
                 return Const(ftype, -inner.value, node.start, node.end)
         except LiteralError as exc:
+            text = getattr(node, "text", "").lstrip(".")
+            if "." in text and _FIELD_NAME.fullmatch(text) and _known_prefix(text.split(".")[0]):
+                raise self.error(node.start, self._not_a_field_message(node)) from None  # a misspelt field
             raise self.error(node.start, str(exc)) from None
         raise self.error(node.start, "expected a value here")
 
@@ -497,6 +503,14 @@ class _Checker:
 
 
 _OP_SYMBOL = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_NAME_SCOPES = ("param", "agg", "flow")  # playbook names that are fields, not literals
+
+
+def _known_prefix(prefix: str) -> bool:
+    """Whether fields live under this first name component (tcp.*, flow.*): then an unknown dotted word after it is a
+    misspelt field, not a literal."""
+    from diagnose.fields import all_fields
+    return prefix in _NAME_SCOPES or any(f.name.startswith(prefix + ".") for f in all_fields())
 
 
 def _describe(side: Expr | Const, text: str) -> str:
