@@ -78,7 +78,7 @@ class KeyedFrames:
             have = self.frames.setdefault(key, [])
             take = self.limit - len(have)
             if take > 0:
-                have.extend(int(f) for f in frames[s: s + take])
+                have.extend(int(f) for f in frames[s: min(e, s + take)])
 
     def get(self, key: int) -> tuple[list[int], int]:
         counts = self.total.counts
