@@ -305,3 +305,11 @@ def test_a_resolver_can_add_names_for_one_compile():
     assert lookup("param.threshold") is None
     with pytest.raises(Exception, match="neither a field"):
         compile_display_filter("tcp.srcport > param.threshold")
+
+
+def test_a_mac_compares_with_a_byte_slice():
+    ctx = _ctx()
+    ctx.table["eth_src"][0] = 0x020000000001  # the frame's own source MAC; other rows keep 0
+    assert frames("eth.src == frame[6:6]", ctx) == [1]
+    assert frames("frame[6:6] == eth.src", ctx) == [1]
+    assert frames("eth.src[4:2] == 00:01", ctx) == [1]

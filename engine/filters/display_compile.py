@@ -174,6 +174,8 @@ class _Checker:
         else:
             op = node.op
         self.check_comparable(left, right, op, node)
+        if isinstance(right, Expr) and left.type != right.type and T.ETHER in (left.type, right.type):
+            left, right = _bytes_view(left), _bytes_view(right)  # a MAC against a byte string: compare bytes
         quantifier = node.quantifier
         if op in ("ne", "any_ne", "all_eq"):
             eq = _comparator(left.type, right, "eq")
@@ -657,8 +659,7 @@ def _comparator(ftype: FieldType, other: Expr | Const, op: str):
         return _ipv4_comparator(op)
     if ftype == T.IPV6:
         return _ipv6_comparator(op)
-    if ftype in (T.BYTES, T.NONE) or (ftype == T.ETHER and isinstance(other, Const)
-                                      and isinstance(other.value, bytes)):
+    if ftype in (T.BYTES, T.NONE):
         return _bytes_comparator(op, ftype)
     if ftype == T.STRING:
         fn = {"eq": operator.eq, "gt": operator.gt, "ge": operator.ge}[op]
@@ -708,7 +709,7 @@ def _bytes_comparator(op: str, ftype: FieldType):
     def cmp(a, b):
         n = len(a) if not isinstance(a, np.ndarray) else a.shape[0]
         everywhere = np.ones(n, bool)
-        if isinstance(b, (bytes, int)) and not isinstance(a, np.ndarray) or isinstance(b, bytes):
+        if isinstance(b, (bytes, str)):  # a constant
             constant = _as_bytes(b, ftype)
             if op == "eq":
                 return B.equals(a, constant, everywhere)
@@ -764,6 +765,16 @@ def _object_test(fn, ftype):
         return np.fromiter((x is not None and y is not None and fn(x, y) for x, y in zip(left, right)), bool,
                            everywhere.shape[0])
     return cmp
+
+
+def _bytes_view(expr: Expr) -> Expr:
+    if expr.type != T.ETHER:
+        return expr
+
+    def compute(ctx):
+        return [Occurrence(B.from_integers(np.asarray(o.values), 6), o.present, o.layer)
+                for o in expr.occurrences(ctx)]
+    return Expr(T.BYTES, expr.start, expr.end, compute, None, expr.fields)
 
 
 def _fixed_bytes(values, ftype: FieldType, width: int) -> np.ndarray:
