@@ -158,3 +158,13 @@ def test_ieee_802_3_frames_have_no_ethertype():
     llc = bytes.fromhex("0180c2000000020000000001" "0026" "424203") + bytes(40)
     buf, table = chunk([llc])
     assert _values("eth.type", ChunkContext(buf, table)) == [[]]
+
+
+def test_the_reference_is_generated_from_the_registry():
+    from diagnose.fields.reference import reference_markdown, reference_rows
+
+    rows = reference_rows()
+    assert [r["name"] for r in rows] == [f.name for f in all_fields()]
+    text = reference_markdown()
+    assert "| `tcp.flags.syn` | bool | SYN flag |" in text
+    assert text.count("\n") == len(rows) + 2

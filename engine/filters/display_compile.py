@@ -738,7 +738,16 @@ def _bytes_contains(o: Occurrence, needle: bytes, ftype: FieldType) -> np.ndarra
 
 
 def _bytes_test(o: Occurrence, predicate, ftype: FieldType) -> np.ndarray:
-    objects = B.to_objects(o.values, o.present)
+    values = o.values
+    if isinstance(values, ByteRanges):  # search the buffer in place: no copy of each packet
+        values = values.searchable()
+        view = memoryview(values.buf)
+        out = np.zeros(o.present.shape[0], bool)
+        for i in np.nonzero(o.present)[0]:
+            start = int(values.start[i])
+            out[i] = predicate(view[start:start + int(values.length[i])])
+        return out
+    objects = B.to_objects(values, o.present)
     return np.fromiter((v is not None and predicate(v) for v in objects), bool, len(objects))
 
 
