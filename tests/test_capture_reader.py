@@ -185,3 +185,30 @@ def test_unknown_link_type_is_read_and_warned_once(tmp_path):
     rows, info = read_all(f)
     assert len(rows) == 2
     assert len(info.warnings) == 1 and "LINKTYPE_160" in info.warnings[0]
+
+
+def test_record_longer_than_block_and_headroom(tmp_path):
+    """A 1.5 MB record (jumbo/TSO captures, or a damaged-but-plausible file) is joined across many refills."""
+    big = bytes(range(256)) * 6000
+    frames = [FRAME_A, big, FRAME_B]
+    f = tmp_path / "big.pcap"
+    f.write_bytes(pb.pcap([(i, 0, d) for i, d in enumerate(frames)], snaplen=len(big)))
+    got = []
+    with open_capture(str(f), chunk_bytes=64 << 10) as cap:
+        for chunk in cap.chunks():
+            got += [chunk.buf[r["data"]: r["data"] + r["caplen"]].tobytes() for r in chunk.table]
+    assert got == frames
+
+
+def test_corrupt_offset_is_a_file_offset_after_refills(tmp_path):
+    good = pb.shb() + pb.idb() + b"".join(pb.epb(0, i, bytes([i]) * (40 + i)) for i in range(60))
+    bad = bytearray(pb.epb(0, 99, FRAME_B))
+    bad[4:8] = (7).to_bytes(4, "little")
+    f = tmp_path / "bad.pcapng"
+    f.write_bytes(good + bytes(bad))
+    rows = 0
+    with pytest.raises(CaptureError) as err:
+        with open_capture(str(f), chunk_bytes=300, max_rows=7) as cap:
+            for chunk in cap.chunks():
+                rows += len(chunk.table)
+    assert rows == 60 and err.value.offset == len(good)

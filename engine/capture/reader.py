@@ -23,7 +23,7 @@ from diagnose.packet import new_table
 
 # Bytes read per refill and rows per chunk: small enough that the whole process stays far below 200 MB,
 # large enough that per-chunk Python overhead is noise (a 750 MB capture is ~190 refills).
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 2 << 20  # two of them: one is read while the other is decoded
 MAX_ROWS = 8192
 
 
@@ -99,28 +99,29 @@ class Capture:
         if self._iter_started:
             raise RuntimeError("a capture can be read once")
         self._iter_started = True
-        buf = np.empty(self._chunk_bytes, np.uint8)
         table = new_table(self._max_rows)
         template = new_table(1)
         opt_off = np.zeros(self._max_rows, np.int64)
         opt_len = np.zeros(self._max_rows, np.int64)
-        filled = self._source.readinto(memoryview(buf))
-        eof = filled < len(buf)
-        base = 0  # file offset of buf[0]
+        with _Prefetcher(self._source, self._chunk_bytes) as reader:
+            yield from self._walk(reader, table, template, opt_off, opt_len)
+
+    def _walk(self, reader: _Prefetcher, table, template, opt_off, opt_len) -> Iterator[Chunk]:
+        buf, pos, filled, eof = reader.first()
+        base = -pos  # file offset of buf[0]
         frame = 1
         info = self.info
         if info.format == "pcap":
-            if filled < pcap.HEADER_LEN:
-                raise CaptureError(self.path, f"capture header cut short ({filled} of {pcap.HEADER_LEN} bytes)")
-            header = pcap.parse_header(bytes(buf[: pcap.HEADER_LEN]))
+            if filled - pos < pcap.HEADER_LEN:
+                raise CaptureError(self.path, f"capture header cut short ({filled - pos} of {pcap.HEADER_LEN} bytes)")
+            header = pcap.parse_header(bytes(buf[pos : pos + pcap.HEADER_LEN]))
             info.version = header.version
             info.big_endian = header.swapped
             self._add_interface(Interface(0, header.linktype, header.snaplen,
                                           tsresol_units=1_000_000 if header.resolution == "us" else 1_000_000_000))
             ns_per_unit = 1000 if header.resolution == "us" else 1
-            pos = pcap.HEADER_LEN
+            pos += pcap.HEADER_LEN
         else:
-            pos = 0
             swapped = False
             if_arrays = self._interface_arrays()
             if_base = if_count = 0
@@ -173,16 +174,9 @@ class Capture:
                     info.truncated = True
                     self._warn(f"{self.path}: gzip data ends early ({self._source.gzip_error})")
                 return
-            remaining = filled - pos
-            if pos == 0 and remaining == len(buf):
-                buf = np.concatenate([buf, np.empty(len(buf), np.uint8)])  # one record larger than the buffer
-            else:
-                buf[:remaining] = buf[pos:filled]
-            base += pos
-            pos = 0
-            got = self._source.readinto(memoryview(buf)[remaining:])
-            filled = remaining + got
-            eof = filled < len(buf)
+            new_buf, new_pos, filled, eof = reader.refill(buf, pos, filled)
+            base += pos - new_pos
+            buf, pos = new_buf, new_pos
 
     # -- pcapng metadata ------------------------------------------------------------------------------------------
     @staticmethod
@@ -261,6 +255,66 @@ class Capture:
 
     def _warn(self, message: str) -> None:
         self.info.warnings.append(message)
+
+
+class _Prefetcher:
+    """Double buffering: the next block of the file is read on a worker thread while the current one is decoded
+    (the kernels release the GIL). Each buffer keeps headroom in front of its block, so the partial record left at
+    the end of one block is copied in front of the next block instead of moving the whole block."""
+
+    HEADROOM = 256 << 10  # a partial record up to this size is copied in front of the next block
+
+    def __init__(self, source: ByteSource, block: int):
+        self._source = source
+        self._block = block
+        self._bufs = [np.empty(self.HEADROOM + block, np.uint8) for _ in range(2)]
+        self._next = 1  # buffer the worker fills
+        self._pool = None
+        self._pending = None
+
+    def __enter__(self) -> _Prefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _read(self, buf: np.ndarray) -> int:
+        return self._source.readinto(memoryview(buf)[self.HEADROOM :])
+
+    def _start(self) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diagnose-read")
+        self._pending = self._pool.submit(self._read, self._bufs[self._next])
+
+    def first(self) -> tuple[np.ndarray, int, int, bool]:
+        """(buffer, start, end of valid bytes, end of input reached) of the first block."""
+        n = self._read(self._bufs[0])
+        eof = n < self._block
+        if not eof:
+            self._start()
+        return self._bufs[0], self.HEADROOM, self.HEADROOM + n, eof
+
+    def refill(self, buf: np.ndarray, pos: int, filled: int) -> tuple[np.ndarray, int, int, bool]:
+        """The unread bytes buf[pos:filled] followed by the next block: (buffer, start, end, end of input)."""
+        nxt = self._bufs[self._next]
+        n = self._pending.result()
+        eof = n < self._block
+        left = filled - pos
+        if left <= self.HEADROOM:
+            nxt[self.HEADROOM - left : self.HEADROOM] = buf[pos:filled]
+            out, start = nxt, self.HEADROOM - left
+        else:  # a record longer than the headroom: join in a buffer of its own
+            out = np.empty(left + n + self.HEADROOM, np.uint8)
+            out[:left] = buf[pos:filled]
+            out[left : left + n] = nxt[self.HEADROOM : self.HEADROOM + n]
+            start = 0
+        self._next = 1 - self._next  # the buffer just consumed is free for the worker
+        if not eof:
+            self._start()
+        return out, start, start + left + n, eof
 
 
 def _show(head: bytes) -> str:

@@ -1157,7 +1157,8 @@ def _row_inputs(buf, table, whole, udp_len):
 
 # ---- Python side ------------------------------------------------------------------------------------------------------
 def _grow(arr: np.ndarray, need: int) -> np.ndarray:
-    grown = np.zeros(max(need, 2 * len(arr), 16), arr.dtype)
+    # 1.5x: while growing, the old and the new array are both resident
+    grown = np.zeros(max(need, len(arr) * 3 // 2, 16), arr.dtype)
     grown[: len(arr)] = arr
     return grown
 
@@ -1216,10 +1217,11 @@ class ConnStates(_StateTable):
             return None
         return super().record(conv)
 
-    def state_columns(self, n: int) -> tuple[list[str | None], list[str | None]]:
-        """conn_state and history of conversations 0..n-1 at once (None where Zeek tracks nothing): for tables of
+    def state_columns(self, lo: int, hi: int) -> tuple[list[str | None], list[str | None]]:
+        """conn_state and history of conversations lo..hi-1 at once (None where Zeek tracks nothing): for tables of
         many flows, where building one record per flow would cost more than the whole packet pass."""
-        conns = self.conns[:n]
+        n = hi - lo
+        conns = self.conns[lo:hi]
         width = conns["hist"].shape[1]
         raw = np.ascontiguousarray(conns["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
         kind = conns["kind"].astype(np.int64)

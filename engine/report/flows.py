@@ -95,12 +95,18 @@ def flow_records(convs: np.ndarray) -> list[dict]:
 
 @dataclass
 class FlowTableView:
-    """What the conversation table shows: the flow rows and Zeek's conn_state/history of each."""
+    """What the conversation table shows: the flow rows and Zeek's conn_state/history of each (computed per block
+    of rows when printed, so a capture with many flows never holds them all as strings)."""
 
     convs: np.ndarray
-    states: list
-    histories: list
+    conn: object  # diagnose.conn.zeek.ConnStates
     warnings: list[str]
+
+    def states(self, lo: int, hi: int) -> tuple[list, list]:
+        return self.conn.state_columns(lo, hi)
+
+    def history_width(self) -> int:
+        return int(self.conn.conns["hist_len"][: len(self.convs)].max(initial=0)) + 1
 
 
 def collect_flows(path: str) -> FlowTableView:
@@ -112,8 +118,7 @@ def collect_flows(path: str) -> FlowTableView:
         for chunk in run.chunks():
             conn.update(chunk.buf, chunk.table, run.flows.count)
             tick()
-    states, histories = conn.state_columns(run.flows.count)
-    return FlowTableView(run.flows.conversations, states, histories, run.capture.info.warnings)
+    return FlowTableView(run.flows.conversations, conn, run.capture.info.warnings)
 
 
 BLOCK = 8192  # conversations formatted at a time: output memory stays bounded
@@ -260,11 +265,6 @@ def write_table(view: FlowTableView, out) -> None:
     names = sorted(set(PROTO_NAMES.values()) | {str(p) for p in np.unique(convs["proto"]).tolist()})
     proto_table, proto_len = string_table(names)
     proto_idx = np.array([names.index(PROTO_NAMES.get(p, str(p))) for p in convs["proto"].tolist()], np.int64)
-    texts = sorted({t or "-" for t in (*view.states, *view.histories)})
-    text_table, text_len = string_table(texts)
-    text_index = {t: i for i, t in enumerate(texts)}
-    state_idx = np.array([text_index[t or "-"] for t in view.states], np.int64)
-    hist_idx = np.array([text_index[t or "-"] for t in view.histories], np.int64)
     ported = np.isin(convs["proto"], (PROTO_TCP, PROTO_UDP))
     start = int(convs["first_ts"].min())
     cols = dict(
@@ -280,7 +280,7 @@ def write_table(view: FlowTableView, out) -> None:
     endpoint_w = max(15, int(addr_len.max()) + (2 if ipv6.any() else 0)) + 6
     widths = np.array([
         max(6, len(str(int(cols["stream"].max())))), max(5, int(proto_len.max())), endpoint_w, 2, endpoint_w,
-        max(5, int(text_len[np.unique(state_idx)].max())), max(7, int(text_len[np.unique(hist_idx)].max())),
+        6, max(7, view.history_width()),
         *(max(len(HEADER[5 + k]), len(str(int(v.max())))) for k, v in
           enumerate((cols["c_pkts"], cols["c_bytes"], cols["s_pkts"], cols["s_bytes"]))),
         max(5, len(f"{int(cols['start_us'].max()) / 1e6:.6f}")), max(8, len(f"{int(cols['dur_us'].max()) / 1e6:.6f}")),
@@ -290,9 +290,15 @@ def write_table(view: FlowTableView, out) -> None:
     line_max = int(widths.sum()) + 2 * len(widths) + 8
     for lo in range(0, len(convs), BLOCK):
         hi = min(lo + BLOCK, len(convs))
+        states, histories = view.states(lo, hi)
+        texts = sorted({t or "-" for t in (*states, *histories)})
+        text_table, text_len = string_table(texts)
+        text_index = {t: i for i, t in enumerate(texts)}
+        state_idx = np.array([text_index[t or "-"] for t in states], np.int64)
+        hist_idx = np.array([text_index[t or "-"] for t in histories], np.int64)
         buf = np.empty(line_max * (hi - lo), np.uint8)
         n = _render(buf, widths, cols["stream"][lo:hi], proto_idx[lo:hi], proto_table, proto_len, ported[lo:hi],
-                    ipv6[lo:hi], addr_table, addr_len, text_table, text_len, state_idx[lo:hi], hist_idx[lo:hi],
+                    ipv6[lo:hi], addr_table, addr_len, text_table, text_len, state_idx, hist_idx,
                     *(cols[k][lo:hi] for k in (
                         "c_v4", "c_addr", "c_port", "s_v4", "s_addr", "s_port", "c_pkts", "c_bytes", "s_pkts", "s_bytes",
                         "start_us", "dur_us")))

@@ -34,12 +34,35 @@ class Selection:
         return mask
 
 
+    def bind(self, info) -> None:
+        """Settle what depends on the capture: the byte order BSD-loopback headers are read in, and the link types
+        (a filter libpcap refuses for one of them fails before any packet is used)."""
+        if self.bpf is not None:
+            self.bpf.big_endian = info.big_endian
+            self.bpf.prepare({i.linktype for i in info.interfaces})
+
+
 def selected(path: str, selection: Selection, keylogs=()):
-    """(pass, iterator of (chunk, selected rows)) over the capture."""
+    """(pass, iterator of (chunk, selected rows)) over the capture.
+
+    Without a display filter nothing is decoded: BPF, the listing and -w read only the frame bytes."""
     run = open_pass(path)
 
     def rows():
+        if selection.display is None:
+            from diagnose.fields import ChunkContext
+
+            for chunk in run.capture.chunks():
+                if selection.bpf is not None and chunk.first_frame == 1:
+                    selection.bind(run.capture.info)
+                mask = selection.mask(ChunkContext(chunk.buf, chunk.table))
+                yield chunk, (chunk.table if mask is None else chunk.table[mask])
+            return
+        bound = False
         for chunk, ctx in FilterContexts(run, selection.needs, keylogs=keylogs):
+            if not bound:
+                selection.bind(run.capture.info)
+                bound = True
             mask = selection.mask(ctx)
             yield chunk, (chunk.table if mask is None else chunk.table[mask])
 
