@@ -107,13 +107,12 @@ def _cipher_name(code) -> str | None:
 
 
 def add_app_facts(records: list[dict], summary) -> None:
-    """Add the application facts (AppLayer.finish()'s AppSummary) to each record; absent facts are None, so
-    filters see them as missing."""
-    empty = {key: None for key, _, _ in APP_FACTS}
+    """Add the application facts (AppLayer.finish()'s AppSummary) to the records of the flows it knows. Absent
+    facts are simply not set (records are read with .get, templates through diagnose.rules.facts.Facts), which
+    keeps tens of thousands of records small."""
     flows = getattr(summary, "flows", summary) or {}
     dns_udp = getattr(summary, "dns", {}) or {}
     for conv, record in enumerate(records):
-        record.update(empty)
         facts = dns_udp.get(conv)
         if facts is not None:
             _dns_udp(record, facts)

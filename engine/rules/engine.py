@@ -379,6 +379,17 @@ class RuleEngine:
         return out, ctx
 
     # ---- one finding -------------------------------------------------------------------------------------------------
+    def _render_text(self, rule: Rule, what: str, context: dict) -> str:
+        """Explanation/advice: rendered per finding when the template reads the finding's data, once per rule when
+        it is constant text (most are: thousands of findings need not render the same paragraph again)."""
+        template = getattr(rule, what)
+        if template is None:
+            return ""
+        text = getattr(rule, f"{what}_text")
+        if "{" not in text:
+            return " ".join(text.split()) if what == "explanation" else text.strip()
+        return render(template, context, rule.id, what)
+
     def _finding(self, rule: Rule, flows: list[FlowRef], frames: list[int], total: int, agg: dict, record,
                  key, template_capture, *, start, end) -> Finding:
         params = {p.name: p.value.python for p in rule.params.values()}
@@ -400,15 +411,15 @@ class RuleEngine:
                           start=start, end=end, evidence=sorted(frames), evidence_total=total, values=values,
                           key=key)
         context = {
-            "flow": record, "capture": template_capture, "param": params, "agg": agg, "key": key or {},
+            "flow": Facts(record) if record is not None else None, "capture": template_capture, "param": params, "agg": agg, "key": key or {},
             "rule": {"id": rule.id, "title": rule.title, "severity": rule.severity},
             "finding": {"evidence": finding.evidence, "evidence_total": total, "start": start, "end": end,
                         "flows": len(flows)},
             "group": None, "symptoms": [], "flows": [],
         }
         finding.message = render(rule.message, context, rule.id, "message")
-        finding.explanation = render(rule.explanation, context, rule.id, "explanation") if rule.explanation else ""
-        finding.advice = render(rule.advice, context, rule.id, "advice") if rule.advice else ""
+        finding.explanation = self._render_text(rule, "explanation", context)
+        finding.advice = self._render_text(rule, "advice", context)
         finding._context = context  # type: ignore[attr-defined]  (grouping renders the group message with it)
         return finding
 
@@ -429,6 +440,14 @@ def capture_template_values(facts: dict) -> dict:
         out[name.split(".", 1)[1]] = facts.get(key)
     out["file"] = facts.get("file")
     return out
+
+
+class Facts(dict):
+    """A flow record as templates see it: a fact the record does not hold reads as none (None), like a missing
+    field in a filter; names themselves were checked when the playbook was loaded."""
+
+    def __missing__(self, key):
+        return None
 
 
 class _FlowRefs:
@@ -484,4 +503,4 @@ def _end_time(record: dict) -> float | None:
     return start + (duration or 0.0)
 
 
-__all__ = ["EngineResult", "RuleEngine", "capture_template_values", "environment", "render"]
+__all__ = ["EngineResult", "Facts", "RuleEngine", "capture_template_values", "environment", "render"]

@@ -64,8 +64,6 @@ class DnsAnswers:
 
 def add_latency_facts(records: list[dict], answers: DnsAnswers) -> None:
     for record in records:
-        for key, _, _ in LATENCY_FACTS:
-            record[key] = None
         if record.get("proto") != "tcp" or record.get("app_protocol") not in ("http", "http2", "tls"):
             continue
         phases: dict[str, float | None] = dict.fromkeys(PHASES)
@@ -80,7 +78,8 @@ def add_latency_facts(records: list[dict], answers: DnsAnswers) -> None:
         if not known or phases["ttfb"] is None:
             continue  # without a request/response the connection is not a transaction we can time
         for k in PHASES:
-            record[f"latency_{k}"] = phases[k]
+            if phases[k] is not None:
+                record[f"latency_{k}"] = phases[k]
         total = sum(known.values())
         record["latency_total"] = total
         dominant = max(known, key=known.get)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from diagnose.findings import Finding
 from diagnose.playbook.model import Rule
-from diagnose.rules.engine import render
+from diagnose.rules.engine import Facts, render
 
 ACTION_ORDER = ("withdraw", "downgrade", "attach")
 
@@ -82,7 +82,7 @@ def _merge(rule: Rule, cluster: list[Finding], key: tuple, records: list[dict]) 
     spec = rule.group
     cluster.sort(key=lambda f: (f.start or 0.0))
     flows = [ref for f in cluster for ref in f.flows]
-    flow_records = [records[ref.conv] for ref in flows]
+    flow_records = [Facts(records[ref.conv]) for ref in flows]
     near = [v for f in cluster if (v := _near_value(f, spec.near[5:], records)) is not None] if spec.near else []
     group = {
         "count": len(cluster),
@@ -133,6 +133,7 @@ def link(rules: list[Rule], findings: dict[str, list[Finding]]) -> tuple[list[Fi
     alive: dict[int, Finding] = {id(f): f for fs in findings.values() for f in fs}
     withdrawn: list[Finding] = []
     attached: set[int] = set()
+    index: dict[str, dict[int, list[Finding]]] = {}
     for action in ACTION_ORDER:
         for rule in rules:
             spec = rule.explains
@@ -144,7 +145,7 @@ def link(rules: list[Rule], findings: dict[str, list[Finding]]) -> tuple[list[Fi
                 for target in spec.rules:
                     if target not in by_id:
                         continue
-                    for effect in findings.get(target, []):
+                    for effect in _candidates(findings, target, cause, spec.match, index):
                         if effect is cause or id(effect) in attached or id(effect) not in alive:
                             continue
                         if not _matches(cause, effect, spec.match):
@@ -168,6 +169,29 @@ def link(rules: list[Rule], findings: dict[str, list[Finding]]) -> tuple[list[Fi
                             del alive[id(effect)]
     top = list(alive.values())
     return top, withdrawn
+
+
+def _candidates(findings: dict[str, list[Finding]], target: str, cause: Finding, match: str,
+                index: dict[str, dict[int, list[Finding]]]) -> list[Finding]:
+    """The target rule's findings that can match the cause: by shared flow when matching flows (an index, so
+    thousands of causes and effects stay linear), else all of them."""
+    effects = findings.get(target, [])
+    if match != "flow":
+        return effects
+    by_conv = index.get(target)
+    if by_conv is None:
+        by_conv = index[target] = {}
+        for effect in effects:
+            for ref in effect.flows:
+                by_conv.setdefault(ref.conv, []).append(effect)
+    seen: set[int] = set()
+    out = []
+    for ref in cause.flows:
+        for effect in by_conv.get(ref.conv, ()):
+            if id(effect) not in seen:
+                seen.add(id(effect))
+                out.append(effect)
+    return out
 
 
 def _is_ancestor(candidate: Finding, node: Finding) -> bool:
