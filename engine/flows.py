@@ -86,13 +86,19 @@ def _key(src_hi, src_lo, dst_hi, dst_lo, sp, dp, proto, ipv):
 
 
 @kernel
-def _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h):
-    """The slot holding this key, or the empty slot where it would go."""
+def _conv_key(cv):
+    return _key(cv.a_hi, cv.a_lo, cv.b_hi, cv.b_lo, np.uint64(cv.a_port), np.uint64(cv.b_port), cv.proto, cv.ipv)
+
+
+@kernel
+def _find(slots, convs, ahi, alo, bhi, blo, misc, h):
+    """The slot holding this key, or the empty slot where it would go. Keys are not stored twice: a slot holds a
+    conversation index and the key is recomputed from that conversation's row."""
     mask = slots.shape[0] - 1
     s = np.int64(h & np.uint64(mask))
     while slots[s] >= 0:
-        if key_alo[s] == alo and key_blo[s] == blo and key_misc[s] == misc and key_ahi[s] == ahi \
-                and key_bhi[s] == bhi:
+        cahi, calo, cbhi, cblo, cmisc, _h = _conv_key(convs[slots[s]])
+        if calo == alo and cblo == blo and cmisc == misc and cahi == ahi and cbhi == bhi:
             return s
         s = (s + 1) & mask
     return s
@@ -165,7 +171,7 @@ def _outer_udp(buf, r):
 
 
 @kernel
-def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, counters):
+def _assign(buf, table, start, convs, n_convs, slots, counters):
     """Assign conversations to rows start.. of the packet table; returns (next row, n_convs, status).
 
     Returns early (GROW_CONVS / GROW_HASH) when an array is full; the caller grows it and calls again from that row.
@@ -183,7 +189,7 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
             if ok:
                 # Wireshark numbers the tunnel's own UDP conversation too (before the inner one)
                 ahi, alo, bhi, blo, misc, h = _key(oshi, oslo, odhi, odlo, osp, odp, PROTO_UDP, oipv)
-                s = _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h)
+                s = _find(slots, convs, ahi, alo, bhi, blo, misc, h)
                 c = slots[s]
                 if c < 0:
                     if n_convs >= convs.shape[0]:
@@ -191,7 +197,6 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
                     if (counters[2] + 1) * 2 > slots.shape[0]:
                         return i, n_convs, GROW_HASH
                     counters[2] += 1
-                    key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s] = ahi, alo, bhi, blo, misc
                     c = n_convs
                     n_convs += 1
                     slots[s] = c
@@ -212,7 +217,7 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
             dp = np.uint64(r.q_dport)
             ahi, alo, bhi, blo, misc, h = _key(r.q_src_hi, r.q_src_lo, r.q_dst_hi, r.q_dst_lo, sp, dp, r.q_proto,
                                                r.q_ipv)
-            s = _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h)
+            s = _find(slots, convs, ahi, alo, bhi, blo, misc, h)
             c = slots[s]
             if c < 0 and r.q_proto == PROTO_UDP:
                 if n_convs >= convs.shape[0]:
@@ -220,7 +225,6 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
                 if (counters[2] + 1) * 2 > slots.shape[0]:
                     return i, n_convs, GROW_HASH
                 counters[2] += 1
-                key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s] = ahi, alo, bhi, blo, misc
                 c = n_convs
                 n_convs += 1
                 slots[s] = c
@@ -245,7 +249,7 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
                 sp = np.uint64(r.icmp_id)
                 dp = sp
         ahi, alo, bhi, blo, misc, h = _key(r.src_hi, r.src_lo, r.dst_hi, r.dst_lo, sp, dp, proto, r.ipv)
-        s = _find(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc, ahi, alo, bhi, blo, misc, h)
+        s = _find(slots, convs, ahi, alo, bhi, blo, misc, h)
         c = slots[s]
         flags = r.tcp_flags
         pure_syn = is_tcp and (flags & 0x12) == 0x02
@@ -260,7 +264,6 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
                 return i, n_convs, GROW_HASH
             if slots[s] < 0:
                 counters[2] += 1  # occupied slots
-                key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s] = ahi, alo, bhi, blo, misc
             else:
                 convs[n_convs].reused = 1
             c = n_convs
@@ -302,19 +305,16 @@ def _assign(buf, table, start, convs, n_convs, slots, key_ahi, key_alo, key_bhi,
 
 
 @kernel
-def _rehash(slots, key_ahi, key_alo, key_bhi, key_blo, key_misc,
-            new_slots, n_ahi, n_alo, n_bhi, n_blo, n_misc):
+def _rehash(slots, convs, new_slots):
     mask = new_slots.shape[0] - 1
     for s in range(slots.shape[0]):
         if slots[s] < 0:
             continue
-        ahi, alo, bhi, blo, misc = key_ahi[s], key_alo[s], key_bhi[s], key_blo[s], key_misc[s]
-        h = _hash(ahi, alo, bhi, blo, misc)
+        _a, _b, _c, _d, _m, h = _conv_key(convs[slots[s]])
         t = np.int64(h & np.uint64(mask))
         while new_slots[t] >= 0:
             t = (t + 1) & mask
         new_slots[t] = slots[s]
-        n_ahi[t], n_alo[t], n_bhi[t], n_blo[t], n_misc[t] = ahi, alo, bhi, blo, misc
 
 
 class FlowTable:
@@ -324,11 +324,7 @@ class FlowTable:
         self._convs = np.zeros(initial, CONV_DTYPE)
         self.count = 0
         self._counters = np.zeros(3, np.int64)  # next tcp.stream, next udp.stream, occupied hash slots
-        self._alloc_hash(initial * 4)
-
-    def _alloc_hash(self, size: int) -> None:
-        self._slots = np.full(size, -1, np.int32)
-        self._keys = [np.zeros(size, np.uint64) for _ in range(5)]
+        self._slots = np.full(initial * 4, -1, np.int32)  # open addressing: conversation index per slot
 
     def update(self, table: np.ndarray, buf: np.ndarray) -> None:
         """Fill conv/stream/dir/outer_stream of every row and account the rows to their conversations.
@@ -337,7 +333,7 @@ class FlowTable:
         start = 0
         while True:
             start, self.count, status = _assign(buf, table, start, self._convs, self.count, self._slots,
-                                                *self._keys, self._counters)
+                                                self._counters)
             if status == DONE:
                 return
             if status == GROW_CONVS:
@@ -345,9 +341,9 @@ class FlowTable:
                 grown[: self.count] = self._convs[: self.count]
                 self._convs = grown
             else:
-                old_slots, old_keys = self._slots, self._keys
-                self._alloc_hash(len(old_slots) * 2)
-                _rehash(old_slots, *old_keys, self._slots, *self._keys)
+                new_slots = np.full(len(self._slots) * 2, -1, np.int32)
+                _rehash(self._slots, self._convs, new_slots)
+                self._slots = new_slots
 
     @property
     def conversations(self) -> np.ndarray:

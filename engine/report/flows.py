@@ -239,19 +239,41 @@ def _render(out, widths, stream, proto_idx, proto_table, proto_len, ported, ipv6
     return pos
 
 
+def _block_columns(convs: np.ndarray, a_idx: np.ndarray, b_idx: np.ndarray, start: int) -> dict[str, np.ndarray]:
+    """The kernel's input columns for a block of conversations (client/server sides resolved)."""
+    c = client_sides(convs).astype(np.int64)
+    s = 1 - c
+    idx = np.arange(len(convs))
+    return dict(
+        stream=convs["stream"].astype(np.int64),
+        c_v4=np.where(c == 0, convs["a_lo"], convs["b_lo"]).astype(np.int64),
+        c_addr=np.where(c == 0, a_idx, b_idx),
+        c_port=np.where(c == 0, convs["a_port"], convs["b_port"]).astype(np.int64),
+        s_v4=np.where(s == 0, convs["a_lo"], convs["b_lo"]).astype(np.int64),
+        s_addr=np.where(s == 0, a_idx, b_idx),
+        s_port=np.where(s == 0, convs["a_port"], convs["b_port"]).astype(np.int64),
+        c_pkts=convs["pkts"][idx, c], c_bytes=convs["bytes"][idx, c],
+        s_pkts=convs["pkts"][idx, s], s_bytes=convs["bytes"][idx, s],
+        start_us=(convs["first_ts"] - start + 500) // 1000,
+        dur_us=(convs["last_ts"] - convs["first_ts"] + 500) // 1000,
+    )
+
+
+KERNEL_COLUMNS = ("c_v4", "c_addr", "c_port", "s_v4", "s_addr", "s_port", "c_pkts", "c_bytes", "s_pkts", "s_bytes",
+                  "start_us", "dur_us")
+
+
 def write_table(view: FlowTableView, out) -> None:
-    """The conversation table as aligned text (rendered by a kernel: large captures have many flows)."""
+    """The conversation table as aligned text, rendered by a kernel block by block (large captures have many
+    flows: nothing per flow is held for the whole table)."""
     convs = view.convs
     if not len(convs):
         out.write("no conversations\n")
         return
-    c = client_sides(convs).astype(np.int64)
-    s = 1 - c
-    idx = np.arange(len(convs))
     # IPv4 addresses are rendered by the kernel; other addresses (IPv6) come from a table of distinct strings
     ipv6 = convs["ipv"] != 4
-    a_idx = np.zeros(len(convs), np.int64)
-    b_idx = np.zeros(len(convs), np.int64)
+    a_idx = np.zeros(len(convs), np.int32)
+    b_idx = np.zeros(len(convs), np.int32)
     names: list[str] = []
     if ipv6.any():
         sel = np.nonzero(ipv6)[0]
@@ -262,46 +284,37 @@ def write_table(view: FlowTableView, out) -> None:
         names = [format_address(int(v), int(h), int(lw)) for v, h, lw in uniq]
         a_idx[sel], b_idx[sel] = inverse[: len(sel)], inverse[len(sel):]
     addr_table, addr_len = string_table(names)
-    names = sorted(set(PROTO_NAMES.values()) | {str(p) for p in np.unique(convs["proto"]).tolist()})
-    proto_table, proto_len = string_table(names)
-    proto_idx = np.array([names.index(PROTO_NAMES.get(p, str(p))) for p in convs["proto"].tolist()], np.int64)
-    ported = np.isin(convs["proto"], (PROTO_TCP, PROTO_UDP))
+    proto_names = sorted(set(PROTO_NAMES.values()) | {str(p) for p in np.unique(convs["proto"]).tolist()})
+    proto_table, proto_len = string_table(proto_names)
+    proto_code = {p: proto_names.index(PROTO_NAMES.get(p, str(p))) for p in np.unique(convs["proto"]).tolist()}
     start = int(convs["first_ts"].min())
-    cols = dict(
-        stream=convs["stream"].astype(np.int64),
-        c_v4=np.where(c == 0, convs["a_lo"], convs["b_lo"]).astype(np.int64),
-        s_v4=np.where(s == 0, convs["a_lo"], convs["b_lo"]).astype(np.int64),
-        c_addr=np.where(c == 0, a_idx, b_idx), c_port=np.where(c == 0, convs["a_port"], convs["b_port"]).astype(np.int64),
-        s_addr=np.where(s == 0, a_idx, b_idx), s_port=np.where(s == 0, convs["a_port"], convs["b_port"]).astype(np.int64),
-        c_pkts=convs["pkts"][idx, c], c_bytes=convs["bytes"][idx, c],
-        s_pkts=convs["pkts"][idx, s], s_bytes=convs["bytes"][idx, s],
-        start_us=(convs["first_ts"] - start + 500) // 1000, dur_us=(convs["last_ts"] - convs["first_ts"] + 500) // 1000,
-    )
     endpoint_w = max(15, int(addr_len.max()) + (2 if ipv6.any() else 0)) + 6
+    most_pkts = len(str(int(convs["pkts"].max())))
+    most_bytes = len(str(int(convs["bytes"].max())))
     widths = np.array([
-        max(6, len(str(int(cols["stream"].max())))), max(5, int(proto_len.max())), endpoint_w, 2, endpoint_w,
-        6, max(7, view.history_width()),
-        *(max(len(HEADER[5 + k]), len(str(int(v.max())))) for k, v in
-          enumerate((cols["c_pkts"], cols["c_bytes"], cols["s_pkts"], cols["s_bytes"]))),
-        max(5, len(f"{int(cols['start_us'].max()) / 1e6:.6f}")), max(8, len(f"{int(cols['dur_us'].max()) / 1e6:.6f}")),
+        max(6, len(str(int(convs["stream"].max())))), max(5, int(proto_len.max())), endpoint_w, 2, endpoint_w,
+        6, max(7, view.history_width()), max(5, most_pkts), max(6, most_bytes), max(5, most_pkts), max(6, most_bytes),
+        max(5, len(f"{(int(convs['first_ts'].max()) - start) / 1e9:.6f}")),
+        max(8, len(f"{int((convs['last_ts'] - convs['first_ts']).max()) / 1e9:.6f}")),
     ], np.int64)
     fmt = "  ".join(f"{{:{'<' if left else '>'}{w}}}" for left, w in zip(LEFT, widths.tolist()))
     out.write(fmt.format(*HEADER).rstrip() + "\n")
     line_max = int(widths.sum()) + 2 * len(widths) + 8
     for lo in range(0, len(convs), BLOCK):
         hi = min(lo + BLOCK, len(convs))
+        block = convs[lo:hi]
+        cols = _block_columns(block, a_idx[lo:hi], b_idx[lo:hi], start)
         states, histories = view.states(lo, hi)
         texts = sorted({t or "-" for t in (*states, *histories)})
         text_table, text_len = string_table(texts)
         text_index = {t: i for i, t in enumerate(texts)}
         state_idx = np.array([text_index[t or "-"] for t in states], np.int64)
         hist_idx = np.array([text_index[t or "-"] for t in histories], np.int64)
+        proto_idx = np.array([proto_code[p] for p in block["proto"].tolist()], np.int64)
+        ported = np.isin(block["proto"], (PROTO_TCP, PROTO_UDP))
         buf = np.empty(line_max * (hi - lo), np.uint8)
-        n = _render(buf, widths, cols["stream"][lo:hi], proto_idx[lo:hi], proto_table, proto_len, ported[lo:hi],
-                    ipv6[lo:hi], addr_table, addr_len, text_table, text_len, state_idx, hist_idx,
-                    *(cols[k][lo:hi] for k in (
-                        "c_v4", "c_addr", "c_port", "s_v4", "s_addr", "s_port", "c_pkts", "c_bytes", "s_pkts", "s_bytes",
-                        "start_us", "dur_us")))
+        n = _render(buf, widths, cols["stream"], proto_idx, proto_table, proto_len, ported, ipv6[lo:hi], addr_table,
+                    addr_len, text_table, text_len, state_idx, hist_idx, *(cols[k] for k in KERNEL_COLUMNS))
         out.write(buf[:n].tobytes().decode())
 
 
