@@ -40,6 +40,10 @@ class StreamConsumer:
     def gap(self, n: int, row: int) -> None:
         raise NotImplementedError
 
+    def uncaptured(self, n: int, row: int) -> None:
+        """Bytes the packet carried beyond the capture's snapshot length: lost like a gap unless told apart."""
+        self.gap(n, row)
+
     def close(self, row: int, reason: str) -> None:
         pass
 
@@ -119,8 +123,8 @@ class Direction:
                 self.skipped += n
                 pos += n
                 continue
-            if pos >= captured:  # the rest was not captured
-                self._gap(wire_len - pos, row)
+            if pos >= captured:  # the rest was not captured (snapshot length)
+                self._gap(wire_len - pos, row, uncaptured=True)
                 pos = wire_len
                 break
             piece = data[pos:] if pos else data
@@ -129,7 +133,7 @@ class Direction:
             pos = captured
         self.next_off += wire_len
 
-    def _gap(self, n: int, row: int | None) -> None:
+    def _gap(self, n: int, row: int | None, uncaptured: bool = False) -> None:
         self.gaps += 1
         self.gap_bytes += n
         skip = self.consumer.skippable
@@ -137,11 +141,14 @@ class Direction:
             self.consumer.feed(None, n, row)
             self.skipped += n
             return
-        self.consumer.gap(n, row)
+        if uncaptured:
+            self.consumer.uncaptured(n, row)
+        else:
+            self.consumer.gap(n, row)
 
     def _hold(self, off: int, data: bytes, wire_len: int, row: int) -> None:
         end = off + wire_len
-        for p_off, p_end, p_data, _ in self.pending:  # overlap with what we hold: the first copy wins
+        for k, (p_off, p_end, p_data, p_len) in enumerate(self.pending):  # overlaps: the first copy wins
             if p_off < end and off < p_end:
                 lo, hi = max(off, p_off), min(end, p_end)
                 a = data[lo - off: hi - off]
@@ -152,6 +159,12 @@ class Direction:
                 if p_off <= off and end <= p_end:
                     self.retransmitted += wire_len
                     return
+                if p_off == off and end > p_end and len(p_data) == p_len:  # a longer copy of a held segment:
+                    del self.pending[k]  # keep one segment (the held bytes, then the new ones)
+                    self.pending_bytes -= p_len
+                    self.retransmitted += p_len
+                    data = p_data + data[p_len:]
+                    break
         insort(self.pending, (off, end, bytes(data), wire_len))
         self.pending_bytes += wire_len
         if self.pending_bytes > self.max_pending:
@@ -175,8 +188,15 @@ class Direction:
 
     # ---- holes and the end -----------------------------------------------------------------------------------------
     def acked(self, ack_seq: int, row: int | None) -> None:
-        """The peer acknowledged up to `ack_seq`: a hole below it was received but not captured; it is lost."""
-        while self.pending and self.offset_of(ack_seq) > self.next_off:
+        """The peer acknowledged up to `ack_seq`: the part of a hole below it was received but not captured, so it
+        is lost (reported as a gap); bytes above the acknowledgment may still come."""
+        acked = self.offset_of(ack_seq)
+        while self.pending and acked > self.next_off:
+            first_off = self.pending[0][0]
+            if acked < first_off:
+                self._gap(acked - self.next_off, row)
+                self.next_off = acked
+                return
             self.flush_hole(row)
 
     def flush_hole(self, row: int | None) -> None:
