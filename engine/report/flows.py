@@ -20,6 +20,7 @@ from diagnose.progress import progress_for
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
 EPHEMERAL_START = 32768
+BLOCK = 8192  # conversations handled at a time when printing: output memory stays bounded
 
 
 def client_sides(convs: np.ndarray) -> np.ndarray:
@@ -95,18 +96,14 @@ def flow_records(convs: np.ndarray) -> list[dict]:
 
 @dataclass
 class FlowTableView:
-    """What the conversation table shows: the flow rows and Zeek's conn_state/history of each (computed per block
-    of rows when printed, so a capture with many flows never holds them all as strings)."""
+    """What the conversation table shows: the flow rows and Zeek's conn_state/history of each, as indices into a
+    list of distinct strings (the Zeek state tables themselves are released before printing)."""
 
     convs: np.ndarray
-    conn: object  # diagnose.conn.zeek.ConnStates
+    texts: list[str]
+    state_idx: np.ndarray
+    hist_idx: np.ndarray
     warnings: list[str]
-
-    def states(self, lo: int, hi: int) -> tuple[list, list]:
-        return self.conn.state_columns(lo, hi)
-
-    def history_width(self) -> int:
-        return int(self.conn.conns["hist_len"][: len(self.convs)].max(initial=0)) + 1
 
 
 def collect_flows(path: str) -> FlowTableView:
@@ -118,15 +115,15 @@ def collect_flows(path: str) -> FlowTableView:
         for chunk in run.chunks():
             conn.update(chunk.buf, chunk.table, run.flows.count)
             tick()
-    return FlowTableView(run.flows.conversations, conn, run.capture.info.warnings)
-
-
-BLOCK = 8192  # conversations formatted at a time: output memory stays bounded
-
-
-def _blocks(convs: np.ndarray):
-    for i in range(0, len(convs), BLOCK):
-        yield flow_columns(convs[i : i + BLOCK])
+    n = run.flows.count
+    index: dict[str, int] = {"-": 0}
+    state_idx = np.zeros(n, np.int32)
+    hist_idx = np.zeros(n, np.int32)
+    for lo in range(0, n, BLOCK):  # block by block: never every flow's strings at once
+        states, histories = conn.state_columns(lo, min(lo + BLOCK, n))
+        state_idx[lo : lo + len(states)] = [index.setdefault(t or "-", len(index)) for t in states]
+        hist_idx[lo : lo + len(histories)] = [index.setdefault(t or "-", len(index)) for t in histories]
+    return FlowTableView(run.flows.conversations, list(index), state_idx, hist_idx, run.capture.info.warnings)
 
 
 def write_json(path: str, out) -> list[str]:
@@ -293,10 +290,11 @@ def write_table(view: FlowTableView, out) -> None:
     most_bytes = len(str(int(convs["bytes"].max())))
     widths = np.array([
         max(6, len(str(int(convs["stream"].max())))), max(5, int(proto_len.max())), endpoint_w, 2, endpoint_w,
-        6, max(7, view.history_width()), max(5, most_pkts), max(6, most_bytes), max(5, most_pkts), max(6, most_bytes),
+        6, max(7, max(map(len, view.texts))), max(5, most_pkts), max(6, most_bytes), max(5, most_pkts), max(6, most_bytes),
         max(5, len(f"{(int(convs['first_ts'].max()) - start) / 1e9:.6f}")),
         max(8, len(f"{int((convs['last_ts'] - convs['first_ts']).max()) / 1e9:.6f}")),
     ], np.int64)
+    text_table, text_len = string_table(view.texts)
     fmt = "  ".join(f"{{:{'<' if left else '>'}{w}}}" for left, w in zip(LEFT, widths.tolist()))
     out.write(fmt.format(*HEADER).rstrip() + "\n")
     line_max = int(widths.sum()) + 2 * len(widths) + 8
@@ -304,17 +302,12 @@ def write_table(view: FlowTableView, out) -> None:
         hi = min(lo + BLOCK, len(convs))
         block = convs[lo:hi]
         cols = _block_columns(block, a_idx[lo:hi], b_idx[lo:hi], start)
-        states, histories = view.states(lo, hi)
-        texts = sorted({t or "-" for t in (*states, *histories)})
-        text_table, text_len = string_table(texts)
-        text_index = {t: i for i, t in enumerate(texts)}
-        state_idx = np.array([text_index[t or "-"] for t in states], np.int64)
-        hist_idx = np.array([text_index[t or "-"] for t in histories], np.int64)
         proto_idx = np.array([proto_code[p] for p in block["proto"].tolist()], np.int64)
         ported = np.isin(block["proto"], (PROTO_TCP, PROTO_UDP))
         buf = np.empty(line_max * (hi - lo), np.uint8)
         n = _render(buf, widths, cols["stream"], proto_idx, proto_table, proto_len, ported, ipv6[lo:hi], addr_table,
-                    addr_len, text_table, text_len, state_idx, hist_idx, *(cols[k] for k in KERNEL_COLUMNS))
+                    addr_len, text_table, text_len, view.state_idx[lo:hi].astype(np.int64),
+                    view.hist_idx[lo:hi].astype(np.int64), *(cols[k] for k in KERNEL_COLUMNS))
         out.write(buf[:n].tobytes().decode())
 
 
