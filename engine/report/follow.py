@@ -147,9 +147,9 @@ def render(result: FollowResult, fmt: str = "ascii") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown follow format {fmt!r} (ascii, hex or raw)")
     out = ["", RULE, f"Follow: tcp,{fmt}", f"Filter: tcp.stream eq {result.stream}"]
-    if result.nodes:
-        out.append(f"Node 0: {result.nodes[0]}")
-        out.append(f"Node 1: {result.nodes[1]}")
+    nodes = result.nodes or [":0", ":0"]  # tshark's lines for a stream with no packet
+    out.append(f"Node 0: {nodes[0]}")
+    out.append(f"Node 1: {nodes[1]}")
     offsets = [0, 0]
     for c in result.chunks:
         indent = "\t" if c.node else ""
