@@ -190,6 +190,26 @@ def filter_command(
     sys.stdout.write(f"ok: valid {'capture' if bpf else 'display'} filter\n")
 
 
+@app.command("follow", help="The bytes of one TCP stream, both directions marked (like Wireshark's Follow TCP Stream).")
+def follow(capture: CaptureArg,
+           stream: Annotated[int, typer.Option("--stream", "-s", help="tcp.stream number")] = ...,
+           fmt: Annotated[str, typer.Option("--format", "-F", help="ascii | hex | raw")] = "ascii",
+           as_json: JsonOpt = False) -> None:
+    from diagnose.errors import UsageError
+    from diagnose.report.follow import follow as run
+
+    if fmt not in ("ascii", "hex", "raw"):
+        raise UsageError(f"unknown --format {fmt!r} (ascii, hex or raw)")
+    if stream < 0:
+        raise UsageError("--stream needs a tcp.stream number (0 or more)")
+    result = run(capture, stream, fmt, as_json)
+    if as_json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(result)
+
+
 KeylogOpt = Annotated[list[str], typer.Option("--keylog", help="TLS key log (SSLKEYLOGFILE format); repeatable. "
                                                 "Default: $SSLKEYLOGFILE and secrets stored in a pcapng")]
 
