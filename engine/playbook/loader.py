@@ -244,13 +244,25 @@ class _Reader:
         if when is None or message is None:
             return None
         limit = keys["evidence_limit"].value if "evidence_limit" in keys else 20
+        evidence_frames = None
+        if "evidence_frames" in keys:
+            name = keys["evidence_frames"].value
+            from diagnose.rules.flow_fields import FRAME_LIST_FACTS
+            if scope != "flow":
+                self.f.at(keys["evidence_frames"].start, "evidence_frames belongs to flow rules")
+            elif not name.startswith("flow.") or name[5:] not in FRAME_LIST_FACTS:
+                known = ", ".join(f"flow.{k}" for k in sorted(FRAME_LIST_FACTS))
+                self.f.at(keys["evidence_frames"].start, f"'{name}' is not a flow fact listing frames ({known})")
+            else:
+                evidence_frames = name
         if limit < 1:
             self.f.at(keys["evidence_limit"].start, "evidence_limit must be at least 1")
         return Rule(
             id=rid, title=keys["title"].value if "title" in keys else rid,
             severity=keys["severity"].value if "severity" in keys else "warning", scope=scope, when=when,
             message=message, message_text=str(keys["message"].value), playbook=pb.name,
-            where=self.f.where(node.start), evidence=evidence, evidence_limit=max(1, limit), aggregates=aggregates,
+            where=self.f.where(node.start), evidence=evidence, evidence_limit=max(1, limit),
+            evidence_frames=evidence_frames, aggregates=aggregates,
             group_by=group_by, having=having, params=params, group=group, explains=explains,
             explanation=explanation, explanation_text=str(keys["explanation"].value).strip() if explanation else "",
             advice=advice, advice_text=str(keys["advice"].value).strip() if advice else "",

@@ -96,6 +96,7 @@ class Rule:
     where: Where
     evidence: Filter | None = None
     evidence_limit: int = 20
+    evidence_frames: str | None = None  # a flow fact holding frame numbers (flow.NAME)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     group_by: list[str] | None = None
     having: Filter | None = None

@@ -56,6 +56,8 @@ RULE_KEYS: dict[str, Key] = {
                       "capture.*, param.* and agg.* fields; in packet rules it selects packets", required=True),
     "evidence": Key(TEXT, "display filter choosing the packets cited as proof (within the finding's flows); packet "
                           "rules cite the packets `when` matched"),
+    "evidence_frames": Key(TEXT, "flow rules: a flow fact listing frame numbers to cite as well (e.g. "
+                                 "flow.dns_error_frames): evidence the analysis already pinned down"),
     "evidence_limit": Key((int,), "at most this many evidence frames per finding (default 20)"),
     "aggregate": Key(MAPPING, "NAME: count(F) | rate(F) | percent(F, OF) | distinct(FIELD[, F]) | sum/min/max/mean/"
                               "first/last(FIELD[, F]) | peak(F, DURATION): per finding scope, read as agg.NAME"),

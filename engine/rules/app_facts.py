@@ -74,6 +74,14 @@ APP_FACTS: list[tuple[str, str, str]] = [
     ("tls_handshake_time", "reltime", "ClientHello -> the client's first protected record (the TLS handshake)"),
     ("tls_decrypted", "bool", "the session was decrypted with a key log"),
     ("dns_messages", "uint", "DNS messages on the conversation"),
+    ("dns_queries", "uint", "DNS queries (UDP DNS, from the DNS scanner)"),
+    ("dns_responses", "uint", "DNS responses"),
+    ("dns_retransmissions", "uint", "queries sent again before an answer"),
+    ("dns_errors", "uint", "responses with a non-zero rcode"),
+    ("dns_nxdomain", "uint", "responses with rcode 3 (No such name)"),
+    ("dns_error_rcode", "uint", "rcode of the first error response"),
+    ("dns_error_name", "string", "name asked in the first error response"),
+    ("dns_time_max", "reltime", "slowest answer (query -> response, dns.time)"),
     ("dns_unanswered", "uint", "DNS queries never answered"),
     ("dns_unanswered_name", "string", "name of the first unanswered query"),
     ("dns_unanswered_frame", "uint", "frame of the first unanswered query"),
@@ -244,11 +252,27 @@ def _grease(value: int) -> bool:
 def _dns_udp(record: dict, facts) -> None:
     record["app_protocol"] = "dns"
     record["dns_messages"] = facts.queries + facts.responses
+    record["dns_queries"] = facts.queries
+    record["dns_responses"] = facts.responses
+    record["dns_retransmissions"] = facts.retransmissions
+    record["dns_errors"] = facts.errors
+    if facts.responses:
+        record["dns_time_max"] = facts.time_max_ns / 1e9
+    if facts.errors_seen:
+        seen = sorted(facts.errors_seen, key=lambda item: item[0])
+        record["dns_nxdomain"] = sum(1 for _, _, rcode in seen if rcode == 3)
+        record["dns_error_rcode"] = seen[0][2]
+        record["dns_error_name"] = seen[0][1]
+        record["dns_error_frames"] = [frame for frame, _, _ in seen]
+        record["dns_error_names"] = sorted({name for _, name, _ in seen if name})
+    else:
+        record["dns_nxdomain"] = 0
     record["dns_unanswered"] = len(facts.unanswered)
     if facts.unanswered:
         frame, name = min(facts.unanswered, key=lambda item: item[0])
         record["dns_unanswered_name"] = name
         record["dns_unanswered_frame"] = frame
+        record["dns_unanswered_frames"] = sorted(f for f, _ in facts.unanswered)
 
 
 def _dns(record: dict, flow) -> None:

@@ -322,6 +322,9 @@ class RuleEngine:
         for conv in np.flatnonzero(mask).tolist():
             record = flow_refs.records[conv]
             frames, total = self._evidence[rule.id].get(conv) if rule.id in self._evidence else ([], 0)
+            if rule.evidence_frames:
+                listed = sorted({int(f) for f in (record.get(rule.evidence_frames[5:]) or ())})
+                frames, total = sorted(set(frames) | set(listed[: rule.evidence_limit])), total + len(listed)
             agg = {name: _agg_value(values[conv], rule.aggregates[name].result_type) for name, values in columns.items()}
             finding = self._finding(rule, [flow_refs.ref(conv)], frames, total, agg, record, None, template_capture,
                                     start=record.get("ts"), end=_end_time(record))
@@ -379,7 +382,8 @@ class RuleEngine:
         return out, ctx
 
     # ---- one finding -------------------------------------------------------------------------------------------------
-    def _render_text(self, rule: Rule, what: str, context: dict) -> str:
+    @staticmethod
+    def _render_text(rule: Rule, what: str, context: dict) -> str:
         """Explanation/advice: rendered per finding when the template reads the finding's data, once per rule when
         it is constant text (most are: thousands of findings need not render the same paragraph again)."""
         template = getattr(rule, what)
@@ -417,11 +421,23 @@ class RuleEngine:
                         "flows": len(flows)},
             "group": None, "symptoms": [], "flows": [],
         }
-        finding.message = render(rule.message, context, rule.id, "message")
-        finding.explanation = self._render_text(rule, "explanation", context)
-        finding.advice = self._render_text(rule, "advice", context)
-        finding._context = context  # type: ignore[attr-defined]  (grouping renders the group message with it)
+        # messages are rendered once grouping has decided which findings survive (see finalize): thousands of
+        # flows merged into one group need one rendering, not thousands
+        finding._context = context  # type: ignore[attr-defined]
+        finding._rule = rule  # type: ignore[attr-defined]
         return finding
+
+
+def finalize(finding: Finding) -> Finding:
+    """Render a finding's message, explanation and advice from the data kept when it was found (idempotent)."""
+    rule = getattr(finding, "_rule", None)
+    if rule is None or finding.message:
+        return finding
+    context = finding._context  # type: ignore[attr-defined]
+    finding.message = render(rule.message, context, rule.id, "message")
+    finding.explanation = RuleEngine._render_text(rule, "explanation", context)
+    finding.advice = RuleEngine._render_text(rule, "advice", context)
+    return finding
 
 
 def render(template, context: dict, rule_id: str, what: str) -> str:
@@ -503,4 +519,4 @@ def _end_time(record: dict) -> float | None:
     return start + (duration or 0.0)
 
 
-__all__ = ["EngineResult", "Facts", "RuleEngine", "capture_template_values", "environment", "render"]
+__all__ = ["EngineResult", "Facts", "RuleEngine", "finalize", "capture_template_values", "environment", "render"]

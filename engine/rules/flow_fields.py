@@ -115,7 +115,8 @@ FLOW_FACTS: list[tuple[str, T, str]] = [
 ]
 
 # record keys that are not fields (lists: templates read them from the record)
-TEMPLATE_ONLY = {"syn_times"}
+FRAME_LIST_FACTS = {"dns_error_frames", "dns_unanswered_frames"}  # lists of frame numbers a rule can cite (evidence_frames)
+TEMPLATE_ONLY = {"syn_times", "dns_error_names"} | FRAME_LIST_FACTS
 
 _SECONDS_TYPES = (T.RELTIME, T.TIME)
 
@@ -137,6 +138,19 @@ def fact_table() -> list[tuple[str, T, str]]:
     return out
 
 
+_FIRST_TCP_FACT, _LAST_TCP_FACT = "syn_count", "completeness"
+_TCP_APP_PREFIXES = ("http_", "tls_", "latency_")
+
+
+def tcp_only_facts() -> set[str]:
+    """Facts only a TCP flow can have (diagnose.conn's TCP facts, HTTP, TLS, latency): their columns are read
+    from the TCP flows' records only — most flows of a busy capture are DNS over UDP."""
+    keys = [key for key, _, _ in fact_table()]
+    tcp = set(keys[keys.index(_FIRST_TCP_FACT): keys.index(_LAST_TCP_FACT) + 1])
+    tcp.update(k for k in keys if k.startswith(_TCP_APP_PREFIXES))
+    return tcp
+
+
 class FlowColumns:
     """Columns over the flow records, built on first use (one per fact a rule reads)."""
 
@@ -144,12 +158,33 @@ class FlowColumns:
         self.records = records
         self.n = len(records)
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._tcp_rows: np.ndarray | None = None
+        self._tcp_keys = tcp_only_facts()
 
     def column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
         got = self._columns.get(key)
         if got is None:
-            got = self._columns[key] = _build(self.records, key, ftype)
+            if key in self._tcp_keys:
+                got = self._columns[key] = self._tcp_column(key, ftype)
+            else:
+                got = self._columns[key] = _build(self.records, key, ftype)
         return got
+
+    def _tcp_column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+        if self._tcp_rows is None:
+            self._tcp_rows = np.fromiter((i for i, r in enumerate(self.records) if r.get("proto") == "tcp"),
+                                         np.int64)
+        rows = self._tcp_rows
+        part_values, part_present = _build([self.records[i] for i in rows.tolist()], key, ftype)
+        if ftype == T.STRING:
+            values = np.empty(self.n, object)
+            values[:] = ""
+        else:
+            values = np.zeros(self.n, part_values.dtype)
+        present = np.zeros(self.n, bool)
+        values[rows] = part_values
+        present[rows] = part_present
+        return values, present
 
 
 def _build(records: list[dict], key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from diagnose.findings import Finding
 from diagnose.playbook.model import Rule
-from diagnose.rules.engine import Facts, render
+from diagnose.rules.engine import Facts, finalize, render
 
 ACTION_ORDER = ("withdraw", "downgrade", "attach")
 
@@ -95,7 +95,7 @@ def _merge(rule: Rule, cluster: list[Finding], key: tuple, records: list[dict]) 
         "spread": (max(near) - min(near)) / 2 if near else None,
         "tolerance": _tolerance_seconds(spec),
     }
-    first = cluster[0]
+    first = finalize(cluster[0])
     evidence = sorted({frame for f in cluster for frame in f.evidence})
     limit = max(rule.evidence_limit, 3 * len(cluster))
     context = dict(getattr(first, "_context", {}))
@@ -108,12 +108,12 @@ def _merge(rule: Rule, cluster: list[Finding], key: tuple, records: list[dict]) 
                      explanation=first.explanation, advice=first.advice, references=list(rule.references),
                      flows=flows, start=first.start, end=context["finding"]["end"], evidence=evidence[:limit],
                      evidence_total=context["finding"]["evidence_total"], values=dict(first.values),
-                     group={k: v for k, v in group.items() if k != "tolerance"} | {"tolerance": group["tolerance"],
-                                                                                  "members": [f.message for f in cluster]})
+                     group={k: v for k, v in group.items() if k != "tolerance"} | {"tolerance": group["tolerance"]})
     for name in ("min", "max", "mean", "spread"):
         merged.values[f"group.{name}"] = group[name]
     merged.values["group.count"] = len(cluster)
     merged._context = context  # type: ignore[attr-defined]
+    merged.group["members"] = [f.flows[0].label() if f.flows else "" for f in cluster]
     return merged
 
 

@@ -94,7 +94,7 @@ class AnalysisPass:
                                    file_big_endian=getattr(info, "big_endian", False),
                                    capture_format=getattr(info, "format", None))
                 tcp_fields.attach(ctx, rows)
-                ctx.extra["app"] = app_chunk
+                ctx.extra["app"] = _LazyDns(app_chunk)
                 prev_ts = int(table["ts"][-1])
                 yield ctx
                 if self.tick is not None:
@@ -125,6 +125,37 @@ class AnalysisPass:
         return summary
 
 
+class _LazyDns:
+    """The chunk's AppChunk as field extractors see it, except that asking for HTTP or TLS PDUs does not decode
+    the chunk's UDP DNS messages too (AppChunk.items decodes them all on any access; most rules never read DNS
+    fields, and decoding every DNS message costs more than everything else the rules do)."""
+
+    def __init__(self, chunk):
+        self._chunk = chunk
+        self.items = _LazyItems(chunk)
+
+    def rows(self, kind: str) -> list:
+        return self.items.get(kind, [])
+
+    def __getattr__(self, name):
+        return getattr(self._chunk, name)
+
+
+class _LazyItems:
+    def __init__(self, chunk):
+        self._chunk = chunk
+
+    def get(self, kind: str, default=None):
+        source = self._chunk.items if kind == "dns" else self._chunk.emitted
+        return source.get(kind, default)
+
+    def __getitem__(self, kind: str):
+        found = self.get(kind)
+        if found is None:
+            raise KeyError(kind)
+        return found
+
+
 def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] | None = None,
                      on_finding: Callable | None = None, keylogs: list[str] | None = None,
                      ca_file: str | None = None) -> Diagnosis:
@@ -135,10 +166,20 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
     engine = RuleEngine(rule_set)
     for ctx in analysis.contexts():
         engine.feed(ctx)
-    records = analysis.records()
-    summary = analysis.summary()
-    result = engine.finish(records, summary)
-    report = build_report(rule_set, result, summary, records)
+    # Tens of thousands of flow records are made at once and live to the end: the cyclic collector would rescan
+    # them again and again while they are built (none of them forms a cycle), so it waits until the report is done.
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        records = analysis.records()
+        summary = analysis.summary()
+        result = engine.finish(records, summary)
+        report = build_report(rule_set, result, summary, records)
+    finally:
+        if was_enabled:
+            gc.enable()
     report.elapsed_s = round(time.perf_counter() - started, 3)
     if on_finding is not None:
         for finding in (*report.capture_quality, *report.findings):
@@ -149,9 +190,11 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
 def build_report(rule_set: RuleSet, result: EngineResult, summary: dict, records: list[dict]) -> Report:
     from diagnose import __version__
 
+    from diagnose.rules.engine import finalize
+
     grouped = {}
     for rule in rule_set.rules:
-        grouped[rule.id] = group_findings(rule, result.findings.get(rule.id, []), records)
+        grouped[rule.id] = [finalize(f) for f in group_findings(rule, result.findings.get(rule.id, []), records)]
     top, withdrawn = link(rule_set.rules, grouped)
     quality = rank([f for f in top if f.playbook == CAPTURE_PLAYBOOK])
     for f in quality:
