@@ -193,3 +193,26 @@ def test_dns_over_tcp_length_prefixed(tmp_path):
     assert sorted(got) == [3, 5]  # the response belongs to the segment that completes it
     assert got[5].answers(1)[0].data == "192.0.2.9" and got[5].response_to == 3
     assert got[5].transport == "tcp" and abs(got[5].time_ns - 200_000_000) < 1000
+
+
+def test_truncated_answer_and_fallback_to_tcp(tmp_path):
+    from scapy.all import TCP
+    q = DNS(id=11, rd=1, qd=DNSQR(qname="big.example", qtype="TXT"))
+    tc = DNS(id=11, qr=1, tc=1, rd=1, ra=1, qd=DNSQR(qname="big.example", qtype="TXT"))
+    packets = [_udp(10.0, "10.0.0.1", "10.0.0.53", 3333, 53, q), _udp(10.1, "10.0.0.53", "10.0.0.1", 53, 3333, tc)]
+    framed = struct.pack(">H", len(bytes(q))) + bytes(q)
+    for i, (flags, seq, payload) in enumerate([("S", 100, b""), ("PA", 101, framed)]):
+        p = Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / TCP(sport=5000, dport=53, flags=flags, seq=seq) / payload
+        p.time = 10.2 + i / 100
+        packets.append(p)
+    wrpcap(str(tmp_path / "tc.pcap"), packets)
+    app = AppLayer(use_system_store=False)
+    run = open_pass(str(tmp_path / "tc.pcap"))
+    with run.capture:
+        for chunk in run.chunks():
+            out = app.update(chunk.buf, chunk.table, run.flows.conversations)
+            flags = {int(chunk.table["frame"][row]): v for row, v in frame_values(out, "dns.flags.truncated").items()}
+    summary = app.finish()
+    assert flags == {1: [False], 2: [True], 4: [False]}
+    (udp,) = summary.dns.values()
+    assert udp.truncated == 1 and udp.tcp_fallback

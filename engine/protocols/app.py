@@ -36,6 +36,13 @@ from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
 from diagnose.reassembly import Direction, StreamConsumer
 
+def _hosts(conv) -> tuple:
+    """The two addresses of a conversation, in a canonical order (ports left out)."""
+    a = (int(conv["a_hi"]), int(conv["a_lo"]))
+    b = (int(conv["b_hi"]), int(conv["b_lo"]))
+    return (a, b) if a <= b else (b, a)
+
+
 KINDS = ("dns", "http", "http2", "tls", "tls_start")  # tls_start: a frame began a TLS record it did not finish
 MAX_ROUNDS_BEFORE_PYTHON = 64  # a conversation with more events per chunk than this is walked in Python
 
@@ -231,6 +238,7 @@ class AppLayer:
         self._ts = None
         self._last_ts = 0
         self._cur_row = self._cur_frame = self._cur_ts = -1  # the event being handled (saves array lookups)
+        self._convs = None
         self._last_frame = 0
         self.events = 0  # packets that reached Python (for profiling)
         self._stale: dict[int, set] = {}  # conversation -> directions with payload passed over before tracking
@@ -369,6 +377,21 @@ class AppLayer:
                         self.dns_errors.append((int(convs[j]), int(frames[j]), msg.qname, int(rcode[j])))
                 else:
                     self._dns_open[int(slots[j])] = (int(convs[j]), int(frames[j]), msg.qname)
+
+    def _tcp_fallback(self, dns: dict[int, "DnsFacts"]) -> None:
+        """Mark truncated UDP answers that were followed by DNS over TCP between the same two hosts."""
+        convs = self._convs
+        if convs is None or not any(f.truncated for f in dns.values()):
+            return
+        tcp_pairs = {}
+        for c, flow in self.flows.items():
+            if flow.protocol == cls.DNS and flow.dirs != [None, None] and c < len(convs):
+                tcp_pairs.setdefault(_hosts(convs[c]), []).append(int(convs[c]["first_ts"]))
+        for c, facts in dns.items():
+            if facts.truncated and c < len(convs):
+                last = int(convs[c]["last_ts"])
+                facts.tcp_fallback = any(t >= int(convs[c]["first_ts"]) and t - last < 60 * 10**9
+                                         for t in tcp_pairs.get(_hosts(convs[c]), ()))
 
     def _walk_in_python(self, starts: np.ndarray, next_row: np.ndarray, done: np.ndarray, q: int) -> int:
         """Finish conversations with very many events in this chunk packet by packet (no more kernel rounds)."""
@@ -583,9 +606,11 @@ class AppLayer:
         states = self._states
         dns_convs = np.nonzero(states["app"] != 0)[0]
         picked = states[dns_convs]
-        dns = {c: DnsFacts(c, q, r, rt, e, t) for c, q, r, rt, e, t in zip(
+        dns = {c: DnsFacts(c, q, r, rt, e, t, tc) for c, q, r, rt, e, t, tc in zip(
             dns_convs.tolist(), picked["dns_queries"].tolist(), picked["dns_responses"].tolist(),
-            picked["dns_retransmissions"].tolist(), picked["dns_errors"].tolist(), picked["dns_time_max"].tolist())}
+            picked["dns_retransmissions"].tolist(), picked["dns_errors"].tolist(), picked["dns_time_max"].tolist(),
+            picked["dns_truncated"].tolist())}
+        self._tcp_fallback(dns)
         unanswered = []
         for conv, frame in self._dns.unanswered():
             name = None
@@ -613,6 +638,8 @@ class DnsFacts:
     retransmissions: int
     errors: int  # responses with a non-zero rcode
     time_max_ns: int
+    truncated: int = 0  # responses with the TC bit
+    tcp_fallback: bool = False  # after a truncated answer, DNS over TCP between the same hosts was seen
     unanswered: list[tuple[int, str | None]] = field(default_factory=list)  # (query frame, name)
     errors_seen: list[tuple[int, str | None, int]] = field(default_factory=list)  # (response frame, name, rcode)
 

@@ -87,6 +87,8 @@ def scan(buf, table, rows, n_rows, states, tx, window_ns, out_time, out_resp_to,
         out_slot[j] = s
         if flags & 0x0200:
             bits |= B_TRUNCATED
+            if flags & 0x8000:
+                st.dns_truncated += 1
         if (flags & 0x8000) == 0:  # query
             st.dns_queries += 1
             qh = _question_hash(buf, start, n)

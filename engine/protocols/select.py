@@ -43,6 +43,7 @@ CONV_STATE_DTYPE = np.dtype([
     ("dns_responses", np.int32),
     ("dns_retransmissions", np.int32),
     ("dns_errors", np.int32),  # responses with a non-zero rcode
+    ("dns_truncated", np.int32),  # responses with the TC bit (the client should retry over TCP)
     ("dns_time_max", np.int64),
 ], align=True)
 
