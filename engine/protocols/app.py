@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diagnose.flows import PROTO_TCP, PROTO_UDP
+from diagnose.flows import F_FIN, F_RST, PROTO_TCP, PROTO_UDP
 from diagnose.packet import ST_REASSEMBLED
 from diagnose.protocols import classify as cls
 from diagnose.protocols.dns import DnsMessage, DnsTracker, parse_message
@@ -239,6 +239,7 @@ class AppLayer:
         self._last_ts = 0
         self._cur_row = self._cur_frame = self._cur_ts = -1  # the event being handled (saves array lookups)
         self._convs = None
+        self._live: set[int] = set()  # TCP conversations with parser state (retired once closed both ways)
         self._last_frame = 0
         self.events = 0  # packets that reached Python (for profiling)
         self._stale: dict[int, set] = {}  # conversation -> directions with payload passed over before tracking
@@ -300,7 +301,7 @@ class AppLayer:
         if n == 0:
             return out
         if len(conversations) > len(self._states):
-            grown = new_states(max(len(conversations), len(self._states) * 2))
+            grown = new_states(max(len(conversations), len(self._states) * 3 // 2))
             grown[: len(self._states)] = self._states
             self._states = grown
             self._views()
@@ -336,6 +337,7 @@ class AppLayer:
         if q:
             self._settle_rows(done[:q])
         end_chunk(table, states)
+        self._retire_finished(conversations)
         self._cur_row = -1
         self._last_ts = int(self._ts[-1])
         self._last_frame = int(self._frames[-1])
@@ -377,6 +379,29 @@ class AppLayer:
                         self.dns_errors.append((int(convs[j]), int(frames[j]), msg.qname, int(rcode[j])))
                 else:
                     self._dns_open[int(slots[j])] = (int(convs[j]), int(frames[j]), msg.qname)
+
+    def _retire_finished(self, conversations: np.ndarray) -> None:
+        """Connections closed in both directions (FIN each way, or a RST) keep their facts and drop their parsers
+        and buffers: memory follows the open connections, not all of them."""
+        live = self._live
+        if not live:
+            return
+        ids = np.fromiter(live, np.int64, len(live))
+        flags = conversations["flags"][ids]
+        ended = ((flags[:, 0] & F_FIN) != 0) & ((flags[:, 1] & F_FIN) != 0) | ((flags & F_RST) != 0).any(axis=1)
+        for c in ids[ended].tolist():
+            live.discard(c)
+            flow = self.flows[c]
+            for k, d in enumerate(flow.dirs):
+                if d is not None and not d.closed:
+                    used = int(self._v_used[c, k])
+                    if used:
+                        self._v_used[c, k] = 0
+                        d.skip_ahead(used)
+                    d.close(None, "connection closed")
+            flow.dirs = [None, None]
+            flow.closed = [True, True]
+            self._v_mode[c] = IGNORE
 
     def _tcp_fallback(self, dns: dict[int, "DnsFacts"]) -> None:
         """Mark truncated UDP answers that were followed by DNS over TCP between the same two hosts."""
@@ -530,6 +555,7 @@ class AppLayer:
                 if ((seq - base) & 0xFFFFFFFF) > (1 << 20):  # not near the stream start: start where we are
                     base = seq
             direction = flow.dirs[d] = Direction(base, flow.consumer(d, data), max_pending=self.max_pending)
+            self._live.add(c)
         changed = d
         if direction is not None:
             used = int(self._v_used[c, d])

@@ -14,8 +14,6 @@ truncated transaction: bytes received against the announced Content-Length.
 
 from __future__ import annotations
 
-from collections import deque
-
 from diagnose.reassembly import StreamConsumer
 
 # Request methods Wireshark's HTTP dissector recognises (RFC 9110, WebDAV, CalDAV, UPnP, RPC over HTTP, ...).
@@ -176,7 +174,7 @@ class HttpConnection:
 
     def __init__(self, ctx, on_upgrade=None, max_transactions: int = 10000):
         self.ctx = ctx  # the AppLayer's emitter: ctx.frame(row), ctx.ts(row), ctx.emit(kind, row, obj)
-        self.waiting: deque[HttpMessage] = deque()  # requests without a response yet
+        self.waiting: list[HttpMessage] = []  # requests without a response yet (few: a list is smaller than a deque)
         self.requests = 0
         self.responses = 0
         self.transactions: list[HttpTransaction] = []
@@ -489,7 +487,7 @@ class HttpHalf(StreamConsumer):
         if conn.waiting:
             request = conn.waiting[0]
             if final:
-                conn.waiting.popleft()
+                conn.waiting.pop(0)
         if request is not None:
             msg.request = request
             msg.time_ns = msg.ts - request.ts
@@ -502,7 +500,7 @@ class HttpHalf(StreamConsumer):
         msg.complete = False
         if msg.is_request or msg.code is None:
             return
-        request = self.conn.waiting.popleft() if self.conn.waiting else None
+        request = self.conn.waiting.pop(0) if self.conn.waiting else None
         tx = HttpTransaction(request, msg)
         tx.truncated = True
         self.conn.record(tx)
