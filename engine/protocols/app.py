@@ -152,6 +152,9 @@ class AppFlow:
         if p == cls.TLS:
             if self.tls is None:
                 self.tls = TlsConnection(self.layer, self.layer.decryptor_factory, self._tls_app)
+                convs = self.layer._convs
+                if convs is not None and self.conv < len(convs) and convs["client"][self.conv] >= 0:
+                    self.tls.session.client_direction = int(convs["client"][self.conv])  # who sent the SYN
             return self.tls.halves[d]
         return DnsTcpHalf(self)
 
@@ -159,7 +162,11 @@ class AppFlow:
         """HTTP/1.1 -> HTTP/2 (h2c, or a preface read by the HTTP/1 parser); other upgrades stay opaque."""
         if protocol not in ("h2c", "h2-preface"):
             return None
-        d = next(k for k, dd in enumerate(self.dirs) if dd is not None and dd.consumer is half)
+        d = next((k for k, dd in enumerate(self.dirs) if dd is not None and dd.consumer is half), None)
+        if d is None and self.tls is not None:  # HTTP/1.1 inside decrypted TLS
+            d = next((k for k, h in enumerate(self.tls.halves) if h.app_consumer is half), None)
+        if d is None:
+            return None
         if self.http2 is None:
             self.http2 = Http2Connection(self.layer, client_direction=(1 - d) if protocol == "h2c" else d)
         return self.http2.half(d, expect=b"SM\r\n\r\n" if protocol == "h2-preface" else None)

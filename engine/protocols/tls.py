@@ -580,7 +580,7 @@ class TlsSession:
 
 
 class Decryptor:
-    """What TLS decryption (issue 7) plugs in: `AppLayer(decryptors=factory)` calls
+    """What TLS decryption (issue 7) plugs in: `AppLayer(decryptor_factory=factory)` calls
     factory(session: TlsSession) once the ServerHello is known; it returns None or an object with
     `decrypt(direction: int, record_type: int, version: int, body: bytes) -> (inner_type, plaintext) | None`
     (direction 0/1 = flow direction; None = not decryptable, the record stays opaque)."""
