@@ -23,6 +23,17 @@ HALF = 1 << 31
 DEFAULT_MAX_PENDING = 2 << 20  # out-of-order bytes held per direction before the hole is declared lost
 
 
+class PendingBudget:
+    """Out-of-order bytes held by all the directions that share it (one per capture): past `cap`, a direction
+    gives up its hole instead of holding more, so memory stays bounded whatever the number of broken flows."""
+
+    __slots__ = ("used", "cap")
+
+    def __init__(self, cap: int = 64 << 20):
+        self.used = 0
+        self.cap = cap
+
+
 class StreamConsumer:
     """What a protocol parser implements to receive a direction's bytes.
 
@@ -51,16 +62,18 @@ class StreamConsumer:
 class Direction:
     """One direction of one TCP connection."""
 
-    __slots__ = ("base", "next_off", "consumer", "pending", "pending_bytes", "max_pending", "retransmitted",
+    __slots__ = ("base", "next_off", "consumer", "pending", "pending_bytes", "max_pending", "budget", "retransmitted",
                  "conflicts", "gaps", "gap_bytes", "delivered", "skipped", "closed", "started")
 
-    def __init__(self, base_seq: int, consumer: StreamConsumer, *, max_pending: int = DEFAULT_MAX_PENDING):
+    def __init__(self, base_seq: int, consumer: StreamConsumer, *, max_pending: int = DEFAULT_MAX_PENDING,
+                 budget: PendingBudget | None = None):
         self.base = base_seq % SEQ_MOD  # sequence number of stream byte 0
         self.next_off = 0  # next byte the consumer expects
         self.consumer = consumer
         self.pending: list[tuple[int, int, bytes, int]] = []  # (offset, end, data, wire length), sorted
         self.pending_bytes = 0
         self.max_pending = max_pending
+        self.budget = budget
         self.retransmitted = 0  # bytes that arrived again after being delivered
         self.conflicts = 0  # overlapping bytes that differ from the copy kept
         self.gaps = 0
@@ -162,12 +175,17 @@ class Direction:
                 if p_off == off and end > p_end and len(p_data) == p_len:  # a longer copy of a held segment:
                     del self.pending[k]  # keep one segment (the held bytes, then the new ones)
                     self.pending_bytes -= p_len
+                    if self.budget is not None:
+                        self.budget.used -= len(p_data)
                     self.retransmitted += p_len
                     data = p_data + data[p_len:]
                     break
         insort(self.pending, (off, end, bytes(data), wire_len))
         self.pending_bytes += wire_len
-        if self.pending_bytes > self.max_pending:
+        budget = self.budget
+        if budget is not None:
+            budget.used += len(data)
+        if self.pending_bytes > self.max_pending or (budget is not None and budget.used > budget.cap):
             self.flush_hole(row)
 
     def _drain(self, row: int | None) -> None:
@@ -176,6 +194,8 @@ class Direction:
         while self.pending and self.pending[0][0] <= self.next_off:
             off, end, data, wire_len = self.pending.pop(0)
             self.pending_bytes -= wire_len
+            if self.budget is not None:
+                self.budget.used -= len(data)
             if end <= self.next_off:
                 self.retransmitted += wire_len
                 continue

@@ -182,3 +182,16 @@ def test_any_arrival_order_with_duplicates_gives_the_stream(seed):
         d.segment(77 + a, stream[a:b], b - a, row)
     assert rec.stream == stream
     assert not d.pending and d.gaps == 0
+
+
+def test_shared_budget_bounds_all_directions_together():
+    from diagnose.reassembly import PendingBudget
+    budget = PendingBudget(cap=150)
+    recs = [Recorder() for _ in range(3)]
+    dirs = [Direction(0, r, budget=budget) for r in recs]
+    for k, d in enumerate(dirs):
+        d.segment(10, b"z" * 60, 60, k)  # each holds 60 bytes behind a 10-byte hole
+    assert budget.used <= 150
+    assert [e[0] for e in recs[2].events[:2]] == ["gap", "data"]  # the third went over: its hole given up
+    dirs[0].segment(0, b"a" * 10, 10, 9)
+    assert budget.used <= 60 and recs[0].stream == b"a" * 10 + b"z" * 60

@@ -34,7 +34,7 @@ from diagnose.protocols.select import (DONE, EVENT, IGNORE, MAX_ATTEMPTS, TRACK,
                                        scan_chunk)
 from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
-from diagnose.reassembly import Direction, StreamConsumer
+from diagnose.reassembly import Direction, PendingBudget, StreamConsumer
 
 def _hosts(conv) -> tuple:
     """The two addresses of a conversation, in a canonical order (ports left out)."""
@@ -232,11 +232,12 @@ class AppLayer:
     """Application-layer analysis of one capture (see the module docstring)."""
 
     def __init__(self, *, decryptor_factory=None, ca_file: str | None = None, use_system_store: bool = True,
-                 max_pending: int = 2 << 20):
+                 max_pending: int = 2 << 20, max_pending_total: int = 64 << 20):
         self.decryptor_factory = decryptor_factory
         self.ca_file = ca_file
         self.use_system_store = use_system_store
-        self.max_pending = max_pending
+        self.max_pending = max_pending  # out-of-order bytes held per direction
+        self.pending_budget = PendingBudget(max_pending_total)  # ... and by all directions together
         self.flows: dict[int, AppFlow] = {}
         self._states = new_states(1024)
         self._views()
@@ -475,9 +476,10 @@ class AppLayer:
         table = self._table
         buf = self._buf
         buf_len = len(buf)
-        columns = [table[name][rows].tolist() for name in self._EVENT_COLUMNS]
-        columns.append(self._frames[rows].tolist())
-        columns.append(self._ts[rows].tolist())
+        picked = table[rows]  # one gather, then cheap per-field views
+        columns = [picked[name].tolist() for name in self._EVENT_COLUMNS]
+        columns.append(picked["frame"].tolist())
+        columns.append(picked["ts"].tolist())
         for i, c, d, proto, poff, plen, data0, caplen, status, seq, flags, sport, dport, frame, ts in zip(
                 rows.tolist(), *columns):
             self._cur_row, self._cur_frame, self._cur_ts = i, frame, ts
@@ -561,7 +563,8 @@ class AppLayer:
                 base = (int(self._base_seq[c, d]) + 1) & 0xFFFFFFFF
                 if ((seq - base) & 0xFFFFFFFF) > (1 << 20):  # not near the stream start: start where we are
                     base = seq
-            direction = flow.dirs[d] = Direction(base, flow.consumer(d, data), max_pending=self.max_pending)
+            direction = flow.dirs[d] = Direction(base, flow.consumer(d, data), max_pending=self.max_pending,
+                                                 budget=self.pending_budget)
             self._live.add(c)
         changed = d
         if direction is not None:
