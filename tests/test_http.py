@@ -248,3 +248,18 @@ def test_bad_content_length_is_malformed_and_analysis_goes_on(tmp_path):
             malformed += [(int(chunk.table["frame"][row]), kind) for row, kind, _ in out.malformed]
     app.finish()
     assert [kind for _, kind in malformed] == ["http"]  # one malformed message, and the response still completes
+
+
+def test_status_code_must_be_ascii_digits():
+    """Found by the fuzz test: latin-1 '²' is a digit to str.isdigit but not to int()."""
+    from diagnose.protocols.http import parse_datagram
+
+    class Ctx:
+        def frame(self, row):
+            return row
+
+        def ts(self, row):
+            return 0
+
+    assert parse_datagram(b"HTTP/1.1 \xb200 OK\r\n\r\n", Ctx(), 1) is None
+    assert parse_datagram(b"HTTP/1.1 200 OK\r\n\r\n", Ctx(), 1).code == 200

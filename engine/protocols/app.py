@@ -395,6 +395,7 @@ class AppLayer:
         if not live:
             return
         ids = np.fromiter(live, np.int64, len(live))
+        ids = ids[ids < len(conversations)]
         flags = conversations["flags"][ids]
         ended = ((flags[:, 0] & F_FIN) != 0) & ((flags[:, 1] & F_FIN) != 0) | ((flags & F_RST) != 0).any(axis=1)
         for c in ids[ended].tolist():

@@ -208,7 +208,7 @@ def _parse_head(block: bytes, msg: HttpMessage) -> bool:
         version, _, rest = start.partition(" ")
         code, _, phrase = rest.partition(" ")
         msg.version, msg.phrase = version, phrase
-        if len(code) != 3 or not code.isdigit():
+        if len(code) != 3 or not (code.isascii() and code.isdigit()):  # "²00" is a digit to str.isdigit
             msg.malformed = "bad status code"
             return False
         msg.code = int(code)

@@ -256,7 +256,7 @@ class Http2Half(StreamConsumer):
                 stream.request_frame = ctx.frame(row)
         else:
             status = frame.header(":status")
-            if status is not None and status.isdigit():
+            if status is not None and status.isascii() and status.isdigit():
                 code = int(status)
                 if stream.response_ts is None or (stream.status is not None and stream.status < 200):
                     stream.status = code

@@ -107,7 +107,7 @@ def _time(tag: int, raw: bytes) -> tuple[dt.datetime | None, str]:
             year = int(text[0:4])
             rest = text[4:]
         month, day, hour, minute = int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8])
-        second = int(rest[8:10]) if rest[8:10].isdigit() else 0
+        second = int(rest[8:10]) if rest[8:10].isascii() and rest[8:10].isdigit() else 0
         when = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
     except (ValueError, IndexError):
         return None, text
