@@ -6,12 +6,14 @@ Call `update(buf, table, conversations)` once per decoded chunk after the flow t
     for chunk in run.chunks():
         out = app.update(chunk.buf, chunk.table, run.flows.conversations)   # AppChunk: per-frame results
         ...                                                                 # use `out` before the next chunk
-    summary = app.finish()                                                  # per-flow facts (AppFlow objects)
+    summary = app.finish()            # AppSummary: .flows {conv: AppFlow}, .dns {conv: DnsFacts} (UDP DNS)
 
 A numba kernel (protocols/select.py) consumes the packets no parser needs (in-order bytes inside a body of known
-length, pure ACKs, flows that are not ours); only the rest reaches Python. A parsed PDU belongs to the packet that
-completed it, as Wireshark attributes reassembled PDUs; `AppChunk.items[kind]` holds (row, object) pairs per chunk
-(kind: dns, http, http2, tls) and the field registry reads per-frame values from them (protocols/fields.py).
+length, pure ACKs, flows that are not ours) and UDP DNS goes through its own kernel (protocols/dnsscan.py); only the
+rest reaches Python. A parsed PDU belongs to the packet that completed it, as Wireshark attributes reassembled PDUs;
+`AppChunk.items[kind]` holds (row, object) pairs per chunk (kind: dns, http, http2, tls) and the field registry
+reads per-frame values from them (protocols/fields.py). Like the chunk's buffer and table, an AppChunk is valid until
+the next update (UDP DNS messages are decoded from the chunk buffer when first asked for).
 """
 
 from __future__ import annotations
