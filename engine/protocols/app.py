@@ -77,7 +77,10 @@ class AppChunk:
         return self.malformed_rows
 
     def rows(self, kind: str) -> list:
-        return self.items.get(kind, [])
+        """(row, object) pairs of one kind; only "dns" decodes the chunk's UDP DNS messages."""
+        if kind == "dns":
+            return self.items["dns"]
+        return self.emitted.get(kind, [])
 
     def by_frame(self, kind: str) -> dict[int, list]:
         """{frame number: [objects]} (tests and reports; not for the hot path)."""

@@ -409,13 +409,15 @@ def frame_values(chunk, name: str) -> dict[int, list]:
     A protocol field (dns, http, tls, ...) occurs once per frame that shows the protocol. `tls` is also shown by a
     frame that starts a record it does not complete (Wireshark's TLS dissector ran on it and asked for more)."""
     _, _, _, kind, getter, _ = BY_NAME[name]
+    pairs = chunk.rows(kind) if hasattr(chunk, "rows") else chunk.items.get(kind, ())
     if name in PROTOCOL_FIELDS:
-        rows = {row for row, obj in chunk.items.get(kind, ()) if getter(obj)}
+        rows = {row for row, obj in pairs if getter(obj)}
         if name == "tls":
-            rows.update(row for row, _ in chunk.items.get("tls_start", ()))
+            rows.update(row for row, _ in (chunk.rows("tls_start") if hasattr(chunk, "rows")
+                                           else chunk.items.get("tls_start", ())))
         return {row: [PRESENT] for row in sorted(rows)}
     out: dict[int, list] = {}
-    for row, obj in chunk.items.get(kind, ()):
+    for row, obj in pairs:
         try:
             values = getter(obj)
         except (AttributeError, TypeError, IndexError):  # a PDU too damaged to have this field
