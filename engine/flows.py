@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diagnose.jit import kernel
+from diagnose.jit import inline, kernel
 from diagnose.packet import ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
 
 UDP_TUNNELS = ENC_VXLAN | ENC_GTP | ENC_TEREDO
@@ -60,17 +60,19 @@ CONV_DTYPE = np.dtype(
 DONE, GROW_CONVS, GROW_HASH = 0, 1, 2
 
 
-@kernel
-def _mix(x):
+@inline
+def mix64(x):
+    """A 64-bit finaliser (murmur3's): spreads key bits over the hash table's slot index."""
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
     return x
 
 
-@kernel
-def _hash(ahi, alo, bhi, blo, misc):
-    return _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
+@inline
+def hash_key(ahi, alo, bhi, blo, misc):
+    """Hash of a canonical conversation key (two addresses as hi/lo halves, ports/protocol packed in misc)."""
+    return mix64(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ mix64(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
 
 
 @kernel
@@ -82,7 +84,7 @@ def _key(src_hi, src_lo, dst_hi, dst_lo, sp, dp, proto, ipv):
     else:
         ahi, alo, bhi, blo, pa, pb = dst_hi, dst_lo, src_hi, src_lo, dp, sp
     misc = (pa << np.uint64(32)) | (pb << np.uint64(16)) | (np.uint64(proto) << np.uint64(8)) | np.uint64(ipv)
-    return ahi, alo, bhi, blo, misc, _hash(ahi, alo, bhi, blo, misc)
+    return ahi, alo, bhi, blo, misc, hash_key(ahi, alo, bhi, blo, misc)
 
 
 @kernel

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from diagnose.decode.inline import inline
+from diagnose.jit import inline
 
 BURSTY = 0.2  # B at or above this: "bursty"; below: "uniform" (B <= -0.5 is moreover periodic)
 MIN_EVENTS = 5  # fewer retransmissions than this: "few" (too few gaps to tell)

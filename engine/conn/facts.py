@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.conn.burst import add_gap
-from diagnose.decode.inline import inline
+from diagnose.jit import inline
 from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS, ST_ICMP_ERROR, ST_IP_FRAGMENT
 from diagnose.tcp.analysis import (A_FAST_RETRANSMISSION, A_LOST_SEGMENT, A_RETRANSMISSION, A_SPURIOUS_RETRANSMISSION,

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.conn.ports import likely_server_ports
-from diagnose.decode.inline import inline
-from diagnose.jit import kernel
+from diagnose.flows import hash_key, mix64
+from diagnose.jit import inline, kernel
 from diagnose.packet import (ENC_GTP, ENC_TEREDO, ENC_VXLAN, PACKET_DTYPE, ST_ICMP_ERROR, ST_IP_FRAGMENT,
                              ST_MALFORMED, ST_REASSEMBLED)
 
@@ -969,19 +969,6 @@ def _conv_rows(table, start, bad, whole, udp_len, cs, tx, n_tcp, flip_ports):
 
 
 # ---- kernel over a chunk: Zeek's connections --------------------------------------------------------------------------
-@inline
-def _mix(x):
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    return x
-
-
-@inline
-def _hash_key(ahi, alo, bhi, blo, misc):
-    return _mix(ahi * np.uint64(0x9E3779B97F4A7C15) ^ alo ^ _mix(bhi ^ blo * np.uint64(0xC2B2AE3D27D4EB4F)) ^ misc)
-
-
 @kernel
 def _zeek_one(r, bad, whole, udp_len, cs, n, tx, n_tcp, slots, keys, counters, ports, encap_id):
     """Assign one row to its Zeek connection and run the state machine; returns (n, n_tcp, connection or -1).
@@ -999,7 +986,7 @@ def _zeek_one(r, bad, whole, udp_len, cs, n, tx, n_tcp, slots, keys, counters, p
     misc = (np.uint64(pa) << np.uint64(32)) | (np.uint64(pb) << np.uint64(16)) \
         | (np.uint64(r.ip_proto) << np.uint64(8)) | np.uint64(r.ipv) | (np.uint64(one_way) << np.uint64(7))
     mask = slots.shape[0] - 1
-    s = np.int64(_hash_key(ahi, alo, bhi, blo, misc) & np.uint64(mask))
+    s = np.int64(hash_key(ahi, alo, bhi, blo, misc) & np.uint64(mask))
     while slots[s] >= 0:
         if keys[s, 1] == alo and keys[s, 3] == blo and keys[s, 4] == misc and keys[s, 0] == ahi \
                 and keys[s, 2] == bhi:
@@ -1119,7 +1106,7 @@ def _zeek_rows(buf, table, start, bad, whole, udp_len, cs, n, tx, n_tcp, slots, 
             encap_id = np.uint64(oc + 1)
         elif outer == 1:  # an IP tunnel by its two addresses, either way round
             sc = scratch[0]
-            encap_id = (_mix(sc.src_hi ^ _mix(sc.src_lo)) + _mix(sc.dst_hi ^ _mix(sc.dst_lo))) | np.uint64(1 << 63)
+            encap_id = (mix64(sc.src_hi ^ mix64(sc.src_lo)) + mix64(sc.dst_hi ^ mix64(sc.dst_lo))) | np.uint64(1 << 63)
         n, n_tcp, c = _zeek_one(r, bad[k], whole[k], udp_len[k], cs, n, tx, n_tcp, slots, keys, counters, ports,
                                 encap_id)
     return table.shape[0], n, n_tcp, DONE
@@ -1132,7 +1119,7 @@ def _rehash(slots, keys, new_slots, new_keys):
         if slots[s] < 0:
             continue
         ahi, alo, bhi, blo, misc = keys[s, 0], keys[s, 1], keys[s, 2], keys[s, 3], keys[s, 4]
-        t = np.int64(_hash_key(ahi, alo, bhi, blo, misc) & np.uint64(mask))
+        t = np.int64(hash_key(ahi, alo, bhi, blo, misc) & np.uint64(mask))
         while new_slots[t] >= 0:
             t = (t + 1) & mask
         new_slots[t] = slots[s]

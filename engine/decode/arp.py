@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ST_NOT_IP, ST_TRUNCATED
 from .ethernet import ETH_IPV4
 from .wire import be16, be32

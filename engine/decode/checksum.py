@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jit import kernel
-from .inline import inline
+from ..jit import inline
 from ..packet import ST_IP_FRAGMENT, ST_REASSEMBLED
 
 CK_IP_BAD = 1

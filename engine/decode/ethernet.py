@@ -3,7 +3,7 @@ PPPoE sessions and 802.2 LLC/SNAP."""
 
 from __future__ import annotations
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ENC_FABRICPATH, ENC_MPLS, ENC_PPPOE, ENC_QINQ, ENC_VLAN, ST_NOT_IP, ST_TRUNCATED
 from . import layers as L
 from .wire import be16, be32, be48

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ST_ICMP_ERROR, ST_TRUNCATED
 from .ip import IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING
 from .wire import be16, be32, be64

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ST_IP_FRAGMENT, ST_MALFORMED, ST_TRUNCATED
 from . import layers as L
 from .wire import be16, be32, be64

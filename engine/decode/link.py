@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ENC_NULL, ENC_SLL, ST_LINK_UNDECODED, ST_NOT_IP, ST_TRUNCATED
 from . import layers as L
 from .ethernet import ETH_IPV4, ETH_IPV6

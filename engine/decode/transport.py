@@ -7,7 +7,7 @@ walk; it does not stop the decode.
 
 from __future__ import annotations
 
-from .inline import inline
+from ..jit import inline
 from ..packet import (MAX_SACK_BLOCKS, OPT_MALFORMED, OPT_MSS, OPT_SACK, OPT_SACK_PERM, OPT_TS, OPT_WS,
                       ST_MALFORMED, ST_TRUNCATED)
 from .wire import be16, be32

@@ -3,7 +3,7 @@ header of its own (the walker goes straight to the inner IP header)."""
 
 from __future__ import annotations
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ENC_GRE, ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_TRUNCATED
 from . import layers as L
 from .wire import be16

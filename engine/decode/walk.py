@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jit import kernel
-from .inline import inline
+from ..jit import inline
 from ..packet import ENC_IPIP, ST_IP_FRAGMENT, ST_NOT_IP, ST_REASSEMBLED, ST_TRUNCATED
 from . import layers as L
 from .arp import decode_arp

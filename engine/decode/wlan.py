@@ -6,7 +6,7 @@ they get ST_NOT_IP. Source and destination MACs are the frame's SA and DA, which
 
 from __future__ import annotations
 
-from .inline import inline
+from ..jit import inline
 from ..packet import ENC_RADIOTAP, ENC_WLAN, ST_MALFORMED, ST_NOT_IP, ST_TRUNCATED
 from . import layers as L
 from .wire import be16, be48, le16, le32
