@@ -89,35 +89,10 @@ def parse_aggregate(text: str) -> AggregateCall:
     return AggregateCall(name, tuple(args))
 
 
-def _matching_paren(text: str, open_at: int) -> int | None:
+def _outside_quotes(text: str, start: int, end: int):
+    """(index, character, bracket depth after it) of every character of text[start:end] outside string literals."""
     depth = 0
     quote = None
-    i = open_at
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-def _split_args(text: str, start: int, end: int) -> list[Arg]:
-    args: list[Arg] = []
-    depth = 0
-    quote = None
-    piece_start = start
     i = start
     while i < end:
         ch = text[i]
@@ -129,14 +104,29 @@ def _split_args(text: str, start: int, end: int) -> list[Arg]:
                 quote = None
         elif ch in "\"'":
             quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
+        else:
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+            yield i, ch, depth
+        i += 1
+
+
+def _matching_paren(text: str, open_at: int) -> int | None:
+    for i, ch, depth in _outside_quotes(text, open_at, len(text)):
+        if ch in ")]}" and depth == 0:
+            return i
+    return None
+
+
+def _split_args(text: str, start: int, end: int) -> list[Arg]:
+    args: list[Arg] = []
+    piece_start = start
+    for i, ch, depth in _outside_quotes(text, start, end):
+        if ch == "," and depth == 0:
             args.append(_arg(text, piece_start, i))
             piece_start = i + 1
-        i += 1
     if text[piece_start:end].strip() or args:
         args.append(_arg(text, piece_start, end))
     return args
