@@ -1143,6 +1143,7 @@ def _row_inputs(buf, table, whole, udp_len):
 
 
 # ---- Python side ------------------------------------------------------------------------------------------------------
+STATE_BLOCK = 16384  # conversations whose state texts are decided at a time
 def _grow(arr: np.ndarray, need: int) -> np.ndarray:
     # 1.5x: while growing, the old and the new array are both resident
     grown = np.zeros(max(need, len(arr) * 3 // 2, 16), arr.dtype)
@@ -1204,47 +1205,48 @@ class ConnStates(_StateTable):
             return None
         return super().record(conv)
 
-    def state_columns(self, lo: int, hi: int) -> tuple[list[str | None], list[str | None]]:
-        """conn_state and history of conversations lo..hi-1 at once (None where Zeek tracks nothing): for tables of
-        many flows, where building one record per flow would cost more than the whole packet pass."""
-        n = hi - lo
-        conns = self.conns[lo:hi]
-        width = conns["hist"].shape[1]
-        raw = np.ascontiguousarray(conns["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
+    def state_text_columns(self, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """conn_state and history of conversations 0..n-1 as indices into one list of distinct strings (-1 where Zeek
+        tracks nothing, or for an empty history). A table of many flows holds few distinct values: each is decided
+        and decoded once, and nothing is built per flow (that would cost more than the whole packet pass)."""
+        index: dict[str, int] = {}
+        state_idx = np.full(n, -1, np.int64)  # conversations after the last chunk this table saw have no state
+        hist_idx = np.full(n, -1, np.int64)
+        for lo in range(0, min(n, len(self.conns)), STATE_BLOCK):  # a block at a time: little memory on top
+            hi = min(lo + STATE_BLOCK, n, len(self.conns))
+            state_idx[lo:hi], hist_idx[lo:hi] = self._state_texts(self.conns[lo:hi], index)
+        return list(index), state_idx, hist_idx
+
+    def _state_texts(self, conns: np.ndarray, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        m = len(conns)
         kind = conns["kind"].astype(np.int64)
         orig = conns["orig"].astype(np.int64)
-        ostate = np.zeros(n, np.int64)
-        rstate = np.zeros(n, np.int64)
+        ostate = np.zeros(m, np.int64)
+        rstate = np.zeros(m, np.int64)
         tcp_rows = np.nonzero(kind == K_TCP)[0]
         if len(tcp_rows):
-            t = self.tcp[conns["tcp"][tcp_rows]]
+            states = self.tcp["state"][conns["tcp"][tcp_rows]]  # the field alone: a TCP row is ~0.5 KB
             o = orig[tcp_rows]
-            ostate[tcp_rows] = t["state"][np.arange(len(tcp_rows)), o]
-            rstate[tcp_rows] = t["state"][np.arange(len(tcp_rows)), 1 - o]
+            ostate[tcp_rows] = states[np.arange(len(tcp_rows)), o]
+            rstate[tcp_rows] = states[np.arange(len(tcp_rows)), 1 - o]
         other = np.nonzero((kind == K_UDP) | (kind == K_ICMP))[0]
         ostate[other] = conns["size"][other, orig[other]] >= 0
         rstate[other] = conns["size"][other, 1 - orig[other]] >= 0
-        memo: dict = {}
-        states: list[str | None] = []
-        histories: list[str | None] = []
-        for i, (k, o_st, r_st, h) in enumerate(zip(kind.tolist(), ostate.tolist(), rstate.tolist(), raw.tolist())):
-            if k == 0:
-                states.append(None)
-                histories.append(None)
-                continue
-            history = h.decode("ascii")
-            empty = False
-            if k == K_TCP and o_st == RESET and r_st == RESET:  # the one case where conn_state looks at sizes
-                t = self.tcp[conns["tcp"][i]]
-                empty = _py_size(t, int(orig[i])) == 0 and _py_size(t, 1 - int(orig[i])) == 0
-            key = (k, o_st, r_st, empty, history)
-            state = memo.get(key)
-            if state is None:
-                state = memo[key] = conn_state(k, o_st, r_st, 0 if empty else 1, 0 if empty else 1, history)
-            states.append(state)
-            histories.append(history or None)
-        missing = n - len(states)  # conversations after the last chunk this table saw
-        return states + [None] * missing, histories + [None] * missing
+        empty = np.zeros(m, np.int64)  # both reset and nothing sent: the one case where conn_state looks at sizes
+        for i in np.nonzero((kind == K_TCP) & (ostate == RESET) & (rstate == RESET))[0].tolist():
+            t = self.tcp[conns["tcp"][i]]
+            empty[i] = _py_size(t, int(orig[i])) == 0 and _py_size(t, 1 - int(orig[i])) == 0
+        width = conns["hist"].shape[1]
+        raw = np.ascontiguousarray(conns["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
+        hist_values, hist_inv = np.unique(raw, return_inverse=True)
+        keys, key_inv = np.unique(np.stack([kind, ostate, rstate, empty, hist_inv.ravel()], axis=1), axis=0,
+                                  return_inverse=True)
+        state_of_key = np.array([
+            index.setdefault(conn_state(k, o, r, 1 - e, 1 - e, hist_values[h].decode("ascii")), len(index)) if k else -1
+            for k, o, r, e, h in keys.tolist()], np.int64)
+        text_of_hist = np.array([index.setdefault(h.decode("ascii"), len(index)) if h else -1
+                                 for h in hist_values.tolist()], np.int64)
+        return state_of_key[key_inv.ravel()], np.where(kind != 0, text_of_hist[hist_inv.ravel()], -1)
 
     def originator_dir(self, conv: int) -> int | None:
         """The flow-table direction (0 = endpoint A) of Zeek's originator of this conversation."""

@@ -115,15 +115,10 @@ def collect_flows(path: str) -> FlowTableView:
         for chunk in run.chunks():
             conn.update(chunk.buf, chunk.table, run.flows.count)
             tick()
-    n = run.flows.count
-    index: dict[str, int] = {"-": 0}
-    state_idx = np.zeros(n, np.int32)
-    hist_idx = np.zeros(n, np.int32)
-    for lo in range(0, n, BLOCK):  # block by block: never every flow's strings at once
-        states, histories = conn.state_columns(lo, min(lo + BLOCK, n))
-        state_idx[lo : lo + len(states)] = [index.setdefault(t or "-", len(index)) for t in states]
-        hist_idx[lo : lo + len(histories)] = [index.setdefault(t or "-", len(index)) for t in histories]
-    return FlowTableView(run.flows.conversations, list(index), state_idx, hist_idx, run.capture.info.warnings)
+    texts, state_idx, hist_idx = conn.state_text_columns(run.flows.count)
+    # index 0 is "-" (no state, or no history), as the table prints it
+    return FlowTableView(run.flows.conversations, ["-", *texts], (state_idx + 1).astype(np.int32),
+                         (hist_idx + 1).astype(np.int32), run.capture.info.warnings)
 
 
 def write_json(path: str, out) -> list[str]:
