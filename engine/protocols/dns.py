@@ -27,8 +27,8 @@ F_Z, F_AUTHENTICATED, F_CHECKDISABLE = 0x0040, 0x0020, 0x0010
 
 HEADER_LEN = 12
 MAX_NAME_JUMPS = 64  # compression pointers followed per name before we call it a loop
-MAX_RECORDS = 4096
-RETRANSMISSION_WINDOW_NS = 5 * 10**9  # a repeated query later than this is a new transaction (Wireshark's default)  # records parsed per message (a hostile count must not cost minutes)
+MAX_RECORDS = 4096  # records parsed per message (a hostile count must not cost minutes)
+RETRANSMISSION_WINDOW_NS = 5 * 10**9  # a repeated query later than this is a new transaction (Wireshark's default)
 
 _UNPACK_HEADER = struct.Struct(">6H").unpack_from
 _UNPACK_RR = struct.Struct(">HHIH").unpack_from
@@ -114,6 +114,11 @@ class DnsMessage:
     def answers(self, rtype: int | None = None) -> list[Record]:
         return [r for r in self.records if r.section == "an" and (rtype is None or r.type == rtype)]
 
+    def answer_addresses(self) -> list[str]:
+        """The addresses of the answer section's A/AAAA records, in order (the addresses a lookup resolved to)."""
+        return [r.data for r in self.records
+                if r.section == "an" and r.type in (T_A, T_AAAA) and isinstance(r.data, str)]
+
     def __repr__(self) -> str:
         kind = "response" if self.response else "query"
         return f"DnsMessage({kind} id=0x{self.id:04x} q={self.questions} rcode={self.flags & 0xF} " \
@@ -164,6 +169,18 @@ def read_name(msg: bytes, pos: int) -> tuple[str, int]:
         if len(labels) > 128:
             raise Malformed("name too long")
     return (".".join(labels) if labels else "<Root>"), end
+
+
+def name_text(labels: bytes) -> str:
+    """A name given as its length-prefixed labels (the wire form without pointers or the root), as read_name shows
+    it: the DNS kernel copies names out this way and Python formats only the ones a report shows."""
+    out = []
+    pos = 0
+    while pos < len(labels):
+        length = labels[pos]
+        out.append(_label_text(labels[pos + 1: pos + 1 + length]))
+        pos += 1 + length
+    return ".".join(out) if out else "<Root>"
 
 
 def _ipv6_text(raw: bytes) -> str:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from diagnose.jit import kernel
-from diagnose.protocols.dns import RETRANSMISSION_WINDOW_NS, parse_message
+from diagnose.jit import inline, kernel
+from diagnose.protocols.dns import (MAX_NAME_JUMPS, MAX_RECORDS, RETRANSMISSION_WINDOW_NS, T_A, T_AAAA, T_CAA,
+                                    T_HTTPS, T_MX, T_OPT, T_SOA, T_SRV, T_SVCB, T_TXT, T_URI, _ipv6_text, name_text,
+                                    parse_message)
 from diagnose.packet import ST_REASSEMBLED
 from diagnose.protocols.select import _payload_span
 
@@ -136,6 +138,152 @@ def _rehash(old, new):
             new[t] = old[s]
 
 
+# address_answers: how each row came out
+A_SKIPPED, A_DONE, A_IN_PYTHON = 0, 1, 2
+_NAME_RDATA = (2, 5, 12, 39)  # NS, CNAME, PTR, DNAME: rdata is a name (dns.NAME_TYPES)
+_CHECKED_RDATA = (T_SOA, T_MX, T_TXT, 99, T_SRV, T_SVCB, T_HTTPS, T_URI, T_CAA, T_OPT)  # dns._rdata can reject these
+NAME_BYTES_PER_ROW = 256
+
+
+@inline
+def _name_end(buf, start, n, pos, copy, out, o):
+    """Walk the name written at message offset `pos` as dns.read_name does: (offset after it as written, or -1
+    where read_name raises; bytes copied). With `copy` its labels go to out[o:], length-prefixed without the root
+    (dns.name_text reads them); copied is -1 when they do not fit."""
+    end = -1
+    jumps = 0
+    labels = 0
+    copied = 0
+    while True:
+        if pos >= n:
+            return -1, copied
+        length = np.int64(buf[start + pos])
+        if length == 0:
+            if end < 0:
+                end = pos + 1
+            return end, copied
+        kind = length & 0xC0
+        if kind == 0xC0:
+            if pos + 1 >= n:
+                return -1, copied
+            if end < 0:
+                end = pos + 2
+            jumps += 1
+            if jumps > MAX_NAME_JUMPS:
+                return -1, copied
+            pos = ((length & 0x3F) << 8) | np.int64(buf[start + pos + 1])
+            continue
+        if kind != 0 or pos + 1 + length > n:
+            return -1, copied
+        if copy and copied >= 0:
+            if o + copied + 1 + length > out.shape[0]:
+                copied = -1
+            else:
+                for k in range(length + 1):
+                    out[o + copied + k] = buf[start + pos + k]
+                copied += 1 + length
+        pos += 1 + length
+        labels += 1
+        if labels > 128:
+            return -1, copied
+
+
+@inline
+def _u16(buf, p):
+    return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
+
+
+@kernel
+def address_answers(buf, table, rows, time, names, name_off, name_len, ans_j, ans_type, ans_hi, ans_lo, how):
+    """The A/AAAA records of the answer section of every answered response (time >= 0), and the first question's
+    name, read as dns.parse_message reads them; returns how many answers were written.
+
+    Only messages that parse_message reads without fault up to the end of the answer section, and whose answer
+    records have no rdata that parse_message checks beyond its length, are read here (how = A_DONE); any other
+    answered response is left to Python (A_IN_PYTHON), as is one whose output does not fit. name_len is -1 when
+    there is no question."""
+    n_ans = 0
+    used = 0
+    cap = ans_j.shape[0]
+    for j in range(rows.shape[0]):
+        how[j] = A_SKIPPED
+        name_len[j] = -1
+        name_off[j] = 0
+        if time[j] < 0:
+            continue
+        how[j] = A_IN_PYTHON
+        start, n = _payload_span(buf, table[rows[j]])
+        if n < 12 or (buf[start + 2] & 0x80) == 0:  # (scan times responses only)
+            how[j] = A_SKIPPED
+            continue
+        qd = _u16(buf, start + 4)
+        an = _u16(buf, start + 6)
+        if an > MAX_RECORDS or n_ans + an > cap:
+            continue
+        pos = 12
+        ok = True
+        copied = -1
+        for q in range(min(qd, MAX_RECORDS)):
+            end, c = _name_end(buf, start, n, pos, q == 0, names, used)
+            if q == 0:
+                copied = c
+            if end < 0 or c < 0 or end + 4 > n:
+                ok = False
+                break
+            pos = end + 4
+        if not ok:
+            continue
+        first = n_ans
+        for _ in range(an):
+            end, c = _name_end(buf, start, n, pos, False, names, 0)
+            if end < 0 or end + 10 > n:
+                ok = False
+                break
+            rtype = _u16(buf, start + end)
+            rdlength = _u16(buf, start + end + 8)
+            pos = end + 10
+            if pos + rdlength > n:
+                ok = False
+                break
+            p = start + pos
+            if rtype == T_A or rtype == T_AAAA:
+                if rdlength != (4 if rtype == T_A else 16):
+                    ok = False
+                    break
+                hi = np.uint64(0)
+                lo = np.uint64(0)
+                if rtype == T_A:
+                    for k in range(4):
+                        lo = (lo << np.uint64(8)) | np.uint64(buf[p + k])
+                else:
+                    for k in range(8):
+                        hi = (hi << np.uint64(8)) | np.uint64(buf[p + k])
+                        lo = (lo << np.uint64(8)) | np.uint64(buf[p + 8 + k])
+                ans_j[n_ans] = j
+                ans_type[n_ans] = rtype
+                ans_hi[n_ans] = hi
+                ans_lo[n_ans] = lo
+                n_ans += 1
+            elif rtype in _NAME_RDATA:
+                end, c = _name_end(buf, start, n, pos, False, names, 0)
+                if end < 0:
+                    ok = False
+                    break
+            elif rtype in _CHECKED_RDATA:
+                ok = False
+                break
+            pos += rdlength
+        if not ok:
+            n_ans = first
+            continue
+        how[j] = A_DONE
+        if qd > 0:
+            name_off[j] = used
+            name_len[j] = copied
+            used += copied
+    return n_ans
+
+
 class DnsMatcher:
     """The transaction table across chunks, grown as needed (load factor at most 1/2)."""
 
@@ -176,6 +324,54 @@ class DnsBatch:
         avail = (len(self.buf) - start) if int(r["status"]) & ST_REASSEMBLED else int(r["caplen"]) - int(r["payload_off"])
         return self.buf[start: start + max(0, min(plen, avail))].tobytes()
 
+    def address_answers(self) -> list[tuple[int, str, int, str | None]]:
+        """(row, address, dns.time in ns, first question's name) of every A/AAAA answer of the answered responses
+        (a row's answers in their order): what decoding `messages()` would give for them, without decoding the
+        rest of each message or any other message."""
+        rows = self.rows
+        n = len(rows)
+        if not n or not (self.time >= 0).any():
+            return []
+        names = np.empty(n * NAME_BYTES_PER_ROW, np.uint8)
+        name_off = np.empty(n, np.int64)
+        name_len = np.empty(n, np.int64)
+        how = np.empty(n, np.int64)
+        cap = 4 * n
+        ans_j = np.empty(cap, np.int64)
+        ans_type = np.empty(cap, np.int64)
+        ans_hi = np.empty(cap, np.uint64)
+        ans_lo = np.empty(cap, np.uint64)
+        k = address_answers(self.buf, self.table, rows, self.time, names, name_off, name_len, ans_j, ans_type, ans_hi,
+                            ans_lo, how)
+        out = []
+        name_of: dict[bytes, str] = {}
+        texts = _ADDRESS_TEXTS
+        rows_l, time_l, how_l = rows.tolist(), self.time.tolist(), how.tolist()
+        off_l, len_l = name_off.tolist(), name_len.tolist()
+        last_j, name = -1, None
+        for j, rtype, hi, lo in zip(ans_j[:k].tolist(), ans_type[:k].tolist(), ans_hi[:k].tolist(),
+                                    ans_lo[:k].tolist()):
+            if j != last_j:
+                last_j = j
+                if len_l[j] < 0:
+                    name = None
+                else:
+                    raw = names[off_l[j]: off_l[j] + len_l[j]].tobytes()
+                    name = name_of.get(raw)
+                    if name is None:
+                        name = name_of[raw] = name_text(raw)
+            key = lo if rtype == T_A else (hi, lo)
+            address = texts.get(key)
+            if address is None:
+                address = texts[key] = _address_text(rtype, hi, lo)
+                if len(texts) > 1 << 16:
+                    texts.clear()
+            out.append((rows_l[j], address, time_l[j], name))
+        for j in np.flatnonzero(how == A_IN_PYTHON).tolist():
+            m = parse_message(self.payload(j), "udp")
+            out.extend((rows_l[j], address, time_l[j], m.qname) for address in m.answer_addresses())
+        return out
+
     def messages(self) -> list:
         """(row, DnsMessage) pairs with the matching results filled in."""
         out = []
@@ -197,3 +393,11 @@ class DnsBatch:
 
 
 WINDOW_NS = np.int64(RETRANSMISSION_WINDOW_NS)
+_ADDRESS_TEXTS: dict = {}  # answered addresses repeat (the same servers): each is formatted once
+
+
+def _address_text(rtype: int, hi: int, lo: int) -> str:
+    """An A/AAAA answer as dns._rdata shows it."""
+    if rtype == T_A:
+        return f"{lo >> 24}.{(lo >> 16) & 0xFF}.{(lo >> 8) & 0xFF}.{lo & 0xFF}"
+    return _ipv6_text(((hi << 64) | lo).to_bytes(16, "big"))

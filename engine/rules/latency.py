@@ -13,7 +13,8 @@ The largest phase is the dominant one: the latency rule names it.
 
 from __future__ import annotations
 
-from diagnose.protocols.dns import T_A, T_AAAA
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
 
 LOOKUP_WINDOW = 30.0  # seconds: an older lookup is not this connection's
 
@@ -33,33 +34,54 @@ PHASES = ("dns", "connect", "tls", "ttfb", "transfer")
 
 
 class DnsAnswers:
-    """A/AAAA answers seen in the capture: address -> [(answer time, lookup duration, name)], fed per chunk with
-    the application layer's parsed DNS messages."""
+    """A/AAAA answers seen in the capture: address -> [(answer time, lookup duration, name)], fed per chunk from
+    the application layer's DNS (UDP DNS answers are read in a kernel: no message is decoded in full)."""
 
     def __init__(self, limit: int = 200_000):
         self.by_address: dict[str, list[tuple[float, float, str | None]]] = {}
         self.count = 0
         self.limit = limit
+        self._index: dict[str, tuple[list[float], list]] | None = None
 
     def update(self, app_chunk) -> None:
         if app_chunk is None or self.count >= self.limit:
             return
+        found = []  # (row, address, dns.time ns, name): emitted (parsed) messages first, as AppChunk.items orders
+        for row, msg in app_chunk.emitted["dns"]:
+            if msg.response and msg.time_ns is not None:
+                found.extend((row, address, msg.time_ns, msg.qname) for address in msg.answer_addresses())
+        for batch in app_chunk.dns_batches:  # UDP DNS not decoded yet
+            found.extend(batch.address_answers())
+        if not found:
+            return
+        found.sort(key=itemgetter(0))  # stable: the order AppChunk.items gives the messages
         ts = app_chunk.table["ts"]
-        for row, msg in app_chunk.rows("dns"):
-            if not msg.response or msg.time_ns is None:
-                continue
-            name = msg.questions[0][0] if msg.questions else None
-            for rec in msg.records:
-                if rec.section == "an" and rec.type in (T_A, T_AAAA) and isinstance(rec.data, str):
-                    self.by_address.setdefault(rec.data, []).append((int(ts[row]) / 1e9, msg.time_ns / 1e9, name))
-                    self.count += 1
+        by_address = self.by_address
+        for row, address, time_ns, name in found:
+            entry = (int(ts[row]) / 1e9, time_ns / 1e9, name)
+            known = by_address.get(address)
+            if known is None:
+                by_address[address] = [entry]
+            else:
+                known.append(entry)
+        self.count += len(found)
+        self._index = None
 
     def lookup_before(self, address: str, when: float) -> tuple[float, str | None] | None:
-        best = None
-        for answered, duration, name in self.by_address.get(address, ()):
-            if answered <= when + 1e-6 and when - answered <= LOOKUP_WINDOW and (best is None or answered > best[0]):
-                best = (answered, duration, name)
-        return None if best is None else (best[1], best[2])
+        """(duration, name) of the latest lookup answered with `address` at most LOOKUP_WINDOW before `when` (the
+        first such answer when several came at the same time)."""
+        if self._index is None:
+            self._index = {}
+        found = self._index.get(address)
+        if found is None:
+            entries = sorted(self.by_address.get(address, ()), key=itemgetter(0))  # stable
+            found = self._index[address] = ([e[0] for e in entries], entries)
+        times, entries = found
+        i = bisect_right(times, when + 1e-6) - 1
+        if i < 0 or when - times[i] > LOOKUP_WINDOW:
+            return None
+        best = entries[bisect_left(times, times[i])]
+        return best[1], best[2]
 
 
 def add_latency_facts(records: list[dict], answers: DnsAnswers) -> None:
