@@ -190,24 +190,36 @@ def filter_command(
     sys.stdout.write(f"ok: valid {'capture' if bpf else 'display'} filter\n")
 
 
-@app.command("follow", help="The bytes of one TCP stream, both directions marked (like Wireshark's Follow TCP Stream).")
+@app.command("follow", help="The bytes of one TCP stream, both directions marked (like Wireshark's Follow TCP "
+                             "Stream); a TLS stream that a key log decrypts shows its plaintext (Follow TLS Stream).")
 def follow(capture: CaptureArg,
            stream: Annotated[int, typer.Option("--stream", "-s", help="tcp.stream number")] = ...,
            fmt: Annotated[str, typer.Option("--format", "-F", help="ascii | hex | raw")] = "ascii",
+           keylog: Annotated[list[str], typer.Option(
+               "--keylog", help="TLS key log (SSLKEYLOGFILE format); repeatable. Also used: $SSLKEYLOGFILE and "
+                                "secrets stored in a pcapng")] = None,
+           tls: Annotated[bool | None, typer.Option(
+               "--tls/--tcp", help="--tls: only the decrypted TLS application data (like tshark -z follow,tls); "
+                                   "--tcp: the TCP bytes even when a key log decrypts them. Default: the plaintext "
+                                   "when the stream decrypts, else the TCP bytes")] = None,
            as_json: JsonOpt = False) -> None:
     from diagnose.errors import UsageError
-    from diagnose.report.follow import follow as run
+    from diagnose.report.follow import follow_with_notes
 
     if fmt not in ("ascii", "hex", "raw"):
         raise UsageError(f"unknown --format {fmt!r} (ascii, hex or raw)")
     if stream < 0:
         raise UsageError("--stream needs a tcp.stream number (0 or more)")
-    result = run(capture, stream, fmt, as_json)
+    layer = "auto" if tls is None else ("tls" if tls else "tcp")
+    if layer == "tcp" and keylog:
+        raise UsageError("--keylog decrypts TLS; with --tcp nothing is decrypted (drop one of them)")
+    result, notes = follow_with_notes(capture, stream, fmt, as_json, layer=layer, keylogs=keylog or ())
     if as_json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(result)
+    _print_warnings(notes)
 
 
 KeylogOpt = Annotated[list[str], typer.Option("--keylog", help="TLS key log (SSLKEYLOGFILE format); repeatable. "

@@ -488,7 +488,7 @@ class Record:
     """One TLS record as the packet that completes it shows it."""
 
     __slots__ = ("content_type", "version", "length", "messages", "alert", "encrypted", "sslv2", "direction",
-                 "decrypted", "malformed")
+                 "decrypted", "malformed", "plaintext")
 
     def __init__(self, content_type: int, version: int, length: int, direction: int):
         self.content_type, self.version, self.length, self.direction = content_type, version, length, direction
@@ -498,6 +498,7 @@ class Record:
         self.sslv2 = False
         self.decrypted = False
         self.malformed: str | None = None
+        self.plaintext: bytes | None = None  # decrypted application data (Follow TLS Stream shows it)
 
     def __repr__(self) -> str:
         what = {20: "CCS", 21: "Alert", 22: "Handshake", 23: "AppData", 24: "Heartbeat"}.get(self.content_type,
@@ -812,6 +813,7 @@ class TlsConnection:
             return None
 
     def _app_data(self, d: int, rec: Record, data: bytes, row: int) -> None:
+        rec.plaintext = data
         half = self.halves[d]
         if half.app_consumer is None and self.app_factory is not None:
             half.app_consumer = self.app_factory(self, d, data)

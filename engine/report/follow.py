@@ -6,11 +6,20 @@ retransmission is shown once, out-of-order data when the hole before it is fille
 but the capture never had as "[N bytes missing in capture file]" (Wireshark's words and their NUL, shown in
 place of the data).
 Each packet's new bytes are one chunk; chunks of node 1 are indented by a tab.
+
+Follow TLS Stream (`tshark -z follow,tls,...`): with a key log ($SSLKEYLOGFILE, `--keylog FILE`, or decryption
+secrets inside a pcapng) the stream's TLS session is decrypted by the application layer (protocols/app.py with
+tls_decrypt.KeyLogDecryption, the same parser and decryptor every other command uses, fed only this stream's
+packets) and each application-data record's plaintext is one chunk, in the order the records completed, credited to
+the packet that completed it. Node 0 is, as in Wireshark, the sender of the first packet that held any decrypted
+record (a TLS 1.3 server's encrypted handshake, a TLS 1.2 client's Finished). The layer "auto" shows the plaintext
+when the key log decrypted the stream and the TCP bytes otherwise, with a note saying why.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +29,7 @@ from diagnose.reassembly import Direction, StreamConsumer
 
 RULE = "=" * 67
 FORMATS = ("ascii", "hex", "raw")
+LAYERS = ("auto", "tcp", "tls")
 
 
 @dataclass
@@ -36,6 +46,7 @@ class FollowResult:
     nodes: list[str] = field(default_factory=list)  # "addr:port" of node 0 and node 1 ([v6]:port for IPv6)
     chunks: list[Chunk] = field(default_factory=list)
     packets: int = 0
+    layer: str = "tcp"  # "tcp": the TCP bytes; "tls": decrypted TLS application data
 
     def bytes_of(self, node: int) -> int:
         return sum(len(c.data) for c in self.chunks if c.node == node and not c.missing)
@@ -70,19 +81,118 @@ def _endpoint(ipv: int, hi: int, lo: int, port: int) -> str:
 
 def follow_stream(path: str, stream: int) -> FollowResult:
     """Reassemble TCP stream `stream` (tcp.stream numbering) of a capture."""
+    return _follow_pass(path, stream)[0]
+
+
+@dataclass
+class TlsView:
+    """What the TLS layer made of one TCP stream: its decrypted application data and how decryption went."""
+
+    result: FollowResult  # layer "tls"
+    is_tls: bool = False  # the application layer recognised TLS in the stream
+    version: int | None = None  # negotiated (None without a ServerHello)
+    decrypted_records: int = 0  # records of any type the key log opened
+    outcome: str | None = None  # tls_decrypt.Outcome.describe() of the session, when it got that far
+    keylog_sources: int = 0
+    keylog_randoms: int = 0
+    keylog_warnings: list[str] = field(default_factory=list)  # bad lines etc. (line numbers, never contents)
+
+    @property
+    def decrypted(self) -> bool:
+        return self.decrypted_records > 0
+
+
+class _TlsFollower:
+    """Runs the application layer with the key log over one stream's packets and collects decrypted records."""
+
+    def __init__(self, stream: int, keylogs: Sequence[str], use_environment: bool):
+        from diagnose.keylog import KeyLog
+        from diagnose.protocols.app import AppLayer
+        from diagnose.protocols.tls_decrypt import KeyLogDecryption
+
+        self.keylog = KeyLog.load(list(keylogs), use_environment=use_environment)
+        self.decryption = KeyLogDecryption(self.keylog)
+        self.app = AppLayer(decryptor_factory=self.decryption)
+        self.view = TlsView(FollowResult(stream, layer="tls"))
+        self.secrets_seen = 0
+        self.conv: int | None = None
+        self.endpoints: list[str | None] = [None, None]  # by flow direction
+        self.node0_dir: int | None = None
+        self.records: list[tuple[int, int, bytes]] = []  # (flow direction, frame, plaintext)
+
+    def secrets(self, info) -> None:
+        if len(info.secrets) > self.secrets_seen:  # decryption-secrets blocks come before their packets
+            self.keylog.add_secrets(info.secrets[self.secrets_seen:])
+            self.secrets_seen = len(info.secrets)
+
+    def chunk(self, buf, rows: np.ndarray, conversations) -> None:
+        """`rows`: this chunk's table rows of the stream (a copy: only they reach the application layer)."""
+        for d in (0, 1):
+            if self.endpoints[d] is None:
+                mine = np.nonzero(rows["dir"] == d)[0]
+                if len(mine):
+                    r = rows[int(mine[0])]
+                    self.endpoints[d] = _endpoint(int(r["ipv"]), int(r["src_hi"]), int(r["src_lo"]), int(r["sport"]))
+        if self.conv is None:
+            self.conv = int(rows["conv"][0])
+        out = self.app.update(buf, rows, conversations)
+        frames = rows["frame"]
+        for row, rec in out.rows("tls"):
+            if not rec.decrypted:
+                continue
+            if self.node0_dir is None:
+                self.node0_dir = rec.direction
+            self.view.decrypted_records += 1
+            if rec.plaintext:  # an empty record shows nothing
+                self.records.append((rec.direction, int(frames[row]), rec.plaintext))
+
+    def finish(self, tcp: FollowResult) -> TlsView:
+        """The view, its nodes and chunks numbered like tshark's; without decrypted records the TCP nodes."""
+        from diagnose.protocols import classify
+
+        view = self.view
+        result = view.result
+        result.packets = tcp.packets
+        node0 = self.node0_dir if self.node0_dir is not None else 0
+        if self.node0_dir is not None and None not in self.endpoints:
+            result.nodes = [self.endpoints[node0], self.endpoints[1 - node0]]
+        else:
+            result.nodes = list(tcp.nodes)
+        result.chunks = [Chunk(0 if d == node0 else 1, data, frame) for d, frame, data in self.records]
+        flow = self.app.flows.get(self.conv) if self.conv is not None else None
+        view.is_tls = flow is not None and flow.protocol == classify.TLS
+        for session, keys, decryptor in self.decryption.sessions:
+            view.version = session.version
+            view.outcome = self.decryption.outcome_of(session, keys, decryptor).describe()
+        view.keylog_sources = len(self.keylog.sources)
+        view.keylog_randoms = len(self.keylog)
+        view.keylog_warnings = self.keylog.warnings()
+        return view
+
+
+def _follow_pass(path: str, stream: int, *, tls: bool = False, keylogs: Sequence[str] = (),
+                 use_environment: bool = True) -> tuple[FollowResult, TlsView | None]:
+    """One read of the capture: the TCP bytes of `stream` and, with tls=True, its decrypted TLS records."""
     from diagnose.pipeline import open_pass
 
     result = FollowResult(stream)
     current_frame = [None]
     directions: list[Direction | None] = [None, None]
     recorders = [_Recorder(result, 0, current_frame), _Recorder(result, 1, current_frame)]
+    follower = _TlsFollower(stream, keylogs, use_environment) if tls else None
     run = open_pass(path)
     with run.capture:
         for chunk in run.chunks():
             table = chunk.table
+            in_stream = (table["stream"] == stream) & (table["ip_proto"] == 6)
+            if follower is not None:
+                follower.secrets(run.capture.info)
+                stream_rows = np.nonzero(in_stream)[0]
+                if len(stream_rows):
+                    follower.chunk(chunk.buf, table[stream_rows], run.flows.conversations)
             # Wireshark follows packets whose TCP header it could read: not ICMP errors quoting the flow, not
             # packets whose header the snapshot length cut (they do not even decide which side is node 0)
-            rows = np.nonzero((table["stream"] == stream) & (table["ip_proto"] == 6) & (table["l4_off"] >= 0)
+            rows = np.nonzero(in_stream & (table["l4_off"] >= 0)
                               & ((table["status"] & (ST_ICMP_ERROR | ST_TRUNCATED)) == 0))[0]
             if not len(rows):
                 continue
@@ -112,8 +222,18 @@ def follow_stream(path: str, stream: int) -> FollowResult:
                         avail = int(r["caplen"]) - int(r["payload_off"])
                     data = buf[start: start + max(0, min(plen, avail))].tobytes()
                     directions[d].segment(seq + (1 if flags & TH_SYN else 0), data, plen, i)
+        if follower is not None:
+            follower.secrets(run.capture.info)
     # Data still held behind a hole when the capture ends is not shown (tshark does not show it either).
-    return result
+    return result, (follower.finish(result) if follower is not None else None)
+
+
+def follow_tls_stream(path: str, stream: int, keylogs: Sequence[str] = (), *,
+                      use_environment: bool = True) -> tuple[FollowResult, TlsView]:
+    """The TCP bytes of `stream` and its TLS view, decrypted with the key logs (files, $SSLKEYLOGFILE unless
+    use_environment=False, the capture's decryption-secrets blocks)."""
+    tcp, view = _follow_pass(path, stream, tls=True, keylogs=keylogs, use_environment=use_environment)
+    return tcp, view
 
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
@@ -143,10 +263,11 @@ def _hex_lines(data: bytes, offset: int) -> list[str]:
 
 
 def render(result: FollowResult, fmt: str = "ascii") -> str:
-    """The text tshark prints for `-q -z follow,tcp,<fmt>,<stream>`."""
+    """The text tshark prints for `-q -z follow,tcp|tls,<fmt>,<stream>` (tls: with the peer as Node 1, where tshark
+    4.0 prints ":0")."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown follow format {fmt!r} (ascii, hex or raw)")
-    out = ["", RULE, f"Follow: tcp,{fmt}", f"Filter: tcp.stream eq {result.stream}"]
+    out = ["", RULE, f"Follow: {result.layer},{fmt}", f"Filter: tcp.stream eq {result.stream}"]
     nodes = result.nodes or [":0", ":0"]  # tshark's lines for a stream with no packet
     out.append(f"Node 0: {nodes[0]}")
     out.append(f"Node 1: {nodes[1]}")
@@ -169,6 +290,7 @@ def to_json(result: FollowResult) -> dict:
     """A stable JSON form: nodes, then chunks with their node, first frame, length and bytes (text and hex)."""
     return {
         "stream": result.stream,
+        "layer": result.layer,
         "nodes": result.nodes,
         "packets": result.packets,
         "bytes": [result.bytes_of(0), result.bytes_of(1)],
@@ -177,8 +299,47 @@ def to_json(result: FollowResult) -> dict:
     }
 
 
-def follow(path: str, stream: int, fmt: str = "ascii", as_json: bool = False):
-    """What `diagnose follow CAPTURE --stream N [--format ascii|hex|raw] [--json]` prints: text, or a dict for
-    JSON. A stream number with no packets gives the header lines and no chunks, as tshark does."""
-    result = follow_stream(path, stream)
-    return to_json(result) if as_json else render(result, fmt)
+def follow(path: str, stream: int, fmt: str = "ascii", as_json: bool = False, *, layer: str = "auto",
+           keylogs: Sequence[str] = (), use_environment: bool = True):
+    """What `diagnose follow CAPTURE --stream N [--format ascii|hex|raw] [--json] [--keylog FILE] [--tls|--tcp]`
+    prints: text, or a dict for JSON (the notes for stderr are left out; see `follow_with_notes`). A stream number
+    with no packets gives the header lines and no chunks, as tshark does."""
+    return follow_with_notes(path, stream, fmt, as_json, layer=layer, keylogs=keylogs,
+                             use_environment=use_environment)[0]
+
+
+def follow_with_notes(path: str, stream: int, fmt: str = "ascii", as_json: bool = False, *, layer: str = "auto",
+                      keylogs: Sequence[str] = (), use_environment: bool = True) -> tuple[object, list[str]]:
+    """(text or JSON dict, notes). layer "tcp": the TCP bytes; "tls": the decrypted application data (header only
+    when nothing decrypts, like tshark); "auto": the plaintext when the key log decrypts the stream, else the TCP
+    bytes. Notes say why a TLS stream is not shown decrypted, and relay key log problems (never a secret)."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown follow layer {layer!r} (auto, tcp or tls)")
+    if layer == "tcp":
+        result, notes = follow_stream(path, stream), []
+    else:
+        tcp, view = follow_tls_stream(path, stream, keylogs, use_environment=use_environment)
+        shown = view.result if layer == "tls" or view.decrypted else tcp
+        result, notes = shown, tls_notes(view, shown)
+    return (to_json(result) if as_json else render(result, fmt)), notes
+
+
+def tls_notes(view: TlsView, shown: FollowResult) -> list[str]:
+    """Why the stream is shown as it is: key log problems, a TLS stream left encrypted, a TLS view that is empty."""
+    stream = view.result.stream
+    notes = list(view.keylog_warnings)
+    what = "the encrypted TCP bytes are shown" if shown.layer == "tcp" else "there is no plaintext to show"
+    if view.is_tls and not view.decrypted:
+        if view.keylog_sources == 0:
+            notes.append(f"tcp.stream {stream} is TLS and no key log was given: {what} (give --keylog FILE, set "
+                         "SSLKEYLOGFILE, or use a pcapng with decryption secrets)")
+        elif view.outcome is None:
+            notes.append(f"tcp.stream {stream} is TLS but its ServerHello was not seen, so no key applies: {what}")
+        else:
+            notes.append(f"tcp.stream {stream} is TLS and the key log ({view.keylog_randoms} client randoms) did not "
+                         f"decrypt it ({view.outcome}): {what}")
+    elif shown.layer == "tls" and not view.is_tls and shown.packets:
+        notes.append(f"tcp.stream {stream}: no TLS seen in this stream, there is no plaintext to show")
+    elif shown.layer == "tls" and view.decrypted and not shown.chunks:
+        notes.append(f"tcp.stream {stream}: the TLS session was decrypted but carried no application data")
+    return notes

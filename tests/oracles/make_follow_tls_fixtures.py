@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Regenerate tshark's Follow TLS Stream answers: tests/data/fixtures/tshark/follow_tls/<group>/<capture>.json.
+"""Regenerate tshark's Follow TLS Stream answers: tests/data/fixtures/follow_tls/<group>/<capture>.json.
 
 Developer tool, never run by the test suite (it needs tshark 4.0.17). For every capture that ships a key log (lab
 `<stem>.keys`, corpus manifest `keylog`) or carries decryption secrets (corpus/derived/*-dsb.pcapng), and every
 tcp.stream in it:
 
-    tshark -n -q -r F [-o tls.keylog_file:KEYS] -z follow,tls,ascii,N
+    tshark -n -q -r F [-o tls.keylog_file:KEYS] -z follow,tls,FORMAT,N      (FORMAT: ascii, hex, raw)
+
+and the content types of every TLS record per frame (after decryption: the inner type), which tells the frames
+whose decrypted application data tshark follows:
+
+    tshark -n -r F [-o tls.keylog_file:KEYS] -Y tls -T fields -e frame.number -e tcp.stream -e tls.record.content_type
 
 run from tests/data with TZ=UTC, LC_ALL=C.UTF-8 and an empty WIRESHARK_CONFIG_DIR (default preferences).
 
@@ -22,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-OUT = DATA / "fixtures" / "tshark" / "follow_tls"
+OUT = DATA / "fixtures" / "follow_tls"
 ROOT_WARNING = re.compile(r'^Running as user "root" and group "root"\. This could be dangerous\.\n?', re.M)
 
 # (group, capture relative to the group, key log relative to tests/data or None when the capture carries a DSB)
@@ -55,12 +60,16 @@ def main() -> None:
             streams = sorted({int(s) for s in run(["tshark", "-n", "-r", capture, "-Y", "tcp", "-T", "fields",
                                                     "-e", "tcp.stream"]).split()})
             options = ["-o", f"tls.keylog_file:{keylog}"] if keylog else []
-            follow = {str(n): run(["tshark", "-n", "-q", "-r", capture, *options, "-z", f"follow,tls,ascii,{n}"])
-                      for n in streams}
             fixture = {"capture": capture, "keylog": keylog, "tshark_version": version,
-                       "command": f"tshark -n -q -r {capture} {' '.join(options)} -z follow,tls,ascii,N".replace(
-                           "  ", " "),
-                       "follow": follow}
+                       "command": f"tshark -n -q -r {capture} {' '.join(options)} -z follow,tls,FORMAT,N".replace(
+                           "  ", " ")}
+            records = run(["tshark", "-n", "-r", capture, *options, "-Y", "tls", "-T", "fields", "-e", "frame.number",
+                           "-e", "tcp.stream", "-e", "tls.record.content_type"])
+            fixture["tls_records"] = [[int(frame), int(stream), types] for frame, stream, types in
+                                      (line.split("\t") for line in records.splitlines())]
+            for fmt, key in (("ascii", "follow"), ("hex", "follow_hex"), ("raw", "follow_raw")):
+                fixture[key] = {str(n): run(["tshark", "-n", "-q", "-r", capture, *options,
+                                             "-z", f"follow,tls,{fmt},{n}"]) for n in streams}
             path = OUT / group / f"{rel}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
