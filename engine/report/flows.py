@@ -122,18 +122,13 @@ def collect_flows(path: str) -> FlowTableView:
 
 
 def write_json(path: str, out) -> list[str]:
-    """Every flow's record (Zeek's conn.log names next to ours: diagnose.conn.record) as a JSON array, streamed one
-    flow at a time; returns the capture's warnings."""
+    """Every flow's record (Zeek's conn.log names next to ours: diagnose.conn.record) as a JSON array, written from
+    the record columns by a kernel a block at a time (diagnose.report.jsonkernel); returns the capture's warnings."""
     from diagnose.conn.record import analyse_flows
+    from diagnose.report.jsonkernel import write_json_records
 
     analysis = analyse_flows(path)
-    out.write("[")
-    first = True
-    for record in analysis.iter_records():
-        out.write("\n " if first else ",\n ")
-        out.write(json.dumps(record))
-        first = False
-    out.write("]\n" if first else "\n]\n")
+    write_json_records(out, analysis.iter_columns(BLOCK))
     return analysis.warnings
 
 
