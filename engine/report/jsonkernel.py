@@ -9,7 +9,7 @@ same key order; only the spelling of some numbers differs:
   since both round the same real number once.
 * syn_times (microseconds; a record holds round(seconds, 6)): the decimal k / 10**6, which round() also parses.
 * other floats (rates, burstiness): numpy's shortest round-trip repr, formatted in Python for the non-zero ones.
-Strings are escaped like json.dumps (ensure_ascii): quote, backslash, control bytes, non-ASCII as \\uXXXX (UTF-16
+Strings are escaped like json.dumps (ensure_ascii): quote, backslash, control bytes and DEL, non-ASCII as \\uXXXX (UTF-16
 surrogate pairs above U+FFFF); IPv4 addresses are formatted in the kernel.
 """
 
@@ -66,7 +66,7 @@ def put_json_string(out, pos, table, row, length):
     while k < length:
         b = np.int64(table[row, k])
         if b < 128:
-            if b == 34 or b == 92 or b < 32:
+            if b == 34 or b == 92 or b < 32 or b == 127:  # json.dumps escapes DEL too
                 letter = _SHORT_ESCAPE[b]
                 if letter:
                     out[pos] = 92
