@@ -7,6 +7,8 @@ walk; it does not stop the decode.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..jit import inline
 from ..packet import (MAX_SACK_BLOCKS, OPT_MALFORMED, OPT_MSS, OPT_SACK, OPT_SACK_PERM, OPT_TS, OPT_WS,
                       ST_MALFORMED, ST_TRUNCATED)
@@ -21,32 +23,49 @@ TCPOPT_SACK = 5
 TCPOPT_TS = 8
 
 
+# tcp_option_at's verdicts when no option is there to read
+OPTS_END, OPTS_TRUNCATED, OPTS_MALFORMED = -1, -2, -3
+
+
+@inline
+def tcp_option_at(buf, q, oend, end):
+    """The option at q of a TCP header whose options end at oend, with bytes captured up to end: (kind, length),
+    or kind OPTS_END (end of the list), OPTS_TRUNCATED (the capture stops inside it) or OPTS_MALFORMED (its length
+    cannot be right). The one option walk: the decoder and the readers of quoted headers all step with it."""
+    if q >= oend:
+        return OPTS_END, 0
+    if q >= end:
+        return OPTS_TRUNCATED, 0
+    kind = np.int64(buf[q])
+    if kind == TCPOPT_EOL:
+        return OPTS_END, 0
+    if kind == TCPOPT_NOP:
+        return kind, 1
+    if q + 2 > oend:
+        return OPTS_MALFORMED, 0
+    if q + 2 > end:
+        return OPTS_TRUNCATED, 0
+    olen = np.int64(buf[q + 1])
+    if olen < 2 or q + olen > oend:
+        return OPTS_MALFORMED, 0
+    if q + olen > end:
+        return OPTS_TRUNCATED, 0
+    return kind, olen
+
+
 @inline
 def _tcp_options(buf, q, oend, end, r):
     """Options between q and oend (end of the TCP header); reads stop at end (captured bytes)."""
     opts = 0
-    while q < oend:
-        if q >= end:
+    while True:
+        kind, olen = tcp_option_at(buf, q, oend, end)
+        if kind == OPTS_TRUNCATED:
             r.status |= ST_TRUNCATED
             break
-        kind = buf[q]
-        if kind == TCPOPT_EOL:
-            break
-        if kind == TCPOPT_NOP:
-            q += 1
-            continue
-        if q + 2 > oend:
+        if kind == OPTS_MALFORMED:
             opts |= OPT_MALFORMED
             break
-        if q + 2 > end:
-            r.status |= ST_TRUNCATED
-            break
-        olen = buf[q + 1]
-        if olen < 2 or q + olen > oend:
-            opts |= OPT_MALFORMED
-            break
-        if q + olen > end:
-            r.status |= ST_TRUNCATED
+        if kind == OPTS_END:
             break
         if kind == TCPOPT_MSS:
             if olen == 4:

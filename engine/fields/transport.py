@@ -12,6 +12,8 @@ from diagnose.fields.context import ChunkContext
 from diagnose.fields.layers import IPPROTO_TCP, IPPROTO_UDP, Instance, transport_end, transport_instances
 from diagnose.fields.registry import field, lookup, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
+from diagnose.decode.transport import tcp_option_at
+from diagnose.decode.wire import be16, be32
 from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS
 
@@ -134,22 +136,13 @@ def _walk_options(buf, start, header_end, end, present, bits, mss, shift, tsval,
         if not present[i]:
             continue
         q = start[i] + 20
-        stop = min(header_end[i], end[i])
-        while q < stop:
-            kind = buf[q]
-            if kind == 0:
-                break
-            if kind == 1:
-                q += 1
-                continue
-            if q + 2 > stop:
-                break
-            olen = np.int64(buf[q + 1])
-            if olen < 2 or q + olen > stop:
+        while True:
+            kind, olen = tcp_option_at(buf, q, header_end[i], end[i])
+            if kind < 0:
                 break
             if kind == 2 and olen == 4:
                 bits[i] |= OPT_MSS
-                mss[i] = (np.int64(buf[q + 2]) << 8) | np.int64(buf[q + 3])
+                mss[i] = be16(buf, q + 2)
             elif kind == 3 and olen == 3:
                 bits[i] |= OPT_WS
                 shift[i] = buf[q + 2]
@@ -157,10 +150,8 @@ def _walk_options(buf, start, header_end, end, present, bits, mss, shift, tsval,
                 bits[i] |= OPT_SACK_PERM
             elif kind == 8 and olen == 10:
                 bits[i] |= OPT_TS
-                tsval[i] = (np.int64(buf[q + 2]) << 24) | (np.int64(buf[q + 3]) << 16) | \
-                    (np.int64(buf[q + 4]) << 8) | np.int64(buf[q + 5])
-                tsecr[i] = (np.int64(buf[q + 6]) << 24) | (np.int64(buf[q + 7]) << 16) | \
-                    (np.int64(buf[q + 8]) << 8) | np.int64(buf[q + 9])
+                tsval[i] = be32(buf, q + 2)
+                tsecr[i] = be32(buf, q + 6)
             q += olen
 
 

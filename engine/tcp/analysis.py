@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diagnose.decode.transport import tcp_option_at
+from diagnose.decode.wire import be32
 from diagnose.jit import kernel
 from diagnose.packet import (OPT_SACK, OPT_WS, ST_ICMP_ERROR, ST_REASSEMBLED, ST_TRUNCATED, TH_ACK, TH_FIN, TH_PSH,
                              TH_RST, TH_SYN)
@@ -218,27 +220,12 @@ def _be16(buf, p):
 
 
 @kernel
-def _be32(buf, p):
-    return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) \
-        | np.int64(buf[p + 3])
-
-
-@kernel
 def _quoted_wscale(buf, t, hlen, end):
     """Window-scale shift in a quoted header's options, -1 when absent or not captured."""
     q = t + 20
-    oend = min(t + hlen, end)
-    while q < oend:
-        kind = buf[q]
-        if kind == 0:
-            break
-        if kind == 1:
-            q += 1
-            continue
-        if q + 2 > oend:
-            break
-        olen = np.int64(buf[q + 1])
-        if olen < 2 or q + olen > oend:
+    while True:
+        kind, olen = tcp_option_at(buf, q, t + hlen, end)
+        if kind < 0:
             break
         if kind == 3 and olen == 3:
             return np.int64(buf[q + 2])
@@ -281,7 +268,7 @@ def _analyze(table, buf, out, reused, convs, dirs, entries, free_head, counters,
                     out[i].seq = r.q_tcp_seq
                 continue
             seq = np.int64(r.q_tcp_seq)
-            ack = _be32(buf, t + 8)
+            ack = be32(buf, t + 8)
             hlen = (_be16(buf, t + 12) >> 12) * 4
             flags = _be16(buf, t + 12) & 0x0FFF
             win = _be16(buf, t + 14)
