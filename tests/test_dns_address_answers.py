@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from scapy.all import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSOA, DNSRROPT  # test-only: builds the messages
 
 from diagnose.packet import PACKET_DTYPE
-from diagnose.protocols.dns import name_text
 from diagnose.protocols.dnsscan import A_DONE, A_IN_PYTHON, DnsBatch, address_answers
 from diagnose.rules.latency import LOOKUP_WINDOW, DnsAnswers
 
@@ -44,7 +43,18 @@ def responses() -> list[bytes]:
         DNS(id=10, qr=1, qd=[DNSQR(qname="odd\x01label.example")],
             an=[DNSRR(rrname="odd.example", type=1234, rdata=b"opaque"),
                 DNSRR(rrname="odd.example", type="A", rdata="192.0.2.10")]),
-    )]
+    )] + [odd_names()]
+
+
+def odd_names() -> bytes:
+    """Labels with a space, a dot, a backslash and bytes above 0x7e, the second one through a pointer."""
+    header = bytes.fromhex("002a8180" "0001" "0002" "0000" "0000")
+    qname = b"\x03a b\x03x.y\x02\xff\\\x04caf\xe9\x00"
+    question = qname + b"\x00\x01\x00\x01"
+    pointer = b"\xc0\x0c"
+    a = pointer + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 42])
+    aaaa = b"\x05other\xc0\x10" + b"\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10" + bytes(15) + b"\x01"
+    return header + question + a + aaaa
 
 
 def batch_of(messages: list[bytes], answered: list[bool]) -> DnsBatch:
@@ -93,8 +103,9 @@ def test_well_formed_answers_are_read_in_the_kernel():
     how = kernel_verdicts(batch)
     # MX and TXT rdata are checked by the Python parser: those messages go there; the rest stay in the kernel
     assert how.tolist() == [A_DONE, A_DONE, A_DONE, A_IN_PYTHON, A_IN_PYTHON, A_DONE, A_DONE, A_DONE, A_IN_PYTHON,
-                            A_DONE]
-    assert len(got) == 11
+                            A_DONE, A_DONE]
+    assert len(got) == 13
+    assert got[-1] == (10, "::1", 11000, "a\\x20b.x.y.\\xff\\.caf\\xe9")
 
 
 def test_unanswered_rows_are_skipped():
@@ -119,12 +130,6 @@ def test_damaged_messages_match_the_python_parser(seed, n_mutations, cut):
         msgs.append(bytes(b))
     batch = batch_of(msgs, [True] * len(msgs))
     assert sorted(batch.address_answers(), key=lambda a: a[0]) == decoded_answers(batch)
-
-
-def test_name_text_formats_as_read_name():
-    assert name_text(b"") == "<Root>"
-    assert name_text(b"\x03www\x07example\x03com") == "www.example.com"
-    assert name_text(b"\x04a\x01b.") == "a\\x01b."
 
 
 @pytest.mark.parametrize("capture", [
@@ -167,3 +172,13 @@ def test_lookup_before_equals_a_scan_of_every_answer(answers, whens):
         assert index.lookup_before("192.0.2.1", when) == linear_lookup(entries, when)
         assert index.lookup_before("192.0.2.1", when + 1e-7) == linear_lookup(entries, when + 1e-7)
     assert index.lookup_before("198.51.100.1", 10.0) is None
+
+
+def test_a_name_longer_than_its_room_is_left_to_python():
+    label = b"\x3f" + b"\xff" * 63  # 63 bytes shown as 252 characters
+    header = bytes.fromhex("00078180" "0001" "0001" "0000" "0000")
+    msg = header + label * 3 + b"\x00\x00\x01\x00\x01" + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x01"
+    batch = batch_of([msg], [True])
+    assert kernel_verdicts(batch).tolist() == [A_IN_PYTHON]
+    got = batch.address_answers()
+    assert got == decoded_answers(batch) and got[0][3] == ".".join(["\\xff" * 63] * 3)

@@ -171,18 +171,6 @@ def read_name(msg: bytes, pos: int) -> tuple[str, int]:
     return (".".join(labels) if labels else "<Root>"), end
 
 
-def name_text(labels: bytes) -> str:
-    """A name given as its length-prefixed labels (the wire form without pointers or the root), as read_name shows
-    it: the DNS kernel copies names out this way and Python formats only the ones a report shows."""
-    out = []
-    pos = 0
-    while pos < len(labels):
-        length = labels[pos]
-        out.append(_label_text(labels[pos + 1: pos + 1 + length]))
-        pos += 1 + length
-    return ".".join(out) if out else "<Root>"
-
-
 def _ipv6_text(raw: bytes) -> str:
     return ipaddress.IPv6Address(raw).compressed
 

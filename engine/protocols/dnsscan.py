@@ -15,7 +15,7 @@ import numpy as np
 
 from diagnose.jit import inline, kernel
 from diagnose.protocols.dns import (MAX_NAME_JUMPS, MAX_RECORDS, RETRANSMISSION_WINDOW_NS, T_A, T_AAAA, T_CAA,
-                                    T_HTTPS, T_MX, T_OPT, T_SOA, T_SRV, T_SVCB, T_TXT, T_URI, _ipv6_text, name_text,
+                                    T_HTTPS, T_MX, T_OPT, T_SOA, T_SRV, T_SVCB, T_TXT, T_URI, _ipv6_text,
                                     parse_message)
 from diagnose.packet import ST_REASSEMBLED
 from diagnose.protocols.select import _payload_span
@@ -148,8 +148,8 @@ NAME_BYTES_PER_ROW = 256
 @inline
 def _name_end(buf, start, n, pos, copy, out, o):
     """Walk the name written at message offset `pos` as dns.read_name does: (offset after it as written, or -1
-    where read_name raises; bytes copied). With `copy` its labels go to out[o:], length-prefixed without the root
-    (dns.name_text reads them); copied is -1 when they do not fit."""
+    where read_name raises; bytes copied). With `copy` its text as read_name shows it goes to out[o:] (ASCII:
+    labels joined by dots, bytes outside ! to ~ as \\xNN, <Root> for the root); copied is -1 when it does not fit."""
     end = -1
     jumps = 0
     labels = 0
@@ -161,6 +161,8 @@ def _name_end(buf, start, n, pos, copy, out, o):
         if length == 0:
             if end < 0:
                 end = pos + 1
+            if copy and copied == 0:
+                copied = _put_root(out, o)
             return end, copied
         kind = length & 0xC0
         if kind == 0xC0:
@@ -176,16 +178,47 @@ def _name_end(buf, start, n, pos, copy, out, o):
         if kind != 0 or pos + 1 + length > n:
             return -1, copied
         if copy and copied >= 0:
-            if o + copied + 1 + length > out.shape[0]:
-                copied = -1
-            else:
-                for k in range(length + 1):
-                    out[o + copied + k] = buf[start + pos + k]
-                copied += 1 + length
+            copied = _put_label(buf, start + pos + 1, length, labels > 0, out, o, copied)
         pos += 1 + length
         labels += 1
         if labels > 128:
             return -1, copied
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_ROOT = np.frombuffer(b"<Root>", np.uint8)
+
+
+@inline
+def _put_root(out, o):
+    if o + 6 > out.shape[0]:
+        return -1
+    for k in range(6):
+        out[o + k] = _ROOT[k]
+    return 6
+
+
+@inline
+def _put_label(buf, p, length, dot, out, o, copied):
+    """Append one label as dns._label_text shows it (after a dot unless it is the first); -1 when out is full."""
+    q = o + copied
+    if q + 1 + 4 * length > out.shape[0]:
+        return -1
+    if dot:
+        out[q] = 46
+        q += 1
+    for k in range(length):
+        b = buf[p + k]
+        if 0x20 < b < 0x7F:
+            out[q] = b
+            q += 1
+        else:
+            out[q] = 92  # \xNN
+            out[q + 1] = 120
+            out[q + 2] = _HEX[b >> 4]
+            out[q + 3] = _HEX[b & 15]
+            q += 4
+    return q - o
 
 
 @inline
@@ -196,7 +229,7 @@ def _u16(buf, p):
 @kernel
 def address_answers(buf, table, rows, time, names, name_off, name_len, ans_j, ans_type, ans_hi, ans_lo, how):
     """The A/AAAA records of the answer section of every answered response (time >= 0), and the first question's
-    name, read as dns.parse_message reads them; returns how many answers were written.
+    name, read as dns.parse_message reads them; returns (answers written, name bytes written).
 
     Only messages that parse_message reads without fault up to the end of the answer section, and whose answer
     records have no rdata that parse_message checks beyond its length, are read here (how = A_DONE); any other
@@ -281,7 +314,7 @@ def address_answers(buf, table, rows, time, names, name_off, name_len, ans_j, an
             name_off[j] = used
             name_len[j] = copied
             used += copied
-    return n_ans
+    return n_ans, used
 
 
 class DnsMatcher:
@@ -341,31 +374,25 @@ class DnsBatch:
         ans_type = np.empty(cap, np.int64)
         ans_hi = np.empty(cap, np.uint64)
         ans_lo = np.empty(cap, np.uint64)
-        k = address_answers(self.buf, self.table, rows, self.time, names, name_off, name_len, ans_j, ans_type, ans_hi,
+        k, used = address_answers(self.buf, self.table, rows, self.time, names, name_off, name_len, ans_j, ans_type, ans_hi,
                             ans_lo, how)
         out = []
-        name_of: dict[bytes, str] = {}
         texts = _ADDRESS_TEXTS
-        rows_l, time_l, how_l = rows.tolist(), self.time.tolist(), how.tolist()
+        rows_l, time_l = rows.tolist(), self.time.tolist()
         off_l, len_l = name_off.tolist(), name_len.tolist()
+        text = names[:used].tobytes()
         last_j, name = -1, None
         for j, rtype, hi, lo in zip(ans_j[:k].tolist(), ans_type[:k].tolist(), ans_hi[:k].tolist(),
                                     ans_lo[:k].tolist()):
             if j != last_j:
                 last_j = j
-                if len_l[j] < 0:
-                    name = None
-                else:
-                    raw = names[off_l[j]: off_l[j] + len_l[j]].tobytes()
-                    name = name_of.get(raw)
-                    if name is None:
-                        name = name_of[raw] = name_text(raw)
+                name = None if len_l[j] < 0 else text[off_l[j]: off_l[j] + len_l[j]].decode("ascii")
             key = lo if rtype == T_A else (hi, lo)
             address = texts.get(key)
             if address is None:
-                address = texts[key] = _address_text(rtype, hi, lo)
                 if len(texts) > 1 << 16:
                     texts.clear()
+                address = texts[key] = _address_text(rtype, hi, lo)
             out.append((rows_l[j], address, time_l[j], name))
         for j in np.flatnonzero(how == A_IN_PYTHON).tolist():
             m = parse_message(self.payload(j), "udp")
@@ -393,7 +420,7 @@ class DnsBatch:
 
 
 WINDOW_NS = np.int64(RETRANSMISSION_WINDOW_NS)
-_ADDRESS_TEXTS: dict = {}  # answered addresses repeat (the same servers): each is formatted once
+_ADDRESS_TEXTS: dict = {}  # answered addresses repeat (the same servers): each is formatted once (a bounded memo)
 
 
 def _address_text(rtype: int, hi: int, lo: int) -> str:
