@@ -7,9 +7,9 @@ client random, K decrypted (every protected record opened); for every other sess
 for its client random, TLS 1.3 lines missing, authentication failed, cipher unsupported, records missing from the
 capture, or nothing was encrypted). Secrets are never printed: only labels, counts and client randoms.
 
-The scan here is deliberately small: TCP payloads in sequence order per direction, split into records, the two
-hellos parsed for randoms/version/suite/SNI, every record handed to the decryptor. It needs no other analysis and
-keeps only partial records in memory.
+The sessions come from the application layer (protocols/app.py: reassembly, the TLS parser) with
+tls_decrypt.KeyLogDecryption as its decryptor factory, the same path that decrypts for the diagnosis and for
+`diagnose follow`, so the summary says what those commands will see.
 """
 
 from __future__ import annotations
@@ -30,20 +30,14 @@ from diagnose.progress import progress_for
 from diagnose.protocols.tls_decrypt import (
     CIPHER_SUITES,
     DECRYPTED,
-    EXT_ENCRYPT_THEN_MAC,
-    EXT_EXTENDED_MASTER_SECRET,
+    NOT_DECRYPTED,
+    NOTHING_ENCRYPTED,
     Outcome,
     Reason,
-    RecordDecryptor,
     TlsSessionKeys,
-    session_outcome,
 )
 
 VERSION_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
-HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
-MAX_RECORD = (1 << 14) + 2048 + 256
-MAX_OUT_OF_ORDER = 256  # segments held per direction waiting for a hole to fill; beyond that the hole is lost
-MAX_QUEUED_RECORDS = 64  # records held per direction until the ServerHello tells the keys
 
 
 # -- the model ------------------------------------------------------------------------------------------------------
@@ -119,193 +113,108 @@ class KeyMatch:
 
 
 # -- the scan -------------------------------------------------------------------------------------------------------
-class _Half:
-    """One direction: in-order TCP bytes -> TLS records. A hole that cannot be filled ends the parsing."""
+class _Scan:
+    """TLS sessions of a capture, chunk by chunk: the application layer (the TLS parser every command uses) with
+    KeyLogDecryption as its decryptor factory. Besides the sessions it keeps, per conversation and direction, the
+    first packet with payload (the ClientHello's frame, the endpoints) and how many records stayed encrypted."""
 
-    __slots__ = ("next_seq", "pending", "buf", "first_frame", "endpoint", "lost", "records", "hs_buf")
+    def __init__(self, keylog: KeyLog):
+        from diagnose.protocols.app import AppLayer
+        from diagnose.protocols.tls_decrypt import KeyLogDecryption
 
-    def __init__(self):
-        self.next_seq: int | None = None
-        self.pending: dict[int, tuple[bytes, int, int]] = {}  # seq -> (data, wire length, frame)
-        self.buf = bytearray()
-        self.first_frame = 0
-        self.endpoint = ""
-        self.lost = False  # bytes missing (hole, snaplen) or not TLS any more
-        self.records: list[tuple[int, int, bytes]] = []  # complete records not yet handed on
-        self.hs_buf = bytearray()  # plaintext handshake bytes, for the hellos
+        self.keylog = keylog
+        self.decryption = KeyLogDecryption(keylog)
+        # no certificate judgement here (finish() is never called), so no system trust store is read
+        self.app = AppLayer(decryptor_factory=self.decryption, use_system_store=False)
+        self.first_frame = np.zeros(2048, np.int64)  # [conv * 2 + dir]: first frame with payload, 0 = none yet
+        self.encrypted: dict[int, int] = {}  # conversation -> records the parser could not open
+        self.conversations = None
 
-    def segment(self, seq: int, data: bytes, wire_len: int) -> None:
-        if self.lost:
+    def chunk(self, chunk, conversations) -> None:
+        t = chunk.table
+        self.conversations = conversations
+        out = self.app.update(chunk.buf, t, conversations)
+        convs = t["conv"]
+        for row, record in out.rows("tls"):
+            if record.encrypted:
+                c = int(convs[row])
+                self.encrypted[c] = self.encrypted.get(c, 0) + 1
+        rows = np.nonzero((t["ip_proto"] == 6) & (t["conv"] >= 0) & (t["payload_off"] >= 0) & (t["payload_len"] > 0)
+                          & ((t["tcp_flags"] & TH_SYN) == 0))[0]
+        if not len(rows):
             return
-        if self.next_seq is None:
-            self.next_seq = seq
-        ahead = (seq - self.next_seq) & 0xFFFFFFFF
-        if ahead and ahead < 1 << 31:  # a hole before this segment: hold it
-            self.pending[seq] = (data, wire_len, 0)
-            if len(self.pending) > MAX_OUT_OF_ORDER:
-                self.lost = True
-            return
-        self._append(seq, data, wire_len)
-        while self.pending and not self.lost:
-            ready = [s for s in self.pending if not (s - self.next_seq) & 0xFFFFFFFF
-                     or (s - self.next_seq) & 0xFFFFFFFF >= 1 << 31]
-            if not ready:
-                break
-            for s in ready:
-                data, wire_len, _ = self.pending.pop(s)
-                self._append(s, data, wire_len)
+        slots = t["conv"][rows].astype(np.int64) * 2 + t["dir"][rows]
+        top = int(slots.max())
+        if top >= len(self.first_frame):
+            grown = np.zeros(max(top + 1, 2 * len(self.first_frame)), np.int64)
+            grown[: len(self.first_frame)] = self.first_frame
+            self.first_frame = grown
+        unique, first = np.unique(slots, return_index=True)
+        new = self.first_frame[unique] == 0
+        self.first_frame[unique[new]] = t["frame"][rows[first[new]]]
 
-    def _append(self, seq: int, data: bytes, wire_len: int) -> None:
-        behind = (self.next_seq - seq) & 0xFFFFFFFF  # bytes of this segment we already have
-        if behind >= wire_len:
-            return
-        if len(data) < wire_len:  # not all captured (snaplen): what follows cannot be parsed
-            self.lost = True
-        self.buf += data[behind:]
-        self.next_seq = (seq + wire_len) & 0xFFFFFFFF
-        self._split()
-
-    def _split(self) -> None:
-        buf, i = self.buf, 0
-        while len(buf) - i >= 5:
-            ctype, major, length = buf[i], buf[i + 1], int.from_bytes(buf[i + 3:i + 5], "big")
-            if not 20 <= ctype <= 24 or major != 3 or length > MAX_RECORD:
-                self.lost = True
-                break
-            if len(buf) - i < 5 + length:
-                break
-            self.records.append((ctype, int.from_bytes(buf[i + 1:i + 3], "big"), bytes(buf[i + 5:i + 5 + length])))
-            i += 5 + length
-        del buf[:i]
-
-    def end(self) -> None:
-        if self.pending or (self.buf and not self.lost):
-            self.lost = True
+    def finish(self) -> list[_Session]:
+        """Sessions with a ClientHello, in tcp.stream order."""
+        found = {id(session): (keys, decryptor) for session, keys, decryptor in self.decryption.sessions}
+        convs = self.conversations
+        out = []
+        for c, flow in self.app.flows.items():
+            tls = flow.tls
+            if tls is None or tls.session.client_hello is None or tls.session.client_direction is None:
+                continue
+            if tls.session.client_hello.sslv2:  # its challenge is not the 32-byte random a key log names
+                continue
+            keys, decryptor = found.get(id(tls.session), (None, None))
+            out.append(_Session(int(convs["stream"][c]), convs[c], flow, keys, decryptor,
+                                self.first_frame[2 * c: 2 * c + 2].tolist(), self.encrypted.get(c, 0)))
+        return sorted(out, key=lambda s: s.stream)
 
 
 class _Session:
-    """One TCP stream that starts with TLS."""
+    """One TLS session as the application layer saw it."""
 
-    def __init__(self, stream: int):
+    def __init__(self, stream: int, conversation, flow, keys: TlsSessionKeys | None, decryptor,
+                 first_frames: list[int], encrypted: int):
+        tls = flow.tls
         self.stream = stream
-        self.halves = (_Half(), _Half())
-        self.client_dir: int | None = None
-        self.client_random = b""
-        self.sni: str | None = None
-        self.server: tuple[int, int, bytes, set[int]] | None = None  # version, suite, random, extensions
-        self.keys: TlsSessionKeys | None = None
-        self.decryptors: dict[int, RecordDecryptor] = {}
-        self.queued: tuple[list, list] = ([], [])
-        self.malformed = False
+        self.session = tls.session
+        self.client_dir = tls.session.client_direction
+        self.client_random = tls.session.client_hello.random
+        self.keys, self.decryptor = keys, decryptor
+        self.first_frames = first_frames
+        self.encrypted = encrypted
+        self.endpoints = [_endpoint(conversation, side) for side in (0, 1)]
+        # a hole, a cut record or a stream that stopped being TLS: later records cannot be checked
+        self.lost = any(half.lost or half.desync or half.buf or half.in_body for half in tls.halves) or any(
+            d is not None and d.pending for d in flow.dirs)
 
-    def take_records(self, d: int, keylog: KeyLog) -> None:
-        """Hand this direction's complete records on: to the hello parser until the keys are known (held until
-        then), to the decryptors after."""
-        half = self.halves[d]
-        records, half.records = half.records, []
-        for record in records:
-            if self.keys is not None:
-                self.decryptors[d].decrypt(*record)
-                continue
-            if len(self.queued[d]) < MAX_QUEUED_RECORDS:
-                self.queued[d].append(record)
-            if record[0] == 22 and not self.malformed:
-                self._hello_bytes(d, record[2], keylog)
-            if self.keys is not None:  # this record completed the ServerHello: catch up on both directions
-                for side in (0, 1):
-                    for held in self.queued[side]:
-                        self.decryptors[side].decrypt(*held)
-                    self.queued[side].clear()
-
-    def _hello_bytes(self, d: int, fragment: bytes, keylog: KeyLog) -> None:
-        buf = self.halves[d].hs_buf
-        buf += fragment
-        while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[1:4], "big"):
-            n = 4 + int.from_bytes(buf[1:4], "big")
-            message = bytes(buf[:n])
-            del buf[:n]
-            try:
-                if message[0] == 1 and self.client_dir is None:
-                    self.client_dir = d
-                    self.client_random, self.sni = _client_hello(message)
-                elif message[0] == 2 and self.client_dir is not None and d != self.client_dir:
-                    server = _server_hello(message)
-                    if server[2] != HRR_RANDOM:
-                        self.server = server
-                        self._make_keys(keylog)
-                        return
-            except (IndexError, ValueError, UnicodeDecodeError):
-                self.malformed = True
-                return
-
-    def _make_keys(self, keylog: KeyLog) -> None:
-        version, suite, server_random, extensions = self.server
-        self.keys = TlsSessionKeys(version, suite, self.client_random, server_random, keylog,
-                                   extended_master_secret=EXT_EXTENDED_MASTER_SECRET in extensions,
-                                   encrypt_then_mac=EXT_ENCRYPT_THEN_MAC in extensions)
-        self.decryptors = {self.client_dir: self.keys.decryptor("client"),
-                           1 - self.client_dir: self.keys.decryptor("server")}
+    def outcome(self) -> Outcome:
+        if self.decryptor is not None:
+            return self.decryptor.outcome(records_missing=self.lost)
+        if self.keys is None:
+            return Outcome(NOTHING_ENCRYPTED, None, 0, 0)
+        # declined (keys.reason says why): every record the parser saw encrypted is one that failed
+        return Outcome(NOT_DECRYPTED if self.encrypted else NOTHING_ENCRYPTED, self.keys.reason, 0, self.encrypted)
 
     def match(self, keylog: KeyLog) -> SessionMatch:
         secrets = keylog.lookup(self.client_random)
-        lost = any(h.lost for h in self.halves)
-        if self.keys is not None:
-            outcome = session_outcome(self.keys, list(self.decryptors.values()), records_missing=lost)
-            missing = self.keys.missing_labels
-        else:
-            outcome = Outcome("nothing encrypted", None, 0, 0)
-            missing = []
-        client, server = self.halves[self.client_dir], self.halves[1 - self.client_dir]
+        s = self.session
+        keys = self.keys
         return SessionMatch(
-            stream=self.stream, first_frame=client.first_frame, client_random=self.client_random.hex(),
-            client=client.endpoint, server=server.endpoint,
-            sni=self.sni, version=self.server[0] if self.server else None,
-            cipher_suite=self.server[1] if self.server else None, has_secret=secrets is not None,
-            secret_labels=secrets.labels() if secrets else [], missing_labels=missing, outcome=outcome,
-            detail=self.keys.detail if self.keys is not None and self.keys.reason is not None else "")
+            stream=self.stream, first_frame=self.first_frames[self.client_dir], client_random=self.client_random.hex(),
+            client=self.endpoints[self.client_dir], server=self.endpoints[1 - self.client_dir],
+            sni=s.sni, version=s.version, cipher_suite=s.cipher, has_secret=secrets is not None,
+            secret_labels=secrets.labels() if secrets else [], missing_labels=keys.missing_labels if keys else [],
+            outcome=self.outcome(), detail=keys.detail if keys is not None and keys.reason is not None else "")
 
 
-def _extensions(message: bytes, i: int) -> list[tuple[int, bytes]]:
-    out = []
-    if i + 2 > len(message):
-        return out
-    end = min(len(message), i + 2 + int.from_bytes(message[i:i + 2], "big"))
-    i += 2
-    while i + 4 <= end:
-        etype, length = int.from_bytes(message[i:i + 2], "big"), int.from_bytes(message[i + 2:i + 4], "big")
-        out.append((etype, message[i + 4:i + 4 + length]))
-        i += 4 + length
-    return out
-
-
-def _client_hello(message: bytes) -> tuple[bytes, str | None]:
-    """(client random, SNI) of a ClientHello handshake message."""
-    random = message[6:38]  # after type, length and legacy version
-    if len(random) != 32:
-        raise ValueError("short ClientHello")
-    i = 39 + message[38]  # session id
-    i += 2 + int.from_bytes(message[i:i + 2], "big")  # cipher suites
-    i += 1 + message[i]  # compression methods
-    sni = None
-    for etype, body in _extensions(message, i):
-        if etype == 0 and len(body) > 5 and body[2] == 0:
-            sni = body[5:5 + int.from_bytes(body[3:5], "big")].decode("ascii")
-    return random, sni
-
-
-def _server_hello(message: bytes) -> tuple[int, int, bytes, set[int]]:
-    """(negotiated version, cipher suite, server random, extension types) of a ServerHello message."""
-    version = int.from_bytes(message[4:6], "big")
-    random = message[6:38]
-    i = 39 + message[38]
-    suite = int.from_bytes(message[i:i + 2], "big")
-    if len(random) != 32 or i + 3 > len(message):
-        raise ValueError("short ServerHello")
-    extensions = _extensions(message, i + 3)
-    for etype, body in extensions:
-        if etype == 0x002B and len(body) == 2:  # supported_versions: the real version
-            version = int.from_bytes(body, "big")
-    return version, suite, random, {etype for etype, _ in extensions}
+def _endpoint(conversation, side: int) -> str:
+    """address:port of side A (0) or B (1) of a conversation row ([address]:port for IPv6)."""
+    p = "ab"[side]
+    ipv = int(conversation["ipv"])
+    address = format_address(ipv, int(conversation[f"{p}_hi"]), int(conversation[f"{p}_lo"]))
+    port = int(conversation[f"{p}_port"])
+    return f"[{address}]:{port}" if ipv == 6 else f"{address}:{port}"
 
 
 # -- the commands ---------------------------------------------------------------------------------------------------
@@ -325,7 +234,7 @@ def match_keys(capture: str, keylogs: Sequence[str] = (), *, use_environment: bo
             if use_capture_secrets and len(info.secrets) > secrets_seen:  # DSBs come before their packets
                 keylog.add_secrets(info.secrets[secrets_seen:])
                 secrets_seen = len(info.secrets)
-            scan.chunk(chunk)
+            scan.chunk(chunk, run.flows.conversations)
             tick()
         if use_capture_secrets and len(info.secrets) > secrets_seen:
             keylog.add_secrets(info.secrets[secrets_seen:])
@@ -334,69 +243,6 @@ def match_keys(capture: str, keylogs: Sequence[str] = (), *, use_environment: bo
     result = KeyMatch(capture, list(keylog.sources), len(keylog), matches)
     result.warnings = capture_warnings + keylog.warnings() + match_warnings(result, keylog)
     return result
-
-
-class _Scan:
-    """TLS sessions of a capture, chunk by chunk: streams are classified by their first payload byte, so the
-    rows of other TCP streams are dropped with numpy and never reach Python."""
-
-    def __init__(self, keylog: KeyLog):
-        self.keylog = keylog
-        self.sessions: dict[int, _Session] = {}
-        self.kind = np.zeros(1024, np.int8)  # per tcp.stream: 0 not seen yet, 1 TLS, 2 something else
-
-    def chunk(self, chunk) -> None:
-        t, buf = chunk.table, chunk.buf
-        rows = np.nonzero((t["ip_proto"] == 6) & (t["stream"] >= 0) & (t["payload_off"] >= 0)
-                          & (t["payload_len"] > 0) & ((t["tcp_flags"] & TH_SYN) == 0))[0]
-        if not len(rows):
-            return
-        streams = t["stream"][rows]
-        top = int(streams.max())
-        if top >= len(self.kind):
-            self.kind = np.concatenate([self.kind, np.zeros(max(top + 1, 2 * len(self.kind)), np.int8)])
-        kind = self.kind
-        # classify new streams by their first payload (one row each), then keep only the rows of TLS streams
-        new = rows[kind[streams] == 0]
-        if len(new):
-            first_streams, first = np.unique(t["stream"][new], return_index=True)
-            for stream, i in zip(first_streams.tolist(), new[first].tolist()):
-                start = int(t["data"][i]) + int(t["payload_off"][i])
-                head = buf[start:start + 3]
-                captured = int(t["data"][i]) + int(t["caplen"][i]) - start
-                if captured >= 3 and head[0] == 22 and head[1] == 3 and head[2] <= 4:
-                    kind[stream] = 1
-                    self.sessions[stream] = _Session(stream)
-                else:
-                    kind[stream] = 2
-        for i in rows[kind[streams] == 1]:
-            r = t[i]
-            stream = int(r["stream"])
-            start = int(r["data"]) + int(r["payload_off"])
-            wire_len = int(r["payload_len"])
-            captured = max(0, min(wire_len, int(r["data"]) + int(r["caplen"]) - start))
-            session = self.sessions[stream]
-            d = int(r["dir"])
-            half = session.halves[d]
-            if not half.endpoint:
-                half.endpoint = _endpoint(r)
-                half.first_frame = int(r["frame"])
-            half.segment(int(r["tcp_seq"]), buf[start:start + captured].tobytes(), wire_len)
-            if half.records:
-                session.take_records(d, self.keylog)
-
-    def finish(self) -> list[_Session]:
-        """Sessions with a ClientHello, in tcp.stream order, after their last records were handed on."""
-        for session in self.sessions.values():
-            for d, half in enumerate(session.halves):
-                half.end()
-                session.take_records(d, self.keylog)
-        return [s for _, s in sorted(self.sessions.items()) if s.client_dir is not None]
-
-
-def _endpoint(row) -> str:
-    address = format_address(int(row["ipv"]), int(row["src_hi"]), int(row["src_lo"]))
-    return f"[{address}]:{int(row['sport'])}" if int(row["ipv"]) == 6 else f"{address}:{int(row['sport'])}"
 
 
 def match_warnings(result: KeyMatch, keylog: KeyLog) -> list[str]:
@@ -497,5 +343,5 @@ def _session_randoms(capture: str) -> list[bytes]:
     run = open_pass(capture)
     with run.capture:
         for chunk in run.chunks():
-            scan.chunk(chunk)
+            scan.chunk(chunk, run.flows.conversations)
     return [s.client_random for s in scan.finish()]
