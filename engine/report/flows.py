@@ -125,10 +125,10 @@ def write_json(path: str, out) -> list[str]:
     """Every flow's record (Zeek's conn.log names next to ours: diagnose.conn.record) as a JSON array, written from
     the record columns by a kernel a block at a time (diagnose.report.jsonkernel); returns the capture's warnings."""
     from diagnose.conn.record import analyse_flows
-    from diagnose.report.jsonkernel import write_json_records
+    from diagnose.report import jsonkernel
 
     analysis = analyse_flows(path)
-    write_json_records(out, analysis.iter_columns(BLOCK))
+    jsonkernel.write_json_records(out, analysis.iter_columns(jsonkernel.BLOCK))
     return analysis.warnings
 
 

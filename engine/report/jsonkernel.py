@@ -15,6 +15,7 @@ surrogate pairs above U+FFFF); IPv4 addresses are formatted in the kernel.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
@@ -33,6 +34,7 @@ for _byte, _letter in _ESCAPES.items():
 FLOAT_WIDTH = 32  # numpy's repr of a float64 fits
 NS_WIDTH = 31  # '-', 10 digits of seconds... 19 digits in all, '.', 9 digits
 MICROS_WIDTH = 28
+BLOCK = 2048  # flows written at a time: the columns and the output buffer of a block stay a few MB
 
 
 def utf8_table(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -316,14 +318,17 @@ def encode_block(cols: FlowColumns, first: bool) -> tuple[np.ndarray, int]:
         addr_str = np.full(1, -1, np.int64)
     micros = np.ascontiguousarray(cols.values["syn_times"], dtype=np.int64)
 
-    text_width = 2 + 6 * strings.shape[1]
-    width = {**_VALUE_WIDTH, STR: text_width, ADDR: max(text_width, 17) + 2, ENDPOINT: max(text_width, 17) + 10,
-             MICROS: 2 + micros.shape[1] * (MICROS_WIDTH + 2)}
+    lengths = cols.lengths["syn_times"].astype(np.int64)
+    # the longest value each kind can take in this block: the output buffer is sized once, without a first pass
+    text_width = max(len(json.dumps(t)) for t in texts)
+    address_width = max(text_width, len('"255.255.255.255"'))
+    width = {**_VALUE_WIDTH, STR: text_width, ADDR: address_width, ENDPOINT: address_width + len("[]:65535"),
+             MICROS: 2 + int(lengths.max(initial=0)) * (MICROS_WIDTH + 2)}
     per_record = 5 + sum(int(_KEY_LEN[f]) + 2 + max(width[kind], 4) for f, (_, kind, _) in enumerate(FIELDS))
     out = np.empty(max(n * per_record, 1), np.uint8)
     end = write_records(out, 0, first, values, nulls, cols.tcp.astype(np.uint8), _KINDS, _TCP_ONLY, port_row, _KEYS,
                         _KEY_LEN, strings, str_len, str_colon, addr_lo, addr_str, floats, float_len, micros,
-                        cols.lengths["syn_times"].astype(np.int64))
+                        lengths)
     return out, end
 
 
