@@ -31,15 +31,8 @@ CSUM_L4_BAD = 2
 
 
 @inline
-def _word(buf, words, p):
-    """The 8 bytes at buf[p:] as a little-endian uint64: two aligned loads from `words` (buf viewed as uint64) where
-    it reaches, else byte by byte (the same value, so a frame hashes alike wherever it lies)."""
-    q = p >> 3
-    if q + 1 < words.shape[0]:
-        r = np.uint64((p & 7) * 8)
-        if r == 0:
-            return words[q]
-        return (words[q] >> r) | (words[q + 1] << (np.uint64(64) - r))
+def _byte_word(buf, p):
+    """The 8 bytes at buf[p:] as a little-endian uint64, read byte by byte."""
     w = np.uint64(0)
     for k in range(7, -1, -1):
         w = (w << np.uint64(8)) | np.uint64(buf[p + k])
@@ -60,26 +53,55 @@ def _mix(h):
 @inline
 def _frame_hash(buf, words, start, length):
     """64-bit hash of a frame's bytes, 8 bytes a step in four independent lanes: hashing every captured byte is
-    most of the capture facts' time, and a byte-serial hash waits on one multiply per byte."""
+    most of the capture facts' time, and a byte-serial hash waits on one multiply per byte. The words come from
+    two aligned loads where `words` (buf viewed as little-endian uint64) reaches, else byte by byte: the same
+    values, so a frame hashes alike wherever it lies."""
     p = np.uint64(0x100000001B3)
     a = np.uint64(0xCBF29CE484222325)
     b = np.uint64(0x84222325CBF29CE4)
     c = np.uint64(0x9E3779B97F4A7C15)
     d = np.uint64(0xC2B2AE3D27D4EB4F)
-    k = start
-    end = start + length
-    while k + 32 <= end:
-        a = (a ^ _word(buf, words, k)) * p
-        b = (b ^ _word(buf, words, k + 8)) * p
-        c = (c ^ _word(buf, words, k + 16)) * p
-        d = (d ^ _word(buf, words, k + 24)) * p
-        k += 32
-    while k + 8 <= end:
-        a = (a ^ _word(buf, words, k)) * p
-        k += 8
-    while k < end:
+    nw = length >> 3
+    q = start >> 3
+    i = 0
+    if q + nw < words.shape[0]:
+        r = np.uint64((start & 7) * 8)
+        if r == 0:
+            while i + 4 <= nw:
+                a = (a ^ words[q + i]) * p
+                b = (b ^ words[q + i + 1]) * p
+                c = (c ^ words[q + i + 2]) * p
+                d = (d ^ words[q + i + 3]) * p
+                i += 4
+            while i < nw:
+                a = (a ^ words[q + i]) * p
+                i += 1
+        else:
+            up = np.uint64(64) - r
+            while i + 4 <= nw:
+                w0, w1, w2 = words[q + i], words[q + i + 1], words[q + i + 2]
+                w3, w4 = words[q + i + 3], words[q + i + 4]
+                a = (a ^ ((w0 >> r) | (w1 << up))) * p
+                b = (b ^ ((w1 >> r) | (w2 << up))) * p
+                c = (c ^ ((w2 >> r) | (w3 << up))) * p
+                d = (d ^ ((w3 >> r) | (w4 << up))) * p
+                i += 4
+            while i < nw:
+                a = (a ^ ((words[q + i] >> r) | (words[q + i + 1] << up))) * p
+                i += 1
+    else:
+        while i + 4 <= nw:
+            k = start + 8 * i
+            a = (a ^ _byte_word(buf, k)) * p
+            b = (b ^ _byte_word(buf, k + 8)) * p
+            c = (c ^ _byte_word(buf, k + 16)) * p
+            d = (d ^ _byte_word(buf, k + 24)) * p
+            i += 4
+        while i < nw:
+            a = (a ^ _byte_word(buf, start + 8 * i)) * p
+            i += 1
+    for k in range(start + 8 * nw, start + length):
         b = (b ^ np.uint64(buf[k])) * p
-        k += 1
     h = _mix(a) ^ (_mix(b) * np.uint64(3)) ^ (_mix(c) * np.uint64(5)) ^ (_mix(d) * np.uint64(7))
     return _mix(h ^ np.uint64(length))
 
