@@ -6,7 +6,9 @@ so it never goes through Python packet by packet. The kernel reads each message'
 as `dns.DnsTracker` does for DNS over TCP: the first response to a query gives dns.time and dns.response_to; the same
 question again within 5 s before any answer is a retransmission (the answer is timed from the first copy); a second
 response is a retransmitted response; a response without a query is unsolicited. Full messages (names, records) are
-decoded in Python only when a field asks for them (`DnsBatch.messages`).
+decoded in Python only when a field asks for them (`DnsBatch.messages`). The latency rules need only the addresses
+each lookup resolved to: a second kernel reads those and the question name (`DnsBatch.address_answers`), and leaves
+to Python only the messages whose reading it could not vouch for.
 """
 
 from __future__ import annotations
