@@ -317,8 +317,12 @@ def run() -> None:
     """The `diagnose` process: main(), then leave at once. Tearing the interpreter down (freeing a large run's arrays
     and numba's JIT engine object by object) takes ~0.1 s after every output is written and closed; the operating
     system frees a whole process faster."""
+    import gc
     import os
 
+    # Start-up (numpy, numba, the kernels) makes ~10^5 objects, none of them garbage: the collector's default
+    # threshold would sweep them again and again (~30 ms); per-chunk work makes few objects anyway.
+    gc.set_threshold(20_000, 20, 20)
     try:
         main()
         code = 0

@@ -339,7 +339,8 @@ class FlowTable:
             if status == DONE:
                 return
             if status == GROW_CONVS:
-                grown = np.zeros(len(self._convs) * 3 // 2, CONV_DTYPE)  # 1.5x: the peak holds old + new
+                # 2x: np.zeros pages stay unmapped until written, so the peak is old + copied rows at any step
+                grown = np.zeros(len(self._convs) * 2, CONV_DTYPE)
                 grown[: self.count] = self._convs[: self.count]
                 self._convs = grown
             else:

@@ -1145,8 +1145,9 @@ def _row_inputs(buf, table, whole, udp_len):
 # ---- Python side ------------------------------------------------------------------------------------------------------
 STATE_BLOCK = 16384  # conversations whose state texts are decided at a time
 def _grow(arr: np.ndarray, need: int) -> np.ndarray:
-    # 1.5x: while growing, the old and the new array are both resident
-    grown = np.zeros(max(need, len(arr) * 3 // 2, 16), arr.dtype)
+    # 2x: np.zeros pages stay unmapped until written, so doubling holds no more resident memory than a smaller step
+    # (old + the copied rows), and copies less in all
+    grown = np.zeros(max(need, len(arr) * 2, 16), arr.dtype)
     grown[: len(arr)] = arr
     return grown
 
@@ -1239,11 +1240,14 @@ class ConnStates(_StateTable):
         width = conns["hist"].shape[1]
         raw = np.ascontiguousarray(conns["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
         hist_values, hist_inv = np.unique(raw, return_inverse=True)
-        keys, key_inv = np.unique(np.stack([kind, ostate, rstate, empty, hist_inv.ravel()], axis=1), axis=0,
-                                  return_inverse=True)
+        # one integer per (kind, states, empty, history): sorting plain integers is ~50x faster than rows
+        packed = ((((kind << 3 | ostate) << 3 | rstate) << 1 | empty) << 32) | hist_inv.ravel()
+        keys, key_inv = np.unique(packed, return_inverse=True)
         state_of_key = np.array([
-            index.setdefault(conn_state(k, o, r, 1 - e, 1 - e, hist_values[h].decode("ascii")), len(index)) if k else -1
-            for k, o, r, e, h in keys.tolist()], np.int64)
+            index.setdefault(conn_state(k >> 39, (k >> 36) & 7, (k >> 33) & 7, 1 - ((k >> 32) & 1),
+                                        1 - ((k >> 32) & 1), hist_values[k & 0xFFFFFFFF].decode("ascii")),
+                             len(index)) if k >> 39 else -1
+            for k in keys.tolist()], np.int64)
         text_of_hist = np.array([index.setdefault(h.decode("ascii"), len(index)) if h else -1
                                  for h in hist_values.tolist()], np.int64)
         return state_of_key[key_inv.ravel()], np.where(kind != 0, text_of_hist[hist_inv.ravel()], -1)
