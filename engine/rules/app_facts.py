@@ -114,13 +114,16 @@ def _cipher_name(code) -> str | None:
     return name or f"0x{code:04x}"
 
 
-def add_app_facts(records: list[dict], summary) -> None:
+def add_app_facts(records, summary) -> None:
     """Add the application facts (AppLayer.finish()'s AppSummary) to the records of the flows it knows. Absent
     facts are simply not set (records are read with .get, templates through diagnose.rules.facts.Facts), which
     keeps tens of thousands of records small."""
     flows = getattr(summary, "flows", summary) or {}
     dns_udp = getattr(summary, "dns", {}) or {}
-    for conv, record in enumerate(records):
+    for conv in sorted(set(dns_udp) | set(flows)):
+        if not 0 <= conv < len(records):
+            continue
+        record = writable_record(records, conv)
         facts = dns_udp.get(conv)
         if facts is not None:
             _dns_udp(record, facts)
@@ -134,6 +137,12 @@ def add_app_facts(records: list[dict], summary) -> None:
             _tls(record, flow.tls.session, flow.chain, flow)
         if flow.dns is not None:
             _dns(record, flow)
+
+
+def writable_record(records, conv: int) -> dict:
+    """Where to add facts to a flow's record: the record itself, or a FlowRecords's extra facts of the flow."""
+    extra_for = getattr(records, "extra_for", None)
+    return extra_for(conv) if extra_for is not None else records[conv]
 
 
 def _request_text(tx) -> str | None:

@@ -278,6 +278,9 @@ class RuleEngine:
         """records: one flow record per conversation (diagnose.conn.record), index = conversation;
         capture_facts: diagnose.facts summary; convs: the flow table's conversations (CONV_DTYPE), optional."""
         n = len(records)
+        if hasattr(records, "prepare"):  # FlowRecords: every fact the rules read, in one sweep over the flows
+            records.prepare(name[5:] for rule in self.rules for name in rule.when.compiled.fields
+                            if name.startswith("flow."))
         result = EngineResult({r.id: [] for r in self.rules}, errors=self.errors, records=records)
         flow_refs = _FlowRefs(records)
         template_capture = capture_template_values(capture_facts)
@@ -319,7 +322,9 @@ class RuleEngine:
         columns = self._agg_columns(rule, ctx, n, durations)
         mask = np.asarray(rule.when.evaluate(ctx), bool)
         out = []
-        for conv in np.flatnonzero(mask).tolist():
+        fired = np.flatnonzero(mask).tolist()
+        _load(flow_refs.records, fired)
+        for conv in fired:
             record = flow_refs.records[conv]
             frames, total = self._evidence[rule.id].get(conv) if rule.id in self._evidence else ([], 0)
             if rule.evidence_frames:
@@ -363,7 +368,9 @@ class RuleEngine:
         if rule.having is not None:
             mask &= np.asarray(rule.having.evaluate(ctx), bool)
         out = []
-        for gid in np.flatnonzero(mask).tolist():
+        fired = np.flatnonzero(mask).tolist()
+        _load(flow_refs.records, fired if groups.by_flow else [c for gid in fired for c in groups.convs[gid]])
+        for gid in fired:
             frames, total = groups.frames.get(gid)
             agg = {name: _agg_value(values[gid], rule.aggregates[name].result_type)
                    for name, values in columns.items()}
@@ -487,7 +494,17 @@ def _rows_context(n: int, first_ts: int | None, extra: dict) -> ChunkContext:
     return ChunkContext(np.zeros(0, np.uint8), table, first_ts=first_ts or 0, extra=extra)
 
 
-def _durations(records: list[dict]) -> np.ndarray:
+def _load(records, convs: list[int]) -> None:
+    """Make the records of many flows at once when they are made on demand (FlowRecords)."""
+    load = getattr(records, "load", None)
+    if load is not None:
+        load(convs)
+
+
+def _durations(records) -> np.ndarray:
+    if hasattr(records, "column"):  # FlowRecords
+        seconds, present = records.column("duration", FieldType.FLOAT)
+        return np.where(present, seconds * 1e9, np.nan)
     return np.fromiter(((r.get("duration") or 0.0) * 1e9 if r.get("duration") is not None else np.nan
                         for r in records), np.float64, len(records))
 

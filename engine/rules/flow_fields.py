@@ -152,9 +152,10 @@ def tcp_only_facts() -> set[str]:
 
 
 class FlowColumns:
-    """Columns over the flow records, built on first use (one per fact a rule reads)."""
+    """Columns over the flow records, built on first use (one per fact a rule reads). `records` is a list of dict
+    records or a FlowRecords, which makes the columns from the flow analysis's own columns."""
 
-    def __init__(self, records: list[dict]):
+    def __init__(self, records):
         self.records = records
         self.n = len(records)
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -164,7 +165,9 @@ class FlowColumns:
     def column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
         got = self._columns.get(key)
         if got is None:
-            if key in self._tcp_keys:
+            if hasattr(self.records, "column"):  # diagnose.rules.flow_records.FlowRecords: columns without dicts
+                got = self._columns[key] = self.records.column(key, ftype)
+            elif key in self._tcp_keys:
                 got = self._columns[key] = self._tcp_column(key, ftype)
             else:
                 got = self._columns[key] = _build(self.records, key, ftype)

@@ -84,14 +84,29 @@ class DnsAnswers:
         return best[1], best[2]
 
 
-def add_latency_facts(records: list[dict], answers: DnsAnswers) -> None:
-    for record in records:
-        if record.get("proto") != "tcp" or record.get("app_protocol") not in ("http", "http2", "tls"):
+TIMED_PROTOCOLS = ("http", "http2", "tls")
+
+
+def add_latency_facts(records, answers: DnsAnswers) -> None:
+    """Split each HTTP/TLS connection's time into phases. `records`: dict records, or a FlowRecords (whose
+    application facts say which flows are candidates: only those become dicts)."""
+    from diagnose.rules.app_facts import writable_record
+
+    extra = getattr(records, "extra", None)
+    if extra is not None:
+        convs = [c for c, facts in extra.items() if facts.get("app_protocol") in TIMED_PROTOCOLS]
+        records.load(convs)
+    else:
+        convs = range(len(records))
+    for conv in convs:
+        record = records[conv]
+        if record.get("proto") != "tcp" or record.get("app_protocol") not in TIMED_PROTOCOLS:
             continue
+        out = writable_record(records, conv)
         phases: dict[str, float | None] = dict.fromkeys(PHASES)
         found = answers.lookup_before(record.get("resp_h") or "", record.get("ts") or 0.0)
         if found is not None:
-            phases["dns"], record["latency_dns_name"] = found
+            phases["dns"], out["latency_dns_name"] = found
         phases["connect"] = record.get("handshake_rtt") or record.get("synack_rtt")
         phases["tls"] = record.get("tls_handshake_time")
         phases["ttfb"] = record.get("http_ttfb_max")
@@ -101,12 +116,12 @@ def add_latency_facts(records: list[dict], answers: DnsAnswers) -> None:
             continue  # without a request/response the connection is not a transaction we can time
         for k in PHASES:
             if phases[k] is not None:
-                record[f"latency_{k}"] = phases[k]
+                out[f"latency_{k}"] = phases[k]
         total = sum(known.values())
-        record["latency_total"] = total
+        out["latency_total"] = total
         dominant = max(known, key=known.get)
-        record["latency_dominant"] = dominant
-        record["latency_dominant_share"] = known[dominant] / total if total > 0 else None
+        out["latency_dominant"] = dominant
+        out["latency_dominant_share"] = known[dominant] / total if total > 0 else None
 
 
 def phases_of(record: dict) -> dict[str, float | None]:

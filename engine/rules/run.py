@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from diagnose.findings import Report, RuleResult
 from diagnose.playbook.library import RuleSet, load_rule_set
 from diagnose.rules.engine import EngineResult, RuleEngine
 from diagnose.rules.linking import group_findings, link, rank
+
+if TYPE_CHECKING:
+    from diagnose.rules.flow_records import FlowRecords
 
 CAPTURE_PLAYBOOK = "capture"
 
@@ -101,13 +105,15 @@ class AnalysisPass:
                     self.tick()
         self.app_flows = self.app.finish()
 
-    def records(self) -> list[dict]:
-        """One record per conversation: diagnose.conn's flow facts plus the application layer's (app_facts)."""
+    def records(self) -> FlowRecords:
+        """One record per conversation: diagnose.conn's flow facts plus the application layer's (app_facts), made
+        on demand (FlowRecords): the rules read columns, and only flagged flows become dicts."""
         from diagnose.conn.record import FlowAnalysis
         from diagnose.rules.app_facts import add_app_facts
+        from diagnose.rules.flow_records import FlowRecords
         from diagnose.rules.latency import add_latency_facts
 
-        records = FlowAnalysis(self.run.flows, self.states, self.flow_facts, self.tcp.completeness).records()
+        records = FlowRecords(FlowAnalysis(self.run.flows, self.states, self.flow_facts, self.tcp.completeness))
         add_app_facts(records, self.app_flows)
         add_latency_facts(records, self.dns_answers)
         return records
@@ -166,8 +172,8 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
     engine = RuleEngine(rule_set)
     for ctx in analysis.contexts():
         engine.feed(ctx)
-    # Tens of thousands of flow records are made at once and live to the end: the cyclic collector would rescan
-    # them again and again while they are built (none of them forms a cycle), so it waits until the report is done.
+    # Findings and the records of flagged flows (thousands on a busy capture) live to the end: the cyclic collector
+    # would rescan them again and again while they are built (none forms a cycle), so it waits until the report is done.
     import gc
 
     was_enabled = gc.isenabled()
@@ -187,7 +193,7 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
     return Diagnosis(report, result, rule_set)
 
 
-def build_report(rule_set: RuleSet, result: EngineResult, summary: dict, records: list[dict]) -> Report:
+def build_report(rule_set: RuleSet, result: EngineResult, summary: dict, records) -> Report:
     from diagnose import __version__
 
     from diagnose.rules.engine import finalize

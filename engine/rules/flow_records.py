@@ -1,0 +1,175 @@
+"""The flow records of a diagnosis, without holding one dict per flow.
+
+A busy capture has tens of thousands of flows and a rule reads a few dozen facts of each: the rules read columns
+(one array per fact they use, straight from diagnose.conn.record's columns), and a dict record is made only for the
+flows a finding names (its message, evidence and links read the record).
+
+    records = FlowRecords(analysis)            # a Sequence: len(records), records[conv] (a dict), iteration
+    records.extra_for(conv)["http_requests"] = 3   # application/latency facts: kept for the flows that have them
+    records.load(convs)                        # make the records of many flows at once (one block of columns each)
+    values, present = records.column("syn_count", FieldType.UINT)
+
+Values and presence follow what a dict record holds: a fact the record lacks or holds as None is absent; times and
+durations are integer nanoseconds computed from the record's float seconds, so a filter sees the same number either
+way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from diagnose.conn.record import BLOCK, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, FlowAnalysis, \
+    FlowColumns, _values, column_records
+from diagnose.fields import FieldType as T
+
+_SECONDS_TYPES = (T.RELTIME, T.TIME)
+_TCP_ONLY = {name for name, _, tcp_only in FIELDS if tcp_only}
+_TEXT_KINDS = (STR, ADDR, ENDPOINT, MICROS)
+
+
+class FlowRecords(Sequence):
+    def __init__(self, analysis: FlowAnalysis):
+        self.analysis = analysis
+        self.n = len(analysis)
+        self.extra: dict[int, dict] = {}  # conv -> facts beyond the flow analysis (application layer, latency)
+        self._base: dict[int, dict] = {}  # records made so far (flow analysis facts only)
+        self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (raw values, present)
+
+    # ---- records -------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, conv: int) -> dict:
+        if not 0 <= conv < self.n:
+            raise IndexError(conv)
+        if conv not in self._base:
+            self.load((conv,))
+        extra = self.extra.get(conv)
+        return {**self._base[conv], **extra} if extra else self._base[conv]
+
+    def __iter__(self) -> Iterator[dict]:
+        """Every record, a block at a time (nothing kept)."""
+        for cols in self.analysis.iter_columns(BLOCK):
+            for i, rec in enumerate(column_records(cols), cols.lo):
+                extra = self.extra.get(i)
+                yield {**rec, **extra} if extra else rec
+
+    def extra_for(self, conv: int) -> dict:
+        """The dict holding this flow's extra facts: write to it."""
+        return self.extra.setdefault(conv, {})
+
+    def load(self, convs: Iterable[int]) -> None:
+        """Make the records of these flows, each block of columns computed once for all its flows."""
+        wanted = sorted({int(c) for c in convs if int(c) not in self._base and 0 <= int(c) < self.n})
+        i = 0
+        while i < len(wanted):
+            lo = wanted[i] // BLOCK * BLOCK
+            j = i
+            while j < len(wanted) and wanted[j] < lo + BLOCK:
+                j += 1
+            rows = np.array(wanted[i:j], np.int64) - lo
+            cols = self.analysis.columns(lo, min(lo + BLOCK, self.n))
+            for conv, rec in zip(wanted[i:j], column_records(_take(cols, rows))):
+                self._base[conv] = rec
+            i = j
+
+    # ---- columns for the rules -----------------------------------------------------------------------------------
+    def prepare(self, keys: Iterable[str]) -> None:
+        """Compute the flow-analysis columns of these keys in one sweep over the flows (the rules' facts)."""
+        todo = [k for k in set(keys) if k in KINDS and k not in self._columns]
+        if not todo:
+            return
+        parts: dict[str, list] = {k: [] for k in todo}
+        for cols in self.analysis.iter_columns(BLOCK):
+            texts = cols.address_strings() if any(KINDS[k] in (ADDR, ENDPOINT) for k in todo) else []
+            for key in todo:
+                parts[key].append(_raw(cols, key, texts))
+        for key in todo:
+            if self.n:
+                values = np.concatenate([p[0] for p in parts[key]])
+                present = np.concatenate([p[1] for p in parts[key]])
+            else:
+                values, present = np.zeros(0, object if KINDS[key] in _TEXT_KINDS else np.float64), np.zeros(0, bool)
+            self._columns[key] = (values, present)
+
+    def column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+        """(values typed for the display-filter engine, present) of one fact over every flow."""
+        if key in KINDS:
+            self.prepare((key,))
+            raw, present = self._columns[key]
+            return _typed(raw, present, KINDS[key], ftype)
+        present = np.zeros(self.n, bool)
+        raw = np.empty(self.n, object)
+        for conv, facts in self.extra.items():
+            value = facts.get(key)
+            if value is not None and conv < self.n:
+                raw[conv] = value
+                present[conv] = True
+        return _typed_objects(raw, present, ftype)
+
+
+def _take(cols: FlowColumns, rows: np.ndarray) -> FlowColumns:
+    """The rows `rows` of a block of columns (the string and address tables are shared)."""
+    return dataclasses.replace(
+        cols, values={k: v[rows] for k, v in cols.values.items()}, null={k: m[rows] for k, m in cols.null.items()},
+        tcp=cols.tcp[rows], ports={k: p[rows] for k, p in cols.ports.items()},
+        lengths={k: n[rows] for k, n in cols.lengths.items()})
+
+
+def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A block's column as stored (numbers) or as the records' objects (texts), and where the record holds it."""
+    kind = KINDS[key]
+    present = np.ones(len(cols), bool)
+    null = cols.null.get(key)
+    if null is not None:
+        present &= ~null
+    if key in _TCP_ONLY:
+        present &= cols.tcp.astype(bool)  # other records do not have the key at all
+    if kind in _TEXT_KINDS:
+        values = np.empty(len(cols), object)
+        values[:] = _values(cols, key, kind, texts)
+        return values, present
+    return cols.values[key], present
+
+
+def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+    """The numbers a filter compares, exactly as the display-filter columns built from the dict records would be."""
+    if raw.dtype == object:
+        return _typed_objects(raw, present, ftype)
+    if kind == NS:
+        seconds = raw / 1e9  # the record's float
+    else:
+        seconds = raw.astype(np.float64) if kind == FLOAT else None
+    if ftype == T.BOOL:
+        values = raw.astype(bool)
+    elif ftype == T.FLOAT:
+        values = seconds if seconds is not None else raw.astype(np.float64)
+    elif ftype in _SECONDS_TYPES:
+        values = np.round((seconds if seconds is not None else raw.astype(np.float64)) * 1e9).astype(np.int64)
+    elif seconds is not None:
+        values = np.trunc(seconds).astype(np.int64)  # int() of the record's float
+    else:
+        values = raw.astype(np.int64)
+    return np.where(present, values, np.zeros(1, values.dtype)), present
+
+
+def _typed_objects(raw: np.ndarray, present: np.ndarray, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+    """The same conversion for Python values (text columns and the sparse extra facts)."""
+    items = raw.tolist()
+    ok = present.tolist()
+    n = len(items)
+    if ftype == T.STRING:
+        values = np.empty(n, object)
+        values[:] = [str(v) if p else "" for v, p in zip(items, ok)]
+    elif ftype == T.BOOL:
+        values = np.fromiter((bool(v) if p else False for v, p in zip(items, ok)), bool, n)
+    elif ftype == T.FLOAT:
+        values = np.fromiter((float(v) if p else 0.0 for v, p in zip(items, ok)), np.float64, n)
+    elif ftype in _SECONDS_TYPES:
+        values = np.fromiter((int(round(float(v) * 1e9)) if p else 0 for v, p in zip(items, ok)), np.int64, n)
+    else:
+        values = np.fromiter((int(v) if p else 0 for v, p in zip(items, ok)), np.int64, n)
+    return values, present
