@@ -16,6 +16,7 @@ import numpy as np
 
 from diagnose.jit import inline, kernel
 from diagnose.packet import ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
+from diagnose.tablegrowth import grown
 
 UDP_TUNNELS = ENC_VXLAN | ENC_GTP | ENC_TEREDO
 
@@ -339,10 +340,7 @@ class FlowTable:
             if status == DONE:
                 return
             if status == GROW_CONVS:
-                # 2x: np.zeros pages stay unmapped until written, so the peak is old + copied rows at any step
-                grown = np.zeros(len(self._convs) * 2, CONV_DTYPE)
-                grown[: self.count] = self._convs[: self.count]
-                self._convs = grown
+                self._convs = grown(self._convs, 2 * len(self._convs))
             else:
                 new_slots = np.full(len(self._slots) * 2, -1, np.int32)
                 _rehash(self._slots, self._convs, new_slots)

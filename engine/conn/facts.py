@@ -37,6 +37,7 @@ from diagnose.conn.burst import add_gap
 from diagnose.jit import inline
 from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS, ST_ICMP_ERROR, ST_IP_FRAGMENT
+from diagnose.tablegrowth import grown
 from diagnose.tcp.analysis import (A_FAST_RETRANSMISSION, A_LOST_SEGMENT, A_RETRANSMISSION, A_SPURIOUS_RETRANSMISSION,
                                    A_WINDOW_FULL, ANALYSIS_DTYPE)
 
@@ -332,12 +333,6 @@ def _facts(table, analysis, have_analysis, flows, tcp, idle_rst_ns):
         f.pkts += 1
 
 
-def _grow(arr: np.ndarray, need: int) -> np.ndarray:
-    grown = np.zeros(max(need, 2 * len(arr), 16), arr.dtype)
-    grown[: len(arr)] = arr
-    return grown
-
-
 class FlowFacts:
     """Accumulates the per-flow facts of one capture, chunk by chunk (after FlowTable.update and, for the facts
     that need Wireshark's analysis flags, TcpAnalyzer.update on the same chunk)."""
@@ -346,24 +341,26 @@ class FlowFacts:
         self.idle_rst_ns = int(idle_rst_seconds * 1e9)
         self.flows = np.zeros(64, FLOW_DTYPE)
         self.tcp = np.zeros(64, TCP_FACTS_DTYPE)
-        self.tcp["conv"] = -1
+        self.n_tcp = 0  # streams met so far: their rows hold conv = -1 until a packet fills them in
         self.have_analysis = False
         self._no_analysis = np.zeros(1, ANALYSIS_DTYPE)
 
     def update(self, table: np.ndarray, n_convs: int, n_tcp_streams: int, analysis: np.ndarray | None = None) -> None:
         """n_convs / n_tcp_streams: FlowTable.count and FlowTable.tcp_streams after this chunk."""
         if n_convs > len(self.flows):
-            self.flows = _grow(self.flows, n_convs)
+            self.flows = grown(self.flows, n_convs)
         if n_tcp_streams > len(self.tcp):
-            old = len(self.tcp)
-            self.tcp = _grow(self.tcp, n_tcp_streams)
-            self.tcp["conv"][old:] = -1
+            self.tcp = grown(self.tcp, n_tcp_streams)
+        if n_tcp_streams > self.n_tcp:
+            # only the new streams' rows: marking spare capacity would make all of its pages resident
+            self.tcp["conv"][self.n_tcp : n_tcp_streams] = -1
+            self.n_tcp = n_tcp_streams
         if analysis is not None:
             self.have_analysis = True
         _facts(table, self._no_analysis if analysis is None else analysis, analysis is not None, self.flows,
                self.tcp, self.idle_rst_ns)
 
     def tcp_facts(self, stream: int) -> np.void | None:
-        if stream < 0 or stream >= len(self.tcp) or self.tcp[stream]["conv"] < 0:
+        if stream < 0 or stream >= self.n_tcp or self.tcp[stream]["conv"] < 0:
             return None
         return self.tcp[stream]

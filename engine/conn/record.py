@@ -241,7 +241,7 @@ def flow_columns(flows: FlowTable, states: ConnStates, facts: FlowFacts, complet
     f, _ = _padded(facts.flows, lo, hi, FLOW_DTYPE)
     proto = convs["proto"].astype(np.int64)
     stream = convs["stream"].astype(np.int64)
-    has_t = (proto == PROTO_TCP) & (stream >= 0) & (stream < len(facts.tcp))
+    has_t = (proto == PROTO_TCP) & (stream >= 0) & (stream < facts.n_tcp)
     t = np.zeros(n, TCP_FACTS_DTYPE)
     t[has_t] = facts.tcp[stream[has_t]]
     has_t &= t["conv"] >= 0

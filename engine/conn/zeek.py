@@ -30,6 +30,7 @@ from diagnose.flows import hash_key, mix64
 from diagnose.jit import inline, kernel
 from diagnose.packet import (ENC_GTP, ENC_TEREDO, ENC_VXLAN, PACKET_DTYPE, ST_ICMP_ERROR, ST_IP_FRAGMENT,
                              ST_MALFORMED, ST_REASSEMBLED)
+from diagnose.tablegrowth import grown
 
 _UDP_TUNNELS = ENC_TEREDO | ENC_VXLAN | ENC_GTP
 
@@ -1144,14 +1145,6 @@ def _row_inputs(buf, table, whole, udp_len):
 
 # ---- Python side ------------------------------------------------------------------------------------------------------
 STATE_BLOCK = 16384  # conversations whose state texts are decided at a time
-def _grow(arr: np.ndarray, need: int) -> np.ndarray:
-    # 2x: np.zeros pages stay unmapped until written, so doubling holds no more resident memory than a smaller step
-    # (old + the copied rows), and copies less in all
-    grown = np.zeros(max(need, len(arr) * 2, 16), arr.dtype)
-    grown[: len(arr)] = arr
-    return grown
-
-
 def _bad_rows(buf: np.ndarray, table: np.ndarray, verify: bool) -> np.ndarray:
     if not verify:
         return np.zeros(len(table), np.bool_)
@@ -1175,7 +1168,7 @@ class _StateTable:
         return _bad_rows(buf, table, self.verify_checksums), whole, udp_len
 
     def _grow_tcp(self) -> None:
-        self.tcp = _grow(self.tcp, self.n_tcp + 1)
+        self.tcp = grown(self.tcp, self.n_tcp + 1)
 
     def record(self, i: int) -> dict:
         return conn_record(self.conns[i], self.tcp[self.conns[i]["tcp"]] if self.conns[i]["tcp"] >= 0 else None)
@@ -1190,7 +1183,7 @@ class ConnStates(_StateTable):
     def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int) -> None:
         """Feed one chunk whose rows already carry `conv` (FlowTable.update ran); n_convs = FlowTable.count."""
         if n_convs > len(self.conns):
-            self.conns = _grow(self.conns, n_convs)
+            self.conns = grown(self.conns, n_convs)
         bad, whole, udp_len = self._row_inputs(buf, table)
         start = 0
         while True:
@@ -1280,9 +1273,9 @@ class ZeekConnections(_StateTable):
             if status == DONE:
                 return
             if status == GROW_CONNS:
-                self.conns = _grow(self.conns, self.count + 2)
+                self.conns = grown(self.conns, self.count + 2)
             elif status == GROW_TCP:
-                self.tcp = _grow(self.tcp, self.n_tcp + 2)
+                self.tcp = grown(self.tcp, self.n_tcp + 2)
             else:
                 slots = np.full(len(self._slots) * 2, -1, np.int64)
                 keys = np.zeros((len(slots), 5), np.uint64)

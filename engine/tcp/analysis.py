@@ -30,6 +30,7 @@ from diagnose.decode.wire import be32
 from diagnose.jit import kernel
 from diagnose.packet import (OPT_SACK, OPT_WS, ST_ICMP_ERROR, ST_REASSEMBLED, ST_TRUNCATED, TH_ACK, TH_FIN, TH_PSH,
                              TH_RST, TH_SYN)
+from diagnose.tablegrowth import grown
 
 from .seqspace import MASK32, seq_gt, seq_le, seq_lt, wrap
 from .unacked import MAX_UNACKED, SegmentPool, acknowledge, append, span
@@ -613,12 +614,8 @@ class TcpAnalyzer:
         self._no_reuse = np.zeros(0, np.uint8)
 
     def _grow_streams(self) -> None:
-        size = 2 * len(self._convs)
-        convs = np.zeros(size, CONV_STATE_DTYPE)
-        convs[: len(self._convs)] = self._convs
-        dirs = np.zeros((size, 2), DIRECTION_STATE_DTYPE)
-        dirs[: len(self._dirs)] = self._dirs
-        self._convs, self._dirs = convs, dirs
+        self._convs = grown(self._convs, 2 * len(self._convs))
+        self._dirs = grown(self._dirs, 2 * len(self._dirs))
 
     def update(self, table: np.ndarray, buf: np.ndarray | None = None) -> np.ndarray:
         """Analyse one chunk (after decode and flows); returns its ANALYSIS_DTYPE rows, aligned by index.

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diagnose.tablegrowth import copy_rows
+
 from .seqspace import MASK32, diff, inline, seq_gt, seq_le, wrap
 
 MAX_UNACKED = 10000  # per direction; Wireshark stops remembering segments beyond this (TCP_MAX_UNACKED_SEGMENTS)
@@ -45,7 +47,7 @@ class SegmentPool:
         old = len(self.entries)
         new = capacity if capacity is not None else max(4096, old * 2)
         grown = np.zeros(new, SEGMENT_DTYPE)
-        grown[:old] = self.entries
+        copy_rows(grown, self.entries)
         # chain the new entries in front of whatever is still free
         grown["link"][old:new - 1] = np.arange(old + 1, new)
         grown["link"][new - 1] = self.free_head[0]
