@@ -290,12 +290,21 @@ class RuleEngine:
         result.flow_ctx, result.capture_ctx = flow_ctx, capture_ctx
         durations = _durations(records)
         capture_duration = np.array([int(round(float(capture_facts.get("duration_s") or 0) * 1e9))])
+        # every flow rule's verdicts first, so the records of all flagged flows are made in one go
+        verdicts = {}
+        for rule in self.rules:
+            if rule.scope == "flow" and rule.id not in self.errors and n:
+                try:
+                    verdicts[rule.id] = self._flow_verdicts(rule, flow_ctx, n, durations)
+                except Exception as exc:
+                    self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+        _load(records, sorted({c for _, fired in verdicts.values() for c in fired}))
         for rule in self.rules:
             if rule.id in self.errors:
                 continue
             try:
                 if rule.scope == "flow":
-                    result.findings[rule.id] = self._judge_flows(rule, flow_ctx, n, durations, flow_refs,
+                    result.findings[rule.id] = self._judge_flows(rule, verdicts.get(rule.id), flow_refs,
                                                                   template_capture)
                 elif rule.scope == "capture":
                     result.findings[rule.id] = self._judge_capture(rule, capture_ctx, capture_duration,
@@ -316,14 +325,16 @@ class RuleEngine:
             columns[state.agg.name] = values
         return columns
 
-    def _judge_flows(self, rule, ctx, n, durations, flow_refs, template_capture) -> list[Finding]:
-        if n == 0:
-            return []
+    def _flow_verdicts(self, rule, ctx, n, durations) -> tuple[dict[str, np.ndarray], list[int]]:
+        """(the rule's aggregate columns, the flows its condition holds for)."""
         columns = self._agg_columns(rule, ctx, n, durations)
-        mask = np.asarray(rule.when.evaluate(ctx), bool)
+        return columns, np.flatnonzero(np.asarray(rule.when.evaluate(ctx), bool)).tolist()
+
+    def _judge_flows(self, rule, verdicts, flow_refs, template_capture) -> list[Finding]:
+        if verdicts is None:  # no flows
+            return []
+        columns, fired = verdicts
         out = []
-        fired = np.flatnonzero(mask).tolist()
-        _load(flow_refs.records, fired)
         for conv in fired:
             record = flow_refs.records[conv]
             frames, total = self._evidence[rule.id].get(conv) if rule.id in self._evidence else ([], 0)

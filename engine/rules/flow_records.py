@@ -111,11 +111,19 @@ class FlowRecords(Sequence):
         return _typed_objects(raw, present, ftype)
 
 
+_ADDRESS_KEYS = [name for name, kind, _ in FIELDS if kind in (ADDR, ENDPOINT)]
+
+
 def _take(cols: FlowColumns, rows: np.ndarray) -> FlowColumns:
-    """The rows `rows` of a block of columns (the string and address tables are shared)."""
+    """The rows `rows` of a block of columns, with an address table of just the addresses they use (records
+    format every address of their table)."""
+    values = {k: v[rows] for k, v in cols.values.items()}
+    used, inverse = np.unique(np.concatenate([values[k] for k in _ADDRESS_KEYS]), return_inverse=True)
+    for i, k in enumerate(_ADDRESS_KEYS):
+        values[k] = inverse.ravel()[i * len(rows):(i + 1) * len(rows)].astype(values[k].dtype)
     return dataclasses.replace(
-        cols, values={k: v[rows] for k, v in cols.values.items()}, null={k: m[rows] for k, m in cols.null.items()},
-        tcp=cols.tcp[rows], ports={k: p[rows] for k, p in cols.ports.items()},
+        cols, values=values, null={k: m[rows] for k, m in cols.null.items()}, tcp=cols.tcp[rows],
+        addresses=cols.addresses[used], ports={k: p[rows] for k, p in cols.ports.items()},
         lengths={k: n[rows] for k, n in cols.lengths.items()})
 
 
@@ -128,6 +136,10 @@ def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.
         present &= ~null
     if key in _TCP_ONLY:
         present &= cols.tcp.astype(bool)  # other records do not have the key at all
+    if kind in (STR, ADDR):  # indices into the block's table of texts
+        table = np.empty(len(cols.strings) if kind == STR else len(texts), object)
+        table[:] = cols.strings if kind == STR else texts
+        return table[cols.values[key]], present
     if kind in _TEXT_KINDS:
         values = np.empty(len(cols), object)
         values[:] = _values(cols, key, kind, texts)
@@ -163,7 +175,7 @@ def _typed_objects(raw: np.ndarray, present: np.ndarray, ftype: T) -> tuple[np.n
     n = len(items)
     if ftype == T.STRING:
         values = np.empty(n, object)
-        values[:] = [str(v) if p else "" for v, p in zip(items, ok)]
+        values[:] = [(v if v.__class__ is str else str(v)) if p else "" for v, p in zip(items, ok)]
     elif ftype == T.BOOL:
         values = np.fromiter((bool(v) if p else False for v, p in zip(items, ok)), bool, n)
     elif ftype == T.FLOAT:
