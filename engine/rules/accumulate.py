@@ -53,12 +53,16 @@ class KeyedSpan:
 
 
 class KeyedFrames:
-    """The first `limit` frame numbers per key, plus the total count (evidence)."""
+    """The first `limit` frame numbers per key, plus the total count (evidence). The kept (key, frame) pairs are
+    appended as arrays chunk by chunk and indexed by key on first read: a busy capture has evidence for tens of
+    thousands of flows, and a Python list per key held ~5x the memory."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.total = KeyedCount()
-        self.frames: dict[int, list[int]] = {}
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._keys: np.ndarray | None = None  # all kept pairs sorted by key (frames in arrival order within a key)
+        self._frames: np.ndarray | None = None
 
     def add(self, keys: np.ndarray, frames: np.ndarray) -> None:
         if not len(keys):
@@ -72,18 +76,22 @@ class KeyedFrames:
         order = np.argsort(keys, kind="stable")
         keys, frames = keys[order], frames[order]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        ends = np.r_[starts[1:], len(keys)]
-        for s, e in zip(starts, ends):
-            key = int(keys[s])
-            have = self.frames.setdefault(key, [])
-            take = self.limit - len(have)
-            if take > 0:
-                have.extend(int(f) for f in frames[s: min(e, s + take)])
+        rank = np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))  # place within its key
+        keep = before[keys] + rank < self.limit
+        self._parts.append((keys[keep].astype(np.int64), frames[keep].astype(np.int64)))
+        self._keys = None
 
     def get(self, key: int) -> tuple[list[int], int]:
         counts = self.total.counts
         total = int(counts[key]) if key < len(counts) else 0
-        return self.frames.get(key, []), total
+        if self._keys is None:
+            keys = np.concatenate([k for k, _ in self._parts]) if self._parts else np.zeros(0, np.int64)
+            frames = np.concatenate([f for _, f in self._parts]) if self._parts else np.zeros(0, np.int64)
+            order = np.argsort(keys, kind="stable")
+            self._keys, self._frames = keys[order], frames[order]
+            self._parts = [(self._keys, self._frames)]
+        lo, hi = np.searchsorted(self._keys, [key, key + 1])
+        return self._frames[lo:hi].tolist(), total
 
 
 class KeyedStats:
