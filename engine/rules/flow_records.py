@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from diagnose.conn.record import BLOCK, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, FlowAnalysis, \
+from diagnose.conn.record import BLOCK, BOOL, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, FlowAnalysis, \
     FlowColumns, _values, column_records
 from diagnose.fields import FieldType as T
 
@@ -101,14 +101,41 @@ class FlowRecords(Sequence):
             self.prepare((key,))
             raw, present = self._columns[key]
             return _typed(raw, present, KINDS[key], ftype)
-        present = np.zeros(self.n, bool)
-        raw = np.empty(self.n, object)
-        for conv, facts in self.extra.items():
+        convs, found = [], []
+        for conv, facts in self.extra.items():  # only the flows that have extra facts
             value = facts.get(key)
             if value is not None and conv < self.n:
-                raw[conv] = value
-                present[conv] = True
-        return _typed_objects(raw, present, ftype)
+                convs.append(conv)
+                found.append(value)
+        raw = np.empty(len(found), object)
+        raw[:] = found
+        part, _ = _typed_objects(raw, np.ones(len(found), bool), ftype)
+        values = np.empty(self.n, object) if ftype == T.STRING else np.zeros(self.n, part.dtype)
+        if ftype == T.STRING:
+            values[:] = ""
+        present = np.zeros(self.n, bool)
+        values[convs] = part
+        present[convs] = True
+        return values, present
+
+    def facts_of(self, convs: Sequence[int], keys: Sequence[str]) -> list[dict]:
+        """Some facts of some flows, read from prepared columns (no record made): {key: value or None} each."""
+        self.prepare(keys)
+        out = [{} for _ in convs]
+        idx = np.asarray(convs, np.int64)
+        for key in keys:
+            if key not in KINDS:
+                for conv, d in zip(convs, out):
+                    d[key] = self.extra.get(conv, {}).get(key)
+                continue
+            raw, present = self._columns[key]
+            kind = KINDS[key]
+            values = raw[idx]
+            items = (values / 1e9).tolist() if kind == NS else values.astype(bool).tolist() if kind == BOOL \
+                else values.tolist()
+            for d, v, p in zip(out, items, present[idx].tolist()):
+                d[key] = v if p else None
+        return out
 
 
 _ADDRESS_KEYS = [name for name, kind, _ in FIELDS if kind in (ADDR, ENDPOINT)]

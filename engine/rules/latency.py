@@ -85,6 +85,9 @@ class DnsAnswers:
 
 
 TIMED_PROTOCOLS = ("http", "http2", "tls")
+# the record facts the phases are made of
+LATENCY_INPUTS = ("proto", "app_protocol", "resp_h", "ts", "handshake_rtt", "synack_rtt", "tls_handshake_time",
+                  "http_ttfb_max", "http_ttfb_transfer")
 
 
 def add_latency_facts(records, answers: DnsAnswers) -> None:
@@ -93,13 +96,12 @@ def add_latency_facts(records, answers: DnsAnswers) -> None:
     from diagnose.rules.app_facts import writable_record
 
     extra = getattr(records, "extra", None)
-    if extra is not None:
+    if extra is not None:  # FlowRecords: read the facts needed from columns, make no record
         convs = [c for c, facts in extra.items() if facts.get("app_protocol") in TIMED_PROTOCOLS]
-        records.load(convs)
+        candidates = zip(convs, records.facts_of(convs, LATENCY_INPUTS))
     else:
-        convs = range(len(records))
-    for conv in convs:
-        record = records[conv]
+        candidates = enumerate(records)
+    for conv, record in candidates:
         if record.get("proto") != "tcp" or record.get("app_protocol") not in TIMED_PROTOCOLS:
             continue
         out = writable_record(records, conv)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,15 +105,17 @@ class AnalysisPass:
                     self.tick()
         self.app_flows = self.app.finish()
 
-    def records(self) -> FlowRecords:
+    def records(self, rule_facts: Iterable[str] = ()) -> FlowRecords:
         """One record per conversation: diagnose.conn's flow facts plus the application layer's (app_facts), made
         on demand (FlowRecords): the rules read columns, and only flagged flows become dicts."""
         from diagnose.conn.record import FlowAnalysis
         from diagnose.rules.app_facts import add_app_facts
         from diagnose.rules.flow_records import FlowRecords
-        from diagnose.rules.latency import add_latency_facts
+        from diagnose.rules.latency import LATENCY_INPUTS, add_latency_facts
 
         records = FlowRecords(FlowAnalysis(self.run.flows, self.states, self.flow_facts, self.tcp.completeness))
+        # the flow facts the rules and the latency split read: computed in one sweep over the flows
+        records.prepare({*rule_facts, *LATENCY_INPUTS})
         add_app_facts(records, self.app_flows)
         add_latency_facts(records, self.dns_answers)
         return records
@@ -179,7 +181,8 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        records = analysis.records()
+        records = analysis.records(name[5:] for rule in rule_set.rules for name in rule.when.compiled.fields
+                                   if name.startswith("flow."))
         summary = analysis.summary()
         result = engine.finish(records, summary)
         report = build_report(rule_set, result, summary, records)
