@@ -16,7 +16,7 @@ import numpy as np
 
 from diagnose.jit import inline, kernel
 from diagnose.packet import ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
-from diagnose.tablegrowth import grown
+from diagnose.tablegrowth import grown, reserved
 
 UDP_TUNNELS = ENC_VXLAN | ENC_GTP | ENC_TEREDO
 
@@ -323,11 +323,12 @@ def _rehash(slots, convs, new_slots):
 class FlowTable:
     """All conversations of a capture, updated one packet-table chunk at a time."""
 
-    def __init__(self, initial: int = 1024):
-        self._convs = np.zeros(initial, CONV_DTYPE)
+    def __init__(self, initial: int | None = None):
+        # the conversations' rows are reserved up front (diagnose.tablegrowth): no growth below ~230k conversations
+        self._convs = reserved(CONV_DTYPE) if initial is None else np.zeros(initial, CONV_DTYPE)
         self.count = 0
         self._counters = np.zeros(3, np.int64)  # next tcp.stream, next udp.stream, occupied hash slots
-        self._slots = np.full(initial * 4, -1, np.int32)  # open addressing: conversation index per slot
+        self._slots = np.full((initial or 1024) * 4, -1, np.int32)  # open addressing: conversation index per slot
 
     def update(self, table: np.ndarray, buf: np.ndarray) -> None:
         """Fill conv/stream/dir/outer_stream of every row and account the rows to their conversations.

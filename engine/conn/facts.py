@@ -37,7 +37,7 @@ from diagnose.conn.burst import add_gap
 from diagnose.jit import inline
 from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS, ST_ICMP_ERROR, ST_IP_FRAGMENT
-from diagnose.tablegrowth import grown
+from diagnose.tablegrowth import grown, reserved
 from diagnose.tcp.analysis import (A_FAST_RETRANSMISSION, A_LOST_SEGMENT, A_RETRANSMISSION, A_SPURIOUS_RETRANSMISSION,
                                    A_WINDOW_FULL, ANALYSIS_DTYPE)
 
@@ -339,8 +339,8 @@ class FlowFacts:
 
     def __init__(self, idle_rst_seconds: float = IDLE_RST_NS / 1e9):
         self.idle_rst_ns = int(idle_rst_seconds * 1e9)
-        self.flows = np.zeros(64, FLOW_DTYPE)
-        self.tcp = np.zeros(64, TCP_FACTS_DTYPE)
+        self.flows = reserved(FLOW_DTYPE)  # rows reserved up front, mapped as written (diagnose.tablegrowth)
+        self.tcp = reserved(TCP_FACTS_DTYPE)
         self.n_tcp = 0  # streams met so far: their rows hold conv = -1 until a packet fills them in
         self.have_analysis = False
         self._no_analysis = np.zeros(1, ANALYSIS_DTYPE)

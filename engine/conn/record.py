@@ -565,7 +565,8 @@ def analyse_flows(path: str, tick: Callable[[], None] | None = None, idle_rst_se
             facts.update(chunk.table, run.flows.count, run.flows.tcp_streams, rows)
             if tick is not None:
                 tick()
-    return FlowAnalysis(run.flows, states, facts, analyzer.completeness.copy(), list(run.capture.info.warnings))
+    return FlowAnalysis(run.flows, states, facts, analyzer.completeness[: run.flows.tcp_streams].copy(),
+                        list(run.capture.info.warnings))
 
 
 def collect_flow_records(path: str, tick: Callable[[], None] | None = None, **kwargs) -> tuple[list[dict], list[str]]:

@@ -30,7 +30,7 @@ from diagnose.flows import hash_key, mix64
 from diagnose.jit import inline, kernel
 from diagnose.packet import (ENC_GTP, ENC_TEREDO, ENC_VXLAN, PACKET_DTYPE, ST_ICMP_ERROR, ST_IP_FRAGMENT,
                              ST_MALFORMED, ST_REASSEMBLED)
-from diagnose.tablegrowth import grown
+from diagnose.tablegrowth import grown, reserved
 
 _UDP_TUNNELS = ENC_TEREDO | ENC_VXLAN | ENC_GTP
 
@@ -1157,8 +1157,8 @@ class _StateTable:
     def __init__(self, verify_checksums: bool, server_ports: np.ndarray | None):
         self.verify_checksums = verify_checksums
         self.server_ports = likely_server_ports() if server_ports is None else server_ports
-        self.conns = np.zeros(64, CONN_DTYPE)
-        self.tcp = np.zeros(64, TCP_DTYPE)
+        self.conns = reserved(CONN_DTYPE)  # rows reserved up front, mapped as written (diagnose.tablegrowth)
+        self.tcp = reserved(TCP_DTYPE)
         self.n_tcp = 0
 
     def _row_inputs(self, buf: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ surrogate pairs above U+FFFF); IPv4 addresses are formatted in the kernel.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -34,7 +34,8 @@ for _byte, _letter in _ESCAPES.items():
 FLOAT_WIDTH = 32  # numpy's repr of a float64 fits
 NS_WIDTH = 31  # '-', 10 digits of seconds... 19 digits in all, '.', 9 digits
 MICROS_WIDTH = 28
-BLOCK = 2048  # flows written at a time: the columns and the output buffer of a block stay a few MB
+BLOCK = 2048  # flows written at a time: the columns of a block stay a few MB
+OUTPUT_BYTES = 2 << 20  # JSON bytes written at a time
 
 
 def utf8_table(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -164,11 +165,14 @@ def _put_text(out, pos, table, row, length, start, stop):
 
 
 @kernel
-def write_records(out, pos, first, values, nulls, tcp, kinds, tcp_only, port_row, keys, key_len, strings, str_len,
-                  str_colon, addr_lo, addr_str, floats, float_len, micros, micros_len):
-    """Append the records of one block to out at pos (values/nulls: [field, flow]); returns the position after."""
+def write_records(out, pos, start, room, first, values, nulls, tcp, kinds, tcp_only, port_row, keys, key_len, strings,
+                  str_len, str_colon, addr_lo, addr_str, floats, float_len, micros, micros_len):
+    """Append the records of one block from record `start` on to out at pos (values/nulls: [field, flow]), while
+    at least `room` bytes (the longest record) are left; returns (the position after, the next record)."""
     n = tcp.shape[0]
-    for i in range(n):
+    for i in range(start, n):
+        if pos + room > out.shape[0]:
+            return pos, i
         if first and i == 0:
             out[pos] = 10
             out[pos + 1] = 32
@@ -254,7 +258,7 @@ def write_records(out, pos, first, values, nulls, tcp, kinds, tcp_only, port_row
                 pos += 1
         out[pos] = 125  # '}'
         pos += 1
-    return pos
+    return pos, n
 
 
 _KINDS = np.array([kind for _, kind, _ in FIELDS], np.int64)
@@ -286,6 +290,17 @@ def _float_texts(cols: FlowColumns, values: np.ndarray, nulls: np.ndarray) -> tu
 
 def encode_block(cols: FlowColumns, first: bool) -> tuple[np.ndarray, int]:
     """(buffer, length) holding the JSON of a block's records, each preceded by its array separator."""
+    out = np.empty(0, np.uint8)
+    for piece in encode_pieces(cols, first, None):
+        out = piece.obj
+        return out, len(piece)
+    return out, 0
+
+
+def encode_pieces(cols: FlowColumns, first: bool, out: np.ndarray | None) -> Iterator[memoryview]:
+    """The JSON of a block's records, each preceded by its array separator, as successive pieces of `out` (a byte
+    buffer, reused for each piece: write a piece out before taking the next), or as one piece of a buffer sized
+    for the whole block when out is None."""
     n = len(cols)
     nf = len(FIELDS)
     values = np.zeros((nf + len(_ENDPOINTS), n), np.int64)
@@ -325,11 +340,15 @@ def encode_block(cols: FlowColumns, first: bool) -> tuple[np.ndarray, int]:
     width = {**_VALUE_WIDTH, STR: text_width, ADDR: address_width, ENDPOINT: address_width + len("[]:65535"),
              MICROS: 2 + int(lengths.max(initial=0)) * (MICROS_WIDTH + 2)}
     per_record = 5 + sum(int(_KEY_LEN[f]) + 2 + max(width[kind], 4) for f, (_, kind, _) in enumerate(FIELDS))
-    out = np.empty(max(n * per_record, 1), np.uint8)
-    end = write_records(out, 0, first, values, nulls, cols.tcp.astype(np.uint8), _KINDS, _TCP_ONLY, port_row, _KEYS,
-                        _KEY_LEN, strings, str_len, str_colon, addr_lo, addr_str, floats, float_len, micros,
-                        lengths)
-    return out, end
+    if out is None or len(out) < per_record:
+        out = np.empty(max(n * per_record if out is None else per_record, 1), np.uint8)
+    tcp = cols.tcp.astype(np.uint8)
+    start = 0
+    while start < n:
+        end, start = write_records(out, 0, start, per_record, first, values, nulls, tcp, _KINDS, _TCP_ONLY, port_row,
+                                   _KEYS, _KEY_LEN, strings, str_len, str_colon, addr_lo, addr_str, floats, float_len,
+                                   micros, lengths)
+        yield memoryview(out)[:end]
 
 
 def write_json_records(out, blocks: Iterable[FlowColumns]) -> None:
@@ -347,12 +366,13 @@ def write_json_records(out, blocks: Iterable[FlowColumns]) -> None:
 
     emit(b"[")
     first = True
+    buffer = np.empty(OUTPUT_BYTES, np.uint8)  # one buffer for every block: only the bytes written are resident
     for cols in blocks:
-        if not len(cols):
-            continue
-        buf, end = encode_block(cols, first)
-        emit(memoryview(buf)[:end])
-        first = False
+        if len(cols):
+            for piece in encode_pieces(cols, first, buffer):
+                emit(piece)
+            first = False
+        del cols  # before the next block's columns are made
     emit(b"]\n" if first else b"\n]\n")
     if raw is not None:
         raw.flush()

@@ -30,7 +30,7 @@ from diagnose.decode.wire import be32
 from diagnose.jit import kernel
 from diagnose.packet import (OPT_SACK, OPT_WS, ST_ICMP_ERROR, ST_REASSEMBLED, ST_TRUNCATED, TH_ACK, TH_FIN, TH_PSH,
                              TH_RST, TH_SYN)
-from diagnose.tablegrowth import grown
+from diagnose.tablegrowth import grown, reserved, zeroed
 
 from .seqspace import MASK32, seq_gt, seq_le, seq_lt, wrap
 from .unacked import MAX_UNACKED, SegmentPool, acknowledge, append, span
@@ -604,10 +604,14 @@ class TcpAnalyzer:
     a SYN that reused the ports of an earlier one (tcp.analysis.reused_ports). Without it that flag is never set.
     """
 
-    def __init__(self, flows=None, initial_streams: int = 1024, initial_segments: int = 4096):
+    def __init__(self, flows=None, initial_streams: int | None = None, initial_segments: int = 4096):
         self._flows = flows
-        self._convs = np.zeros(initial_streams, CONV_STATE_DTYPE)
-        self._dirs = np.zeros((initial_streams, 2), DIRECTION_STATE_DTYPE)
+        # per-stream rows reserved up front, mapped as written (diagnose.tablegrowth); both tables have one length
+        if initial_streams is None:
+            self._dirs = reserved(DIRECTION_STATE_DTYPE, (2,))
+        else:
+            self._dirs = zeroed(initial_streams, DIRECTION_STATE_DTYPE, (2,))
+        self._convs = zeroed(len(self._dirs), CONV_STATE_DTYPE)
         self._pool = SegmentPool(initial_segments)
         self._counters = np.zeros(2, np.int64)  # [unused, SYNs the flow table kept in a conversation Wireshark split]
         self._empty_buf = np.zeros(0, np.uint8)
