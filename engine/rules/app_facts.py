@@ -120,10 +120,16 @@ def add_app_facts(records, summary) -> None:
     keeps tens of thousands of records small."""
     flows = getattr(summary, "flows", summary) or {}
     dns_udp = getattr(summary, "dns", {}) or {}
-    for conv in sorted(set(dns_udp) | set(flows)):
-        if not 0 <= conv < len(records):
+    extra_for = getattr(records, "extra_for", None)
+    if extra_for is None:  # a plain list of dict records
+        extra_for = records.__getitem__
+    n = len(records)
+    convs = set(dns_udp)
+    convs.update(flows)
+    for conv in sorted(convs):
+        if not 0 <= conv < n:
             continue
-        record = writable_record(records, conv)
+        record = extra_for(conv)
         facts = dns_udp.get(conv)
         if facts is not None:
             _dns_udp(record, facts)
@@ -153,34 +159,62 @@ def _request_text(tx) -> str | None:
 
 
 def _http(record: dict, conn) -> None:
+    # one pass over the transactions (most connections have one or two); the keys are set in a fixed order
     txs = conn.transactions
-    responses = [t for t in txs if t.response is not None]
-    record["http_requests"] = sum(1 for t in txs if t.request is not None) + conn.dropped_transactions
-    record["http_responses"] = len(responses)
-    errors = [t for t in responses if (t.response.code or 0) >= 400]
-    record["http_errors"] = len(errors)
-    record["http_client_errors"] = sum(1 for t in errors if t.response.code < 500)
-    record["http_server_errors"] = sum(1 for t in errors if t.response.code >= 500)
-    if errors:
-        first = errors[0]
-        record["http_first_error_code"] = first.response.code
-        record["http_first_error_request"] = _request_text(first)
-        record["http_first_error_frame"] = first.response.frame
-    parts = [f"{_request_text(t) or '(no request)'} → {t.response.code if t.response else 'no response'}"
-             for t in txs[:20]]
+    requests = responses = client_errors = server_errors = 0
+    first_error = slowest = first_cut = None
+    cut = 0
+    slowest_ns = None
+    end_ts = None
+    parts = []
+    for k, t in enumerate(txs):
+        req, resp = t.request, t.response
+        if req is not None:
+            requests += 1
+        if resp is None:
+            if k < 20:
+                parts.append(f"{_request_text(t) or '(no request)'} → no response")
+            continue
+        responses += 1
+        code = resp.code
+        if k < 20:
+            parts.append(f"{_request_text(t) or '(no request)'} → {code}")
+        if (code or 0) >= 400:
+            if code < 500:
+                client_errors += 1
+            else:
+                server_errors += 1
+            if first_error is None:
+                first_error = t
+        if t.truncated:
+            cut += 1
+            if first_cut is None:
+                first_cut = t
+        if req is not None and req.ts is not None and resp.first_ts is not None:
+            ttfb = resp.first_ts - req.ts
+            if slowest_ns is None or ttfb > slowest_ns:
+                slowest, slowest_ns = t, ttfb
+        if resp.ts is not None and (end_ts is None or resp.ts > end_ts):
+            end_ts = resp.ts
+    record["http_requests"] = requests + conn.dropped_transactions
+    record["http_responses"] = responses
+    record["http_errors"] = client_errors + server_errors
+    record["http_client_errors"] = client_errors
+    record["http_server_errors"] = server_errors
+    if first_error is not None:
+        record["http_first_error_code"] = first_error.response.code
+        record["http_first_error_request"] = _request_text(first_error)
+        record["http_first_error_frame"] = first_error.response.frame
     record["http_errors_text"] = ", ".join(parts) + (", …" if len(txs) > 20 else "") if parts else None
-    cut = [t for t in txs if t.truncated and t.response is not None]
-    record["http_truncated"] = len(cut)
-    if cut:
-        r = cut[0].response
+    record["http_truncated"] = cut
+    if first_cut is not None:
+        r = first_cut.response
         record["http_truncated_received"] = r.body_bytes
         record["http_truncated_expected"] = r.content_length
         record["http_truncated_frame"] = r.first_frame
-        record["http_truncated_request"] = _request_text(cut[0])
-    timed = [t for t in txs if t.ttfb_ns is not None]
-    if timed:
-        slowest = max(timed, key=lambda t: t.ttfb_ns)
-        record["http_ttfb_max"] = slowest.ttfb_ns / 1e9
+        record["http_truncated_request"] = _request_text(first_cut)
+    if slowest is not None:
+        record["http_ttfb_max"] = slowest_ns / 1e9
         record["http_ttfb_request"] = _request_text(slowest)
         record["http_ttfb_request_frame"] = slowest.request.frame
         record["http_ttfb_response_frame"] = slowest.response.first_frame
@@ -188,8 +222,7 @@ def _http(record: dict, conn) -> None:
         r = slowest.response
         if r.ts is not None and r.first_ts is not None:
             record["http_ttfb_transfer"] = (r.ts - r.first_ts) / 1e9
-    ends = [t.response.ts for t in responses if t.response.ts is not None]
-    record["http_response_end_time"] = _s(max(ends)) if ends else None
+    record["http_response_end_time"] = _s(end_ts)
 
 
 def _tls(record: dict, s, chain, flow) -> None:
@@ -259,13 +292,20 @@ def _grease(value: int) -> bool:
 
 
 def _dns_udp(record: dict, facts) -> None:
+    queries, responses = facts.queries, facts.responses
+    if responses and not facts.errors_seen and not facts.unanswered:  # the usual flow: one literal, one update
+        record.update({"app_protocol": "dns", "dns_messages": queries + responses, "dns_queries": queries,
+                       "dns_responses": responses, "dns_retransmissions": facts.retransmissions,
+                       "dns_errors": facts.errors, "dns_time_max": facts.time_max_ns / 1e9, "dns_nxdomain": 0,
+                       "dns_unanswered": 0})
+        return
     record["app_protocol"] = "dns"
-    record["dns_messages"] = facts.queries + facts.responses
-    record["dns_queries"] = facts.queries
-    record["dns_responses"] = facts.responses
+    record["dns_messages"] = queries + responses
+    record["dns_queries"] = queries
+    record["dns_responses"] = responses
     record["dns_retransmissions"] = facts.retransmissions
     record["dns_errors"] = facts.errors
-    if facts.responses:
+    if responses:
         record["dns_time_max"] = facts.time_max_ns / 1e9
     if facts.errors_seen:
         seen = sorted(facts.errors_seen, key=lambda item: item[0])
