@@ -7,9 +7,10 @@ Roles: the client is Zeek's originator of the conversation (the SYN sender, else
 `orig_h`/`orig_p` and `client` agree; per-direction facts are named `*_client` / `*_server`. Times are seconds
 (floats), frames are 1-based frame numbers, absent facts are None (e.g. no SYN seen: no MSS, no handshake RTT).
 
-Every field is defined once, column-wise with numpy (FlowAnalysis.columns); the dict records are read off the
-columns a block at a time, and `diagnose flows --json` writes the columns without making the dicts at all
-(diagnose.report.jsonkernel). TCP records carry more keys than the others (FIELDS marks them), in the same order.
+Every field is defined once, in FlowAnalysis.columns: a kernel (_fill_columns) computes the numbers of a block of
+flows in one pass over them, numpy the texts (each distinct state, history and address once). The dict records
+are read off the columns a block at a time, and `diagnose flows --json` writes the columns without making the
+dicts at all (diagnose.report.jsonkernel). TCP records carry more keys than the others (FIELDS marks them), in the same order.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from diagnose.conn.zeek import (CONN_DTYPE, K_ICMP, K_TCP, K_UDP, KIND_NAMES, RE
                                 TCP_DTYPE, ConnStates, conn_state)
 from diagnose.flows import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, FlowTable
 from diagnose.conn import burst
+from diagnose.jit import inline, kernel
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
 
@@ -84,6 +86,16 @@ FIELDS: tuple[tuple[str, int, bool], ...] = tuple([
 ])
 KINDS = {name: kind for name, kind, _ in FIELDS}
 
+# keys whose records are never None: FlowColumns.null has no mask for them
+_NEVER_NULL = {"proto", "ip_proto", "ts", "orig_h", "resp_h", "client", "server", "first_frame", "last_frame",
+               "flow_duration", "packets", "orig_wire_bytes", "resp_wire_bytes", "reused_ports", "icmp_errors",
+               "icmp_unreachable", "syn_count", "syn_times", "synack_seen", "synack_count", "rst_seen", "handshake",
+               "offload_suspected", "rst_count",
+               *[f"{name}_{side}" for side in _SIDES for name in ("data_packets", "oversize_segments",
+                                                                  "zero_window_episodes", "zero_window_time",
+                                                                  "zero_window_open_at_end", "fin")]}
+_NULLABLE = {name for name, _, _ in FIELDS if name not in _NEVER_NULL}
+
 # strings every block may use, first in FlowColumns.strings (their indices are fixed)
 _NAMES = ("client", "server", "tcp", "udp", "icmp", "unknown_transport", "completed", "not_seen", "refused",
           "aborted", "icmp_error", "no_answer", "synack_not_acked", "few", "bursty", "uniform", "rst_client",
@@ -93,6 +105,8 @@ _PROTO_INDEX = np.full(256, _NAME_INDEX["unknown_transport"], np.int32)
 for _proto, _name in PROTO_NAMES.items():
     _PROTO_INDEX[_proto] = _NAME_INDEX[_name]
 _PHASE_INDEX = np.array([_NAME_INDEX.get(p, -1) if p else -1 for p in PHASE_NAMES], np.int32)
+_NO_TCP_FACTS = np.zeros(1, TCP_FACTS_DTYPE)  # what a flow without TCP facts reads
+_NO_COMPLETENESS = np.zeros(0, np.uint8)
 
 
 @dataclass
@@ -130,44 +144,16 @@ def _endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _initial_ttl(ttl: np.ndarray) -> np.ndarray:
-    """The usual initial TTL a host started from (32, 64, 128 or 255): hops = initial - seen."""
-    return np.select([ttl <= 32, ttl <= 64, ttl <= 128], [32, 64, 128], 255)
-
-
 def _padded(arr: np.ndarray, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """Rows lo..hi-1 of arr, zero rows past its end; and which rows exist."""
+    if hi <= len(arr):
+        return arr[lo:hi], np.ones(hi - lo, bool)  # the usual case: a view, nothing copied
     out = np.zeros(hi - lo, dtype)
     have = min(max(len(arr) - lo, 0), hi - lo)
     out[:have] = arr[lo : lo + have]
     present = np.zeros(hi - lo, bool)
     present[:have] = True
     return out, present
-
-
-def _zeek_sizes(t: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """Zeek's TCP_Endpoint::Size of endpoint e of each TCP_DTYPE row, modulo 2**64 (as zeek._py_size)."""
-    k = np.arange(len(t))
-    prev, state, peer = t["prev_state"][k, e], t["state"][k, e], t["state"][k, 1 - e]
-    start = t["start_seq"][k, e]
-    ack64 = (t["ack_wraps"][k, e] << 32) + t["ack_seq"][k, e]
-    last64 = (t["seq_wraps"][k, e] << 32) + t["last_seq"][k, e]
-    size = np.maximum(last64, ack64) - start
-    size -= size != 0
-    size -= (t["fin_cnt"][k, e] > 0) & (size != 0)
-    data_acked = (ack64 != start) & (ack64 != start + 1)
-    size[(prev == SYN_SENT) & (state == RESET) & (peer == INACTIVE) & data_acked] = 0
-    return size.view(np.uint64)
-
-
-def _burstiness(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """burst.burstiness_from_stats over rows of (count, mean, M2): (B, None mask)."""
-    count, mean, m2 = stats[:, 0], stats[:, 1], stats[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sigma = np.sqrt(np.maximum(m2, 0.0) / count)
-        none = (count < 2) | ~(sigma + mean > 0)
-        b = np.where(none, 0.0, (sigma - mean) / (sigma + mean))
-    return b, none
 
 
 def _syn_micros(delta: np.ndarray) -> np.ndarray:
@@ -213,256 +199,381 @@ class _Strings:
         return i
 
 
+# Row of each key in the block matrices the column kernel fills: module constants R_<KEY> (numba reads them as
+# compile-time constants; FIELDS is in this module, so editing it recompiles the kernel).
+for _row, (_key, _, _) in enumerate(FIELDS):
+    globals()["R_" + _key.upper()] = _row
+_S_CLIENT, _S_SERVER = _NAME_INDEX["client"], _NAME_INDEX["server"]
+_S_HANDSHAKE = tuple(_NAME_INDEX[o] for o in ("completed", "not_seen", "refused", "aborted", "icmp_error", "no_answer",
+                                               "synack_not_acked"))
+_S_FEW, _S_BURSTY, _S_UNIFORM = _NAME_INDEX["few"], _NAME_INDEX["bursty"], _NAME_INDEX["uniform"]
+_S_END = tuple(_NAME_INDEX[e] for e in ("rst_client", "rst_server", "fin_both", "fin_client", "fin_server", "open"))
+_MIN_EVENTS, _BURSTY = burst.MIN_EVENTS, burst.BURSTY
+
+
+@inline
+def _put(mat, nul, row, i, value, null):
+    mat[i, row] = value
+    nul[i, row] = null
+
+
+@inline
+def _zeek_size(z, e):
+    """Zeek's TCP_Endpoint::Size of endpoint e of a TCP_DTYPE row, modulo 2**64 (as zeek._py_size)."""
+    start = z.start_seq[e]
+    ack64 = (np.int64(z.ack_wraps[e]) << 32) + z.ack_seq[e]
+    last64 = (np.int64(z.seq_wraps[e]) << 32) + z.last_seq[e]
+    size = max(last64, ack64) - start
+    if size != 0:
+        size -= 1
+    if z.fin_cnt[e] > 0 and size != 0:
+        size -= 1
+    data_acked = ack64 != start and ack64 != start + 1
+    if z.prev_state[e] == SYN_SENT and z.state[e] == RESET and z.state[1 - e] == INACTIVE and data_acked:
+        size = 0
+    return size
+
+
+@inline
+def _burstiness(stats):
+    """burst.burstiness_from_stats of one (count, mean, M2) row: (B, None)."""
+    count, mean, m2 = stats[0], stats[1], stats[2]
+    if not count >= 2:
+        return 0.0, True
+    sigma = np.sqrt((m2 if (m2 >= 0.0 or m2 != m2) else 0.0) / count)  # NaN passes, as np.maximum lets it
+    if not sigma + mean > 0:
+        return 0.0, True
+    return (sigma - mean) / (sigma + mean), False
+
+
+@inline
+def _initial_ttl(ttl):
+    """The usual initial TTL a host started from (32, 64, 128 or 255): hops = initial - seen."""
+    return 32 if ttl <= 32 else 64 if ttl <= 64 else 128 if ttl <= 128 else 255
+
+
+@kernel
+def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_analysis, cdir, inverse, proto_index,
+                  phase_index, mat, matf, nul, has_t, zstate, ports, syn_delta, syn_len):
+    """The numeric columns of a block of flows: mat/matf (int64 and float64 views of one [flow, field] matrix),
+    nul (the None masks), has_t (TCP facts present), zstate (Zeek's endpoint states of originator and responder),
+    ports (client and server port, -1 for none), syn_delta (SYN times after the first, ns) and syn_len."""
+    n = convs.shape[0]
+    n_comp = completeness.shape[0]
+    na = not have_analysis
+    for i in range(n):
+        cv = convs[i]
+        cr = c[i]
+        fr = f[i]
+        proto = np.int64(cv.proto)
+        stream = np.int64(cv.stream)
+        zeek = cr.kind != 0
+        orig = np.int64(cr.orig)
+        cd = cdir[i]
+        sd = 1 - cd
+        ht = proto == PROTO_TCP and stream >= 0 and stream < n_tcp and ftcp[max(stream, 0)].conv >= 0
+        t = ftcp[stream] if ht else no_tcp[0]  # absent facts read as zeros
+        has_t[i] = ht
+
+        # ---- the flow table's facts ---------------------------------------------------------------------------
+        has_ports = proto == PROTO_TCP or proto == PROTO_UDP
+        cp = np.int64(cv.a_port if cd == 0 else cv.b_port)
+        sp = np.int64(cv.a_port if sd == 0 else cv.b_port)
+        ports[0, i] = cp if has_ports else -1
+        ports[1, i] = sp if has_ports else -1
+        _put(mat, nul, R_STREAM, i, stream, stream < 0)
+        _put(mat, nul, R_PROTO, i, proto_index[proto], False)
+        _put(mat, nul, R_IP_PROTO, i, proto, False)
+        _put(mat, nul, R_TS, i, cv.first_ts, False)
+        _put(mat, nul, R_ORIG_H, i, inverse[0, i], False)
+        _put(mat, nul, R_ORIG_P, i, cp if has_ports else np.int64(cr.port[orig]), not has_ports and not zeek)
+        _put(mat, nul, R_RESP_H, i, inverse[1, i], False)
+        _put(mat, nul, R_RESP_P, i, sp if has_ports else np.int64(cr.port[1 - orig]), not has_ports and not zeek)
+
+        # ---- Zeek's conn.log (conn_state and history: Python, from zstate and the sizes) ------------------------
+        kind = np.int64(cr.kind)
+        o_size = np.int64(0)
+        r_size = np.int64(0)
+        o_state = np.int64(0)
+        r_state = np.int64(0)
+        if kind == K_TCP and cr.tcp >= 0:
+            z = ztcp[cr.tcp]
+            o_size = _zeek_size(z, orig)
+            r_size = _zeek_size(z, 1 - orig)
+            o_state = np.int64(z.state[orig])
+            r_state = np.int64(z.state[1 - orig])
+        elif kind == K_UDP or kind == K_ICMP:
+            o_state = np.int64(cr.size[orig] >= 0)
+            r_state = np.int64(cr.size[1 - orig] >= 0)
+            o_size = max(cr.size[orig], 0)
+            r_size = max(cr.size[1 - orig], 0)
+        zstate[0, i] = o_state
+        zstate[1, i] = r_state
+        duration = cr.last - cr.start
+        timed = zeek and duration > 0
+        nul[i, R_CONN_STATE] = not zeek
+        nul[i, R_HISTORY] = not zeek or cr.hist_len == 0
+        _put(mat, nul, R_DURATION, i, duration, not timed)
+        _put(mat, nul, R_ORIG_BYTES, i, o_size, not timed)
+        _put(mat, nul, R_RESP_BYTES, i, r_size, not timed)
+        _put(mat, nul, R_MISSED_BYTES, i, cr.missed, not zeek)
+        _put(mat, nul, R_ORIG_PKTS, i, cr.pkts[orig], not zeek)
+        _put(mat, nul, R_ORIG_IP_BYTES, i, cr.ip_bytes[orig], not zeek)
+        _put(mat, nul, R_RESP_PKTS, i, cr.pkts[1 - orig], not zeek)
+        _put(mat, nul, R_RESP_IP_BYTES, i, cr.ip_bytes[1 - orig], not zeek)
+
+        # ---- ours -----------------------------------------------------------------------------------------------
+        _put(mat, nul, R_CLIENT, i, inverse[0, i], False)
+        _put(mat, nul, R_SERVER, i, inverse[1, i], False)
+        _put(mat, nul, R_FIRST_FRAME, i, cv.first_frame, False)
+        _put(mat, nul, R_LAST_FRAME, i, cv.last_frame, False)
+        _put(mat, nul, R_FLOW_DURATION, i, cv.last_ts - cv.first_ts, False)
+        _put(mat, nul, R_PACKETS, i, cv.pkts[0] + cv.pkts[1], False)
+        _put(mat, nul, R_ORIG_WIRE_BYTES, i, cv.bytes[cd], False)  # frame bytes, as the flow table counts them
+        _put(mat, nul, R_RESP_WIRE_BYTES, i, cv.bytes[sd], False)
+        _put(mat, nul, R_REUSED_PORTS, i, cv.reused != 0, False)
+        _put(mat, nul, R_IDLE_MAX, i, fr.idle_max, fr.pkts <= 1)
+        _put(mat, nul, R_IDLE_MAX_FRAME, i, fr.idle_max_frame, fr.pkts <= 1)
+        icmp = np.int64(fr.icmp_count)
+        no_icmp = icmp == 0
+        _put(mat, nul, R_ICMP_ERRORS, i, icmp, False)
+        _put(mat, nul, R_ICMP_UNREACHABLE, i, icmp > 0 and fr.icmp_unreach > 0, False)
+        _put(mat, nul, R_ICMP_ERROR_TYPE, i, fr.icmp_type, no_icmp)
+        _put(mat, nul, R_ICMP_ERROR_CODE, i, fr.icmp_code, no_icmp)
+        _put(mat, nul, R_ICMP_ERROR_FROM, i, inverse[2, i], no_icmp)
+        _put(mat, nul, R_ICMP_ERROR_TTL, i, fr.icmp_ttl, no_icmp)
+        _put(mat, nul, R_ICMP_ERROR_FRAME, i, fr.icmp_frame, no_icmp)
+        _put(mat, nul, R_ICMP_ERROR_TIME, i, fr.icmp_ts, no_icmp)
+        _put(mat, nul, R_ICMP_ERROR_QUOTES, i, _S_CLIENT if fr.icmp_dir == cd else _S_SERVER, no_icmp)
+
+        # ---- TCP: handshake and options -------------------------------------------------------------------------
+        syns = np.int64(t.syn_count[0]) + np.int64(t.syn_count[1])
+        synacks = np.int64(t.synack_count)
+        rst_n = np.int64(t.rst_count[0]) + np.int64(t.rst_count[1])
+        hs_done = t.hs_done != 0
+        _put(mat, nul, R_SYN_COUNT, i, syns, False)
+        kept = min(syns, SYN_TIMES)
+        for j in range(kept):
+            syn_delta[i, j] = t.syn_times[j] - t.syn_first_ts
+        syn_len[i] = kept if ht else 0
+        _put(mat, nul, R_SYNACK_SEEN, i, synacks > 0, False)
+        _put(mat, nul, R_SYNACK_COUNT, i, synacks, False)
+        _put(mat, nul, R_RST_SEEN, i, rst_n > 0, False)
+        rst_dir = np.int64(t.rst_dir)
+        syn_dir = np.int64(t.syn_dir)
+        if hs_done:
+            outcome = _S_HANDSHAKE[0]  # completed
+        elif syns == 0 and synacks == 0:
+            outcome = _S_HANDSHAKE[1]  # not_seen: joined mid-stream
+        elif rst_n > 0 and synacks == 0 and rst_dir != syn_dir:
+            outcome = _S_HANDSHAKE[2]  # refused
+        elif rst_n > 0 and rst_dir == syn_dir and synacks == 0:
+            outcome = _S_HANDSHAKE[3]  # aborted: the client gave up with a RST
+        elif synacks == 0 and icmp > 0:
+            outcome = _S_HANDSHAKE[4]  # icmp_error
+        elif synacks == 0:
+            outcome = _S_HANDSHAKE[5]  # no_answer
+        else:
+            outcome = _S_HANDSHAKE[6]  # synack_not_acked
+        _put(mat, nul, R_HANDSHAKE, i, outcome, False)
+        syn_ts = t.synack_syn_ts
+        _put(mat, nul, R_SYNACK_RTT, i, t.synack_ts - syn_ts, not (synacks > 0 and syn_ts != 0))
+        _put(mat, nul, R_HANDSHAKE_RTT, i, t.hs_ack_ts - syn_ts, not (hs_done and syn_ts != 0))
+        _put(mat, nul, R_HANDSHAKE_ACK_RTT, i, t.hs_ack_ts - t.synack_ts, not (hs_done and synacks > 0))
+        unseen_c = t.opts_seen[cd] == 0
+        unseen_s = t.opts_seen[sd] == 0
+        _put(mat, nul, R_MSS_CLIENT, i, t.mss[cd], unseen_c or t.mss[cd] == 0)
+        _put(mat, nul, R_MSS_SERVER, i, t.mss[sd], unseen_s or t.mss[sd] == 0)
+        _put(mat, nul, R_WSCALE_CLIENT, i, t.ws[cd], unseen_c or t.ws[cd] < 0)
+        _put(mat, nul, R_WSCALE_SERVER, i, t.ws[sd], unseen_s or t.ws[sd] < 0)
+        _put(mat, nul, R_SACK_CLIENT, i, t.sack_perm[cd] != 0, unseen_c)
+        _put(mat, nul, R_SACK_SERVER, i, t.sack_perm[sd] != 0, unseen_s)
+        _put(mat, nul, R_TIMESTAMPS_CLIENT, i, t.ts_opt[cd] != 0, unseen_c)
+        _put(mat, nul, R_TIMESTAMPS_SERVER, i, t.ts_opt[sd] != 0, unseen_s)
+        not_both = unseen_c or unseen_s
+        _put(mat, nul, R_WSCALE_NEGOTIATED, i, t.ws[0] >= 0 and t.ws[1] >= 0, not_both)
+        _put(mat, nul, R_SACK_NEGOTIATED, i, t.sack_perm[0] != 0 and t.sack_perm[1] != 0, not_both)
+        _put(mat, nul, R_TIMESTAMPS_NEGOTIATED, i, t.ts_opt[0] != 0 and t.ts_opt[1] != 0, not_both)
+
+        # ---- TCP: transfer --------------------------------------------------------------------------------------
+        _put(mat, nul, R_DATA_PACKETS_CLIENT, i, t.data_pkts[cd], False)
+        _put(mat, nul, R_DATA_PACKETS_SERVER, i, t.data_pkts[sd], False)
+        _put(mat, nul, R_OVERSIZE_SEGMENTS_CLIENT, i, t.oversize[cd], False)
+        _put(mat, nul, R_OVERSIZE_SEGMENTS_SERVER, i, t.oversize[sd], False)
+        _put(mat, nul, R_ZERO_WINDOW_EPISODES_CLIENT, i, t.zw_count[cd], False)
+        _put(mat, nul, R_ZERO_WINDOW_EPISODES_SERVER, i, t.zw_count[sd], False)
+        open_c = t.zw_open[cd] != 0
+        open_s = t.zw_open[sd] != 0
+        _put(mat, nul, R_ZERO_WINDOW_TIME_CLIENT, i, t.zw_time[cd] + (fr.last_ts - t.zw_open[cd] if open_c else 0),
+             False)
+        _put(mat, nul, R_ZERO_WINDOW_TIME_SERVER, i, t.zw_time[sd] + (fr.last_ts - t.zw_open[sd] if open_s else 0),
+             False)
+        _put(mat, nul, R_ZERO_WINDOW_OPEN_AT_END_CLIENT, i, open_c, False)
+        _put(mat, nul, R_ZERO_WINDOW_OPEN_AT_END_SERVER, i, open_s, False)
+        _put(mat, nul, R_ZERO_WINDOW_FIRST_FRAME_CLIENT, i, t.zw_frame[cd], t.zw_frame[cd] == 0)
+        _put(mat, nul, R_ZERO_WINDOW_FIRST_FRAME_SERVER, i, t.zw_frame[sd], t.zw_frame[sd] == 0)
+        fin_c = t.fin[cd] != 0
+        fin_s = t.fin[sd] != 0
+        _put(mat, nul, R_FIN_CLIENT, i, fin_c, False)
+        _put(mat, nul, R_FIN_SERVER, i, fin_s, False)
+        _put(mat, nul, R_MAX_WINDOW_CLIENT, i, t.max_win[cd], na)
+        _put(mat, nul, R_MAX_WINDOW_SERVER, i, t.max_win[sd], na)
+        _put(mat, nul, R_MAX_BYTES_IN_FLIGHT_CLIENT, i, t.max_bif[cd], na)
+        _put(mat, nul, R_MAX_BYTES_IN_FLIGHT_SERVER, i, t.max_bif[sd], na)
+        _put(mat, nul, R_WINDOW_FULL_CLIENT, i, t.window_full[cd], na)
+        _put(mat, nul, R_WINDOW_FULL_SERVER, i, t.window_full[sd], na)
+        _put(mat, nul, R_WINDOW_LIMITED_CLIENT, i, t.window_full[cd] > 0, na)
+        _put(mat, nul, R_WINDOW_LIMITED_SERVER, i, t.window_full[sd] > 0, na)
+        _put(mat, nul, R_RETRANSMISSIONS_CLIENT, i, t.retrans[cd], na)
+        _put(mat, nul, R_RETRANSMISSIONS_SERVER, i, t.retrans[sd], na)
+        _put(mat, nul, R_DUPLICATE_RETRANSMISSIONS_CLIENT, i, t.dup_retrans[cd], na)
+        _put(mat, nul, R_DUPLICATE_RETRANSMISSIONS_SERVER, i, t.dup_retrans[sd], na)
+        _put(mat, nul, R_LOST_SEGMENTS_CLIENT, i, t.lost[cd], na)
+        _put(mat, nul, R_LOST_SEGMENTS_SERVER, i, t.lost[sd], na)
+        for side in range(2):
+            d = cd if side == 0 else sd
+            data = np.int64(t.data_pkts[d])
+            retrans = np.int64(t.retrans[d])
+            matf[i, R_RETRANSMISSION_RATE_CLIENT + side] = retrans / data if data > 0 else 0.0
+            nul[i, R_RETRANSMISSION_RATE_CLIENT + side] = na or data == 0
+            seg_b, seg_none = _burstiness(t.burst[d * 2])
+            time_b, time_none = _burstiness(t.burst[d * 2 + 1])
+            matf[i, R_RETRANSMISSION_BURSTINESS_CLIENT + side] = seg_b
+            nul[i, R_RETRANSMISSION_BURSTINESS_CLIENT + side] = na or seg_none
+            matf[i, R_RETRANSMISSION_TIME_BURSTINESS_CLIENT + side] = time_b
+            nul[i, R_RETRANSMISSION_TIME_BURSTINESS_CLIENT + side] = na or time_none
+            if seg_none or retrans < _MIN_EVENTS:
+                pattern = _S_FEW
+            elif seg_b >= _BURSTY:
+                pattern = _S_BURSTY
+            else:
+                pattern = _S_UNIFORM
+            _put(mat, nul, R_RETRANSMISSION_PATTERN_CLIENT + side, i, pattern, na or retrans == 0)
+        total = np.int64(t.retrans[0]) + np.int64(t.retrans[1])
+        _put(mat, nul, R_RETRANSMISSIONS_ARTEFACT, i, np.int64(t.dup_retrans[0]) + np.int64(t.dup_retrans[1]) == total,
+             total == 0 or na)
+        _put(mat, nul, R_OFFLOAD_SUSPECTED, i, np.int64(t.oversize[0]) + np.int64(t.oversize[1]) > 0, False)
+
+        # ---- TCP: the RST and how the flow ended ----------------------------------------------------------------
+        no_rst = rst_n == 0
+        genuine = np.int64(t.rst_genuine)
+        not_genuine = no_rst or genuine == 0
+        ttl = np.int64(t.rst_ttl)
+        ttl_lo = np.int64(t.rst_ttl_min)
+        ttl_hi = np.int64(t.rst_ttl_max)
+        ipv4 = t.rst_ipv == 4
+        rst_by_client = rst_dir == cd
+        phase = np.int64(phase_index[np.int64(t.rst_phase)])
+        _put(mat, nul, R_RST_COUNT, i, rst_n, False)
+        _put(mat, nul, R_RST_SENDER, i, _S_CLIENT if rst_by_client else _S_SERVER, no_rst)
+        _put(mat, nul, R_RST_FRAME, i, t.rst_frame, no_rst)
+        _put(mat, nul, R_RST_TIME, i, t.rst_ts, no_rst)
+        _put(mat, nul, R_RST_PHASE, i, phase, no_rst or phase < 0)
+        _put(mat, nul, R_RST_IDLE_BEFORE, i, t.rst_idle, no_rst)
+        _put(mat, nul, R_RST_BYTES_CLIENT, i, t.rst_bytes[cd], no_rst)
+        _put(mat, nul, R_RST_BYTES_SERVER, i, t.rst_bytes[sd], no_rst)
+        _put(mat, nul, R_RST_TTL, i, ttl, no_rst)
+        _put(mat, nul, R_RST_HOPS, i, _initial_ttl(ttl) - ttl, no_rst)
+        _put(mat, nul, R_RST_IP_ID, i, t.rst_ipid, no_rst or not ipv4)
+        _put(mat, nul, R_RST_SENDER_TTL_MIN, i, ttl_lo, not_genuine)
+        _put(mat, nul, R_RST_SENDER_TTL_MAX, i, ttl_hi, not_genuine)
+        _put(mat, nul, R_RST_SENDER_PACKETS, i, genuine, no_rst)
+        mismatch = ttl < ttl_lo or ttl > ttl_hi  # a RST at another hop count than its sender's packets: forged
+        _put(mat, nul, R_RST_TTL_MISMATCH, i, mismatch, not_genuine)
+        _put(mat, nul, R_RST_IP_ID_ZERO, i, ipv4 and t.rst_ipid == 0 and t.rst_ipid_nonzero > 0, not_genuine)
+        _put(mat, nul, R_RST_FORGED, i, mismatch, not_genuine)
+        if not no_rst and rst_by_client:
+            end = _S_END[0]
+        elif not no_rst:
+            end = _S_END[1]
+        elif t.fin[0] != 0 and t.fin[1] != 0:
+            end = _S_END[2]
+        elif fin_c:
+            end = _S_END[3]
+        elif fin_s:
+            end = _S_END[4]
+        else:
+            end = _S_END[5]
+        _put(mat, nul, R_END, i, end, not ht)
+        if n_comp == 0:
+            _put(mat, nul, R_COMPLETENESS, i, 0, True)
+        else:
+            at = min(stream, n_comp - 1)
+            if at < 0:
+                at += n_comp  # as numpy indexes a -1 stream
+            known = stream < n_comp
+            _put(mat, nul, R_COMPLETENESS, i, np.int64(completeness[at]) if known else 0, not known)
+
+
 def flow_columns(flows: FlowTable, states: ConnStates, facts: FlowFacts, completeness: np.ndarray | None,
                  lo: int, hi: int) -> FlowColumns:
-    """The records of conversations lo..hi-1 (see FlowAnalysis.columns)."""
+    """The records of conversations lo..hi-1 (see FlowAnalysis.columns): the numbers by a kernel (_fill_columns),
+    the texts (states, histories, addresses) once per distinct value of the block."""
     convs = flows.conversations[lo:hi]
     n = len(convs)
-    hi = lo + n
-    k = np.arange(n)
-    v: dict[str, np.ndarray] = {}
-    null: dict[str, np.ndarray] = {}
-    strings = _Strings()
-    none = np.zeros(n, bool)
-
-    def put(name: str, values, missing=None) -> None:
-        v[name] = np.asarray(values)
-        if missing is not None:
-            null[name] = np.asarray(missing, bool) | none
-
-    def sides(name: str, per_dir: np.ndarray, missing: np.ndarray | None = None) -> None:
-        """A per-direction fact (columns indexed [flow, dir]) as its _client and _server keys."""
-        put(f"{name}_client", per_dir[k, cdir], None if missing is None else missing[k, cdir])
-        put(f"{name}_server", per_dir[k, sdir], None if missing is None else missing[k, sdir])
-
-    # ---- the conversation, Zeek's view of it, its facts ------------------------------------------------------------
-    c, _ = _padded(states.conns, lo, hi, CONN_DTYPE)
+    c, _ = _padded(states.conns, lo, lo + n, CONN_DTYPE)
+    f, _ = _padded(facts.flows, lo, lo + n, FLOW_DTYPE)
     zeek = c["kind"] != 0
-    f, _ = _padded(facts.flows, lo, hi, FLOW_DTYPE)
-    proto = convs["proto"].astype(np.int64)
-    stream = convs["stream"].astype(np.int64)
-    has_t = (proto == PROTO_TCP) & (stream >= 0) & (stream < facts.n_tcp)
-    t = np.zeros(n, TCP_FACTS_DTYPE)
-    t[has_t] = facts.tcp[stream[has_t]]
-    has_t &= t["conv"] >= 0
-    t[~has_t] = 0
-    orig = c["orig"].astype(np.int64)
-    cdir = np.where(zeek, orig, np.where(convs["client"] >= 0, convs["client"], 0)).astype(np.int64)
-    sdir = 1 - cdir
+    client = convs["client"]
+    cdir = np.where(zeek, c["orig"], np.where(client >= 0, client, 0)).astype(np.int64)
 
     # ---- addresses: each distinct (ipv, hi, lo) once per block -----------------------------------------------------
+    k = np.arange(n)
     ipv = convs["ipv"].astype(np.uint64)
     ends_hi = np.stack([convs["a_hi"], convs["b_hi"]], axis=1)
     ends_lo = np.stack([convs["a_lo"], convs["b_lo"]], axis=1)
-    icmp_ipv = f["icmp_ipv"].astype(np.uint64)
     keys = np.concatenate([
         np.stack([ipv, ends_hi[k, cdir], ends_lo[k, cdir]], axis=1),
-        np.stack([ipv, ends_hi[k, sdir], ends_lo[k, sdir]], axis=1),
-        np.stack([icmp_ipv, f["icmp_src_hi"], f["icmp_src_lo"]], axis=1),
+        np.stack([ipv, ends_hi[k, 1 - cdir], ends_lo[k, 1 - cdir]], axis=1),
+        np.stack([f["icmp_ipv"].astype(np.uint64), f["icmp_src_hi"], f["icmp_src_lo"]], axis=1),
     ])
     addresses, inverse = _distinct_addresses(keys)
-    inverse = inverse.reshape(3, n).astype(np.int32)
+    inverse = inverse.reshape(3, n)
 
-    # ---- the flow table's facts -------------------------------------------------------------------------------------
-    has_ports = (proto == PROTO_TCP) | (proto == PROTO_UDP)
-    ports = np.stack([convs["a_port"], convs["b_port"]], axis=1).astype(np.int64)
-    zports = c["port"].astype(np.int64)
-    client_p, server_p = ports[k, cdir], ports[k, sdir]
-    put("stream", stream, stream < 0)
-    put("proto", _PROTO_INDEX[proto])
-    put("ip_proto", proto)
-    put("ts", convs["first_ts"])
-    put("orig_h", inverse[0])
-    put("orig_p", np.where(has_ports, client_p, zports[k, orig]), ~has_ports & ~zeek)
-    put("resp_h", inverse[1])
-    put("resp_p", np.where(has_ports, server_p, zports[k, 1 - orig]), ~has_ports & ~zeek)
+    # ---- the numbers ------------------------------------------------------------------------------------------------
+    mat = np.zeros((n, len(FIELDS)), np.int64)  # a flow's fields side by side: the kernel writes them in turn
+    nul = np.zeros((n, len(FIELDS)), np.uint8)
+    has_t = np.zeros(n, np.uint8)
+    zstate = np.zeros((2, n), np.int64)
+    ports = np.zeros((2, n), np.int64)
+    syn_delta = np.zeros((n, SYN_TIMES), np.int64)
+    syn_len = np.zeros(n, np.int64)
+    _fill_columns(convs, c, f, facts.tcp, facts.n_tcp, _NO_TCP_FACTS, states.tcp,
+                  _NO_COMPLETENESS if completeness is None else completeness, facts.have_analysis, cdir, inverse,
+                  _PROTO_INDEX, _PHASE_INDEX, mat, mat.view(np.float64), nul, has_t, zstate, ports, syn_delta, syn_len)
 
-    # ---- Zeek's conn.log ------------------------------------------------------------------------------------------
-    kind = c["kind"].astype(np.int64)
-    o_size = np.zeros(n, np.uint64)
-    r_size = np.zeros(n, np.uint64)
-    o_state = np.zeros(n, np.int64)
-    r_state = np.zeros(n, np.int64)
-    tcp_rows = np.nonzero((kind == K_TCP) & (c["tcp"] >= 0))[0]
-    if len(tcp_rows):
-        z = states.tcp[c["tcp"][tcp_rows]]
-        zo = orig[tcp_rows]
-        o_size[tcp_rows] = _zeek_sizes(z, zo)
-        r_size[tcp_rows] = _zeek_sizes(z, 1 - zo)
-        o_state[tcp_rows] = z["state"][np.arange(len(tcp_rows)), zo]
-        r_state[tcp_rows] = z["state"][np.arange(len(tcp_rows)), 1 - zo]
-    other = (kind == K_UDP) | (kind == K_ICMP)
-    zsize = c["size"]
-    o_state[other] = zsize[k, orig][other] >= 0
-    r_state[other] = zsize[k, 1 - orig][other] >= 0
-    o_size[other] = np.maximum(zsize[k, orig][other], 0)
-    r_size[other] = np.maximum(zsize[k, 1 - orig][other], 0)
+    # ---- Zeek's conn_state and history: decided once per distinct combination -----------------------------------
+    strings = _Strings()
     width = c["hist"].shape[1]
     raw = np.ascontiguousarray(c["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
     distinct, hist_of = np.unique(raw, return_inverse=True)
     hist_text = [h.decode("ascii") for h in distinct.tolist()]
-    hist_idx = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of.ravel()]
-    empty = (o_size == 0) & (r_size == 0)  # conn_state looks at sizes only to tell them zero
-    combo = (hist_of.ravel().astype(np.int64) << 16) | (kind << 8) | (o_state << 5) | (r_state << 2) | empty
+    mat[:, R_HISTORY] = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of.ravel()]
+    kind = c["kind"].astype(np.int64)
+    empty = (mat[:, R_ORIG_BYTES] == 0) & (mat[:, R_RESP_BYTES] == 0)  # conn_state reads sizes only to tell them zero
+    combo = (hist_of.ravel().astype(np.int64) << 16) | (kind << 8) | (zstate[0] << 5) | (zstate[1] << 2) | empty
     combos, combo_of = np.unique(combo, return_inverse=True)
-    state_idx = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1, hist_text[h]))
-                          if kd else -1 for kd, os_, rs, e, h in
-                          zip(((combos >> 8) & 255).tolist(), ((combos >> 5) & 7).tolist(),
-                              ((combos >> 2) & 7).tolist(), (combos & 1).tolist(), (combos >> 16).tolist())],
-                         np.int32)[combo_of.ravel()]
-    duration = c["last"] - c["start"]
-    timed = zeek & (duration > 0)
-    put("conn_state", state_idx, ~zeek)
-    put("history", hist_idx, ~zeek | (c["hist_len"] == 0))
-    put("duration", duration, ~timed)
-    put("orig_bytes", o_size, ~timed)
-    put("resp_bytes", r_size, ~timed)
-    put("missed_bytes", c["missed"], ~zeek)
-    put("orig_pkts", c["pkts"][k, orig], ~zeek)
-    put("orig_ip_bytes", c["ip_bytes"][k, orig], ~zeek)
-    put("resp_pkts", c["pkts"][k, 1 - orig], ~zeek)
-    put("resp_ip_bytes", c["ip_bytes"][k, 1 - orig], ~zeek)
+    mat[:, R_CONN_STATE] = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1, hist_text[h]))
+                                  if kd else -1 for kd, os_, rs, e, h in
+                                  zip(((combos >> 8) & 255).tolist(), ((combos >> 5) & 7).tolist(),
+                                      ((combos >> 2) & 7).tolist(), (combos & 1).tolist(), (combos >> 16).tolist())],
+                                 np.int32)[combo_of.ravel()]
 
-    # ---- ours -----------------------------------------------------------------------------------------------------
-    put("client", inverse[0])
-    put("server", inverse[1])
-    put("first_frame", convs["first_frame"])
-    put("last_frame", convs["last_frame"])
-    put("flow_duration", convs["last_ts"] - convs["first_ts"])
-    put("packets", convs["pkts"].sum(axis=1))
-    put("orig_wire_bytes", convs["bytes"][k, cdir])  # frame bytes on the wire, as the flow table counts them
-    put("resp_wire_bytes", convs["bytes"][k, sdir])
-    put("reused_ports", convs["reused"] != 0)
-    put("idle_max", f["idle_max"], f["pkts"] <= 1)
-    put("idle_max_frame", f["idle_max_frame"], f["pkts"] <= 1)
-    icmp = f["icmp_count"].astype(np.int64)
-    no_icmp = icmp == 0
-    put("icmp_errors", icmp)
-    put("icmp_unreachable", (icmp > 0) & (f["icmp_unreach"] > 0))
-    put("icmp_error_type", f["icmp_type"], no_icmp)
-    put("icmp_error_code", f["icmp_code"], no_icmp)
-    put("icmp_error_from", inverse[2], no_icmp)
-    put("icmp_error_ttl", f["icmp_ttl"], no_icmp)
-    put("icmp_error_frame", f["icmp_frame"], no_icmp)
-    put("icmp_error_time", f["icmp_ts"], no_icmp)
-    put("icmp_error_quotes", np.where(f["icmp_dir"] == cdir, 0, 1), no_icmp)  # "client" / "server"
-
-    # ---- TCP: handshake and options -------------------------------------------------------------------------------
-    syns = t["syn_count"].sum(axis=1).astype(np.int64)
-    synacks = t["synack_count"].astype(np.int64)
-    rst_n = t["rst_count"].sum(axis=1).astype(np.int64)
-    hs_done = t["hs_done"] != 0
-    put("syn_count", syns)
-    used = np.arange(SYN_TIMES)[None, :] < np.minimum(syns, SYN_TIMES)[:, None]
-    put("syn_times", _syn_micros(np.where(used, t["syn_times"] - t["syn_first_ts"][:, None], 0)))
-    put("synack_seen", synacks > 0)
-    put("synack_count", synacks)
-    put("rst_seen", rst_n > 0)
-    rst_dir = t["rst_dir"].astype(np.int64)
-    syn_dir = t["syn_dir"].astype(np.int64)
-    outcomes = [
-        (hs_done, "completed"),
-        ((syns == 0) & (synacks == 0), "not_seen"),  # joined mid-stream
-        ((rst_n > 0) & (synacks == 0) & (rst_dir != syn_dir), "refused"),
-        ((rst_n > 0) & (rst_dir == syn_dir) & (synacks == 0), "aborted"),  # the client gave up with a RST
-        ((synacks == 0) & (icmp > 0), "icmp_error"),
-        (synacks == 0, "no_answer"),
-    ]
-    put("handshake", np.select([m for m, _ in outcomes], [_NAME_INDEX[o] for _, o in outcomes],
-                               _NAME_INDEX["synack_not_acked"]).astype(np.int32))
-    syn_ts = t["synack_syn_ts"]
-    put("synack_rtt", t["synack_ts"] - syn_ts, ~((synacks > 0) & (syn_ts != 0)))
-    put("handshake_rtt", t["hs_ack_ts"] - syn_ts, ~(hs_done & (syn_ts != 0)))
-    put("handshake_ack_rtt", t["hs_ack_ts"] - t["synack_ts"], ~(hs_done & (synacks > 0)))
-    unseen = t["opts_seen"] == 0
-    sides("mss", t["mss"], unseen | (t["mss"] == 0))
-    sides("wscale", t["ws"], unseen | (t["ws"] < 0))
-    sides("sack", t["sack_perm"] != 0, unseen)
-    sides("timestamps", t["ts_opt"] != 0, unseen)
-    not_both = unseen.any(axis=1)
-    put("wscale_negotiated", (t["ws"] >= 0).all(axis=1), not_both)
-    put("sack_negotiated", (t["sack_perm"] != 0).all(axis=1), not_both)
-    put("timestamps_negotiated", (t["ts_opt"] != 0).all(axis=1), not_both)
-
-    # ---- TCP: transfer ----------------------------------------------------------------------------------------------
-    sides("data_packets", t["data_pkts"])
-    sides("oversize_segments", t["oversize"])
-    sides("zero_window_episodes", t["zw_count"])
-    open_zw = t["zw_open"] != 0
-    sides("zero_window_time", t["zw_time"] + np.where(open_zw, f["last_ts"][:, None] - t["zw_open"], 0))
-    sides("zero_window_open_at_end", open_zw)
-    sides("zero_window_first_frame", t["zw_frame"], t["zw_frame"] == 0)
-    sides("fin", t["fin"] != 0)
-    no_analysis = np.full((n, 2), not facts.have_analysis)
-    sides("max_window", t["max_win"], no_analysis)
-    sides("max_bytes_in_flight", t["max_bif"], no_analysis)
-    sides("window_full", t["window_full"], no_analysis)
-    sides("window_limited", t["window_full"] > 0, no_analysis)
-    sides("retransmissions", t["retrans"], no_analysis)
-    sides("duplicate_retransmissions", t["dup_retrans"], no_analysis)
-    sides("lost_segments", t["lost"], no_analysis)
-    data = t["data_pkts"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(data > 0, t["retrans"] / np.maximum(data, 1), 0.0)
-    sides("retransmission_rate", rate, no_analysis | (data == 0))
-    seg_b, seg_none = _burstiness(t["burst"][:, [0, 2]].reshape(-1, 3))
-    time_b, time_none = _burstiness(t["burst"][:, [1, 3]].reshape(-1, 3))
-    seg_b, seg_none, time_b, time_none = (x.reshape(n, 2) for x in (seg_b, seg_none, time_b, time_none))
-    sides("retransmission_burstiness", seg_b, no_analysis | seg_none)
-    sides("retransmission_time_burstiness", time_b, no_analysis | time_none)
-    retrans = t["retrans"]
-    pattern = np.where(seg_none | (retrans < burst.MIN_EVENTS), _NAME_INDEX["few"],
-                       np.where(seg_b >= burst.BURSTY, _NAME_INDEX["bursty"], _NAME_INDEX["uniform"]))
-    sides("retransmission_pattern", pattern.astype(np.int32), no_analysis | (retrans == 0))
-    total = retrans.sum(axis=1)
-    put("retransmissions_artefact", t["dup_retrans"].sum(axis=1) == total,
-        (total == 0) | (not facts.have_analysis))
-    put("offload_suspected", t["oversize"].sum(axis=1) > 0)
-
-    # ---- TCP: the RST and how the flow ended ----------------------------------------------------------------------
-    no_rst = rst_n == 0
-    genuine = t["rst_genuine"]
-    not_genuine = no_rst | (genuine == 0)
-    ttl = t["rst_ttl"].astype(np.int64)
-    ttl_lo = t["rst_ttl_min"].astype(np.int64)
-    ttl_hi = t["rst_ttl_max"].astype(np.int64)
-    ipv4 = t["rst_ipv"] == 4
-    rst_by_client = rst_dir == cdir
-    phase = _PHASE_INDEX[t["rst_phase"].astype(np.int64)]
-    put("rst_count", rst_n)
-    put("rst_sender", np.where(rst_by_client, 0, 1), no_rst)
-    put("rst_frame", t["rst_frame"], no_rst)
-    put("rst_time", t["rst_ts"], no_rst)
-    put("rst_phase", phase, no_rst | (phase < 0))
-    put("rst_idle_before", t["rst_idle"], no_rst)
-    put("rst_bytes_client", t["rst_bytes"][k, cdir], no_rst)
-    put("rst_bytes_server", t["rst_bytes"][k, sdir], no_rst)
-    put("rst_ttl", ttl, no_rst)
-    put("rst_hops", _initial_ttl(ttl) - ttl, no_rst)
-    put("rst_ip_id", t["rst_ipid"], no_rst | ~ipv4)
-    put("rst_sender_ttl_min", ttl_lo, not_genuine)
-    put("rst_sender_ttl_max", ttl_hi, not_genuine)
-    put("rst_sender_packets", genuine, no_rst)
-    mismatch = (ttl < ttl_lo) | (ttl > ttl_hi)  # a RST at another hop count than its sender's packets: forged
-    put("rst_ttl_mismatch", mismatch, not_genuine)
-    put("rst_ip_id_zero", ipv4 & (t["rst_ipid"] == 0) & (t["rst_ipid_nonzero"] > 0), not_genuine)
-    put("rst_forged", mismatch, not_genuine)
-    fin = t["fin"] != 0
-    end = np.select([~no_rst & rst_by_client, ~no_rst, fin.all(axis=1), fin[k, cdir], fin[k, sdir]],
-                    [_NAME_INDEX[e] for e in ("rst_client", "rst_server", "fin_both", "fin_client", "fin_server")],
-                    _NAME_INDEX["open"])
-    put("end", end.astype(np.int32), ~has_t)
-    if completeness is None or len(completeness) == 0:
-        put("completeness", np.zeros(n, np.int64), np.ones(n, bool))
-    else:
-        known = stream < len(completeness)
-        put("completeness", np.where(known, completeness[np.minimum(stream, len(completeness) - 1)], 0)
-            .astype(np.int64), ~known)
-
-    values = {name: v[name] for name, _, _ in FIELDS}
-    return FlowColumns(lo, values, null, has_t, strings.items, addresses,
-                       {"client": np.where(has_ports, client_p, -1), "server": np.where(has_ports, server_p, -1)},
-                       {"syn_times": np.minimum(syns, SYN_TIMES) * has_t})
+    values: dict[str, np.ndarray] = {}
+    for row, (name, kind_, _) in enumerate(FIELDS):
+        if kind_ == UINT:
+            values[name] = mat[:, row].view(np.uint64)
+        elif kind_ == FLOAT:
+            values[name] = mat[:, row].view(np.float64)
+        elif kind_ == BOOL:
+            values[name] = mat[:, row] != 0
+        elif kind_ == MICROS:
+            values[name] = _syn_micros(syn_delta)
+        else:
+            values[name] = mat[:, row]
+    null = {name: nul[:, row].view(bool) for row, (name, _, _) in enumerate(FIELDS) if name in _NULLABLE}
+    return FlowColumns(lo, values, null, has_t.view(bool), strings.items, addresses,
+                       {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len})
 
 
 def _values(cols: FlowColumns, name: str, kind: int, address_texts: list[str]) -> list:

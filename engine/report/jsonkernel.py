@@ -167,7 +167,7 @@ def _put_text(out, pos, table, row, length, start, stop):
 @kernel
 def write_records(out, pos, start, room, first, values, nulls, tcp, kinds, tcp_only, port_row, keys, key_len, strings,
                   str_len, str_colon, addr_lo, addr_str, floats, float_len, micros, micros_len):
-    """Append the records of one block from record `start` on to out at pos (values/nulls: [field, flow]), while
+    """Append the records of one block from record `start` on to out at pos (values/nulls: [flow, field]), while
     at least `room` bytes (the longest record) are left; returns (the position after, the next record)."""
     n = tcp.shape[0]
     for i in range(start, n):
@@ -194,9 +194,9 @@ def write_records(out, pos, start, room, first, values, nulls, tcp, kinds, tcp_o
                 pos += 2
             leading = False
             pos = _put_text(out, pos, keys, f, key_len[f], 0, key_len[f])
-            v = values[f, i]
+            v = values[i, f]
             kind = kinds[f]
-            if nulls[f, i]:
+            if nulls[i, f]:
                 out[pos] = 110  # null
                 out[pos + 1] = 117
                 out[pos + 2] = 108
@@ -228,7 +228,7 @@ def write_records(out, pos, start, room, first, values, nulls, tcp, kinds, tcp_o
                 pos = put_json_string(out, pos, strings, v, str_len[v])
             elif kind == 6 or kind == 7:  # ADDR, ENDPOINT
                 s = addr_str[v]
-                port = values[port_row[f], i] if kind == 7 else -1
+                port = values[i, port_row[f]] if kind == 7 else -1
                 if s < 0:
                     pos = _put_ipv4(out, pos, addr_lo[v])
                 elif port >= 0 and str_colon[s]:  # "[v6]:port"
@@ -276,9 +276,9 @@ def _float_texts(cols: FlowColumns, values: np.ndarray, nulls: np.ndarray) -> tu
     count = 1
     for f in rows:
         x = cols.values[FIELDS[f][0]].astype(np.float64)
-        wanted = np.nonzero(~nulls[f] & ((x != 0) | np.signbit(x)))[0]
-        values[f] = 0
-        values[f, wanted] = np.arange(count, count + len(wanted))
+        wanted = np.nonzero(~nulls[:, f].view(bool) & ((x != 0) | np.signbit(x)))[0]
+        values[:, f] = 0
+        values[wanted, f] = np.arange(count, count + len(wanted))
         count += len(wanted)
         parts.append(x[wanted])
     texts = np.concatenate([np.zeros(1), *parts]).astype(f"S{FLOAT_WIDTH}")
@@ -303,20 +303,20 @@ def encode_pieces(cols: FlowColumns, first: bool, out: np.ndarray | None) -> Ite
     for the whole block when out is None."""
     n = len(cols)
     nf = len(FIELDS)
-    values = np.zeros((nf + len(_ENDPOINTS), n), np.int64)
-    nulls = np.zeros((nf, n), np.uint8)
+    values = np.zeros((n, nf + len(_ENDPOINTS)), np.int64)  # a record's fields side by side, as they are written
+    nulls = np.zeros((n, nf), np.uint8)
     for f, (name, kind, _) in enumerate(FIELDS):
         if kind == MICROS:
             continue
         column = cols.values[name]
-        values[f] = column.view(np.int64) if kind == UINT else column
+        values[:, f] = column.view(np.int64) if kind == UINT else column
         missing = cols.null.get(name)
         if missing is not None:
-            nulls[f] = missing
+            nulls[:, f] = missing
     port_row = np.zeros(nf, np.int64)
     for k, f in enumerate(_ENDPOINTS):
         port_row[f] = nf + k
-        values[nf + k] = cols.ports[FIELDS[f][0]]
+        values[:, nf + k] = cols.ports[FIELDS[f][0]]
     floats, float_len = _float_texts(cols, values, nulls)
 
     # addresses: IPv4 formatted by the kernel, the others as strings
