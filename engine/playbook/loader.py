@@ -26,7 +26,7 @@ from diagnose.playbook.model import (Aggregate, Explains, Filter, GroupSpec, Par
 from diagnose.playbook.problems import PlaybookError, Problem
 from diagnose.playbook.schema import (EXPLAINS_KEYS, GROUP_KEYS, PARAM_KEYS, PLAYBOOK_KEYS, PLAYBOOK_NAME_PATTERN,
                                       RULE_ID_PATTERN, RULE_KEYS, NAME_PATTERN, TEST_KEYS, Key)
-from diagnose.playbook.templates import TEMPLATE_ROOTS, attribute_paths, environment
+from diagnose.playbook.templates import TEMPLATE_ROOTS, LazyTemplate, attribute_paths, environment, plain_names
 from diagnose.playbook.values import ValueError_, parse_value
 from diagnose.playbook.yamlpos import LineIndex, Pos, Y, load_yaml, source_offset
 
@@ -74,7 +74,7 @@ def _load(path: Path, *, builtin: bool, shown: str | None) -> tuple[Playbook | N
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(shown, 1, 1, f"cannot read the playbook: {exc}")]
     f = _File(path, shown, text, LineIndex(text))
-    root, yaml_problems = load_yaml(text)
+    root, yaml_problems = load_yaml(text, libyaml=builtin)
     for p in yaml_problems:
         f.at(p.pos, p.message)
     if root is None:
@@ -87,6 +87,14 @@ class _Reader:
     def __init__(self, f: _File, builtin: bool):
         self.f = f
         self.builtin = builtin
+        self._any_field: dict[str, bool] = {}
+
+    def any_field(self, root: str) -> bool:
+        """Whether facts of a kind (flow, capture) are registered: asked per template, the same for one file."""
+        known = self._any_field.get(root)
+        if known is None:
+            known = self._any_field[root] = _any_field(root)
+        return known
 
     # ---- generic checks --------------------------------------------------------------------------------------------
     def mapping(self, node: Y, keys: dict[str, Key], what: str) -> dict[str, Y]:
@@ -371,21 +379,30 @@ class _Reader:
             self.f.at(node.start, f"a message template must be text, not {_describe(node.value)}")
             return None
         text = node.value
+        if "{" not in text:  # plain text (most explanations and advice): no tag to parse, no name to check
+            return LazyTemplate(text)
         env = environment()
         try:
             tree = env.parse(text)
-            template = env.from_string(text)
+            names = plain_names(tree)
+            # a template that is not plain is compiled now: only the compiler knows its declared names and its
+            # compile-time mistakes (a filter nobody defined, a block defined twice)
+            template = LazyTemplate(text, None if names is not None else env.from_string(text))
         except (TemplateSyntaxError, TemplateAssertionError) as exc:
             self.f.at_index(self._template_index(node, text, exc.lineno or 1, exc.message or ""),
                             f"template: {exc.message}")
             return None
-        for name in sorted(meta.find_undeclared_variables(tree)):
+        if names is None:
+            names = meta.find_undeclared_variables(tree)
+        for name in sorted(names):
             if name not in roots:
                 close = difflib.get_close_matches(name, roots, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(roots))})"
                 self.f.at_index(self._name_index(node, text, name), f"template: unknown name '{name}'{hint}")
         for root in ("flow", "capture"):
-            if not _any_field(root):
+            if root not in text:
+                continue  # reads no fact of that kind
+            if not self.any_field(root):
                 continue  # facts of that kind are not registered in this build: nothing to check against
             for path, _line in attribute_paths(tree, root):
                 if not _fact_exists(path):
@@ -425,7 +442,7 @@ class _Reader:
             for text, item in self.strings(keys["by"], "by"):
                 if not text.startswith("flow."):
                     self.f.at(item.start, f"group.by takes flow facts (flow.*), not '{text}'")
-                elif _any_field("flow") and lookup(text) is None:
+                elif self.any_field("flow") and lookup(text) is None:
                     hint = _suggest_fact(text)
                     self.f.at(item.start, f"unknown fact '{text}'" + (f" (did you mean '{hint}'?)" if hint else ""))
                 else:
@@ -436,7 +453,7 @@ class _Reader:
             if not near.startswith("flow."):
                 self.f.at(keys["near"].start, f"group.near takes a numeric flow fact, not '{near}'")
                 near = None
-            elif _any_field("flow") and lookup(near) is None:
+            elif self.any_field("flow") and lookup(near) is None:
                 hint = _suggest_fact(near)
                 self.f.at(keys["near"].start, f"unknown fact '{near}'" + (f" (did you mean '{hint}'?)" if hint else ""))
                 near = None

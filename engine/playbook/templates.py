@@ -219,6 +219,82 @@ def environment() -> SandboxedEnvironment:
     return env
 
 
+class LazyTemplate:
+    """A checked message template that compiles on its first rendering: loading only needs the parse (for the
+    checks), compiling costs twice as much again, and most rules never fire on a given capture."""
+
+    __slots__ = ("source", "_compiled")
+
+    def __init__(self, source: str, compiled=None):
+        self.source = source
+        self._compiled = compiled
+
+    def compiled(self):
+        if self._compiled is None:
+            self._compiled = environment().from_string(self.source)
+        return self._compiled
+
+    def render(self, *args, **kwargs) -> str:
+        return self.compiled().render(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # anything else a jinja Template offers (generate, module, ...)
+        return getattr(self.compiled(), name)
+
+
+# Node kinds whose compilation cannot fail once their filters and tests exist, and that declare no names. A plain
+# template is made of these, plus `{% set NAME = ... %}` at its top level: the names it reads from the context are
+# then its loaded Name nodes, less those a top-level set declared before them.
+_PLAIN_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Getitem,
+                nodes.Slice, nodes.Const, nodes.Filter, nodes.Test, nodes.If, nodes.CondExpr, nodes.And, nodes.Or,
+                nodes.Not, nodes.Neg, nodes.Pos, nodes.Compare, nodes.Operand, nodes.Add, nodes.Sub, nodes.Mul,
+                nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.Concat, nodes.Call, nodes.Keyword,
+                nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair)
+_SPECIAL_NAMES = frozenset(("self", "loop", "caller", "varargs", "kwargs"))  # the compiler may declare these
+
+
+def plain_names(tree: nodes.Template) -> set[str] | None:
+    """The context names a plain template reads (what jinja2.meta.find_undeclared_variables says, without compiling
+    it), when every filter and test it uses exists; None when only compiling can tell (then compile it, use meta)."""
+    env = environment()
+    declared: set[str] = set()
+    undeclared: set[str] = set()
+    for statement in tree.body:
+        if type(statement) is nodes.Assign and type(statement.target) is nodes.Name \
+                and statement.target.name not in _SPECIAL_NAMES:
+            loads = _plain_loads(statement.node, env)  # the value is evaluated before the name is set
+            if loads is None:
+                return None
+            undeclared |= loads - declared
+            declared.add(statement.target.name)
+            continue
+        loads = _plain_loads(statement, env)
+        if loads is None:
+            return None
+        undeclared |= loads - declared
+    return {name for name in undeclared if name not in env.globals}  # as jinja2.meta: globals (range, ...) are known
+
+
+def _plain_loads(root: nodes.Node, env) -> set[str] | None:
+    names: set[str] = set()
+    stack: list[nodes.Node] = [root]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind not in _PLAIN_NODES:
+            return None
+        if kind is nodes.Name:
+            if node.ctx != "load" or node.name in _SPECIAL_NAMES:
+                return None
+            names.add(node.name)
+        elif kind is nodes.Filter:
+            if node.name not in env.filters or node.node is None:
+                return None
+        elif kind is nodes.Test and node.name not in env.tests:
+            return None
+        stack.extend(node.iter_child_nodes())
+    return names
+
+
 def attribute_paths(tree: nodes.Template, root: str) -> list[tuple[str, int]]:
     """`root.a.b` paths read by a template (dotted, with the template line), for checking names of facts."""
     found: list[tuple[str, int]] = []
