@@ -45,7 +45,7 @@ class FlowRef:
 
 def frame_set(frames: list[int]) -> str:
     """Frame numbers as a display-filter set with ranges: [1, 2, 3, 7] -> '{1..3,7}'."""
-    items = sorted(set(int(f) for f in frames))
+    items = sorted(set(map(int, frames)))
     parts: list[str] = []
     i = 0
     while i < len(items):
@@ -92,10 +92,7 @@ class Finding:
 
     def list_command(self, capture: str) -> str | None:
         """The command that lists this finding's evidence packets."""
-        flt = self.evidence_filter()
-        if flt is None:
-            return None
-        return f"diagnose list {shlex.quote(capture)} -Y {shlex.quote(flt)}"
+        return _list_command(capture, self.evidence_filter())
 
     def about(self) -> str:
         """What the finding is about, in a few words: a flow, N flows, a key, or the capture."""
@@ -113,6 +110,7 @@ class Finding:
             yield from s.walk()
 
     def to_dict(self, capture: str | None = None) -> dict:
+        evidence_filter = self.evidence_filter()
         out = {
             "rule": self.rule_id,
             "playbook": self.playbook,
@@ -126,8 +124,8 @@ class Finding:
             "start": self.start,
             "end": self.end,
             "evidence": {"frames": list(self.evidence), "total": self.evidence_total,
-                         "filter": self.evidence_filter(),
-                         "command": self.list_command(capture) if capture else None},
+                         "filter": evidence_filter,
+                         "command": _list_command(capture, evidence_filter) if capture else None},
             "values": self.values,
             "key": self.key,
             "group": self.group,
@@ -142,6 +140,12 @@ class Finding:
         if self.explained_by is not None:
             out["explained_by"] = dict(self.explained_by)
         return out
+
+
+def _list_command(capture: str, evidence_filter: str | None) -> str | None:
+    if evidence_filter is None:
+        return None
+    return f"diagnose list {shlex.quote(capture)} -Y {shlex.quote(evidence_filter)}"
 
 
 @dataclass
