@@ -311,12 +311,19 @@ class HttpHalf(StreamConsumer):
         buf = self.buf
         state = self.state
         if state == HEAD and self.msg is None:
-            kind = start_kind(data[pos: pos + 64] if pos or n > 64 else data)
+            space = data.find(b" ", pos, pos + 20)  # start_kind's usual cases without its slice and call
+            token = bytes(data[pos:space]) if space > pos else b""
+            if token in METHODS:
+                kind = "request"
+            elif token[:5] == b"HTTP/" and len(token) > 5 and 48 <= token[5] <= 57:
+                kind = "response"
+            else:
+                kind = start_kind(data[pos: pos + 64] if pos or n > 64 else data)
             if kind is None or (kind == "maybe" and n - pos >= 64):
                 self.state = DESYNC
                 self.lost += n - pos
                 return n
-            self.msg = msg = HttpMessage(is_request=kind == "request")
+            self.msg = msg = HttpMessage(kind == "request")
             ctx = self.conn.ctx
             msg.first_frame = ctx.frame(row)
             msg.first_ts = ctx.ts(row)
