@@ -123,6 +123,9 @@ class FlowColumns:
     addresses: np.ndarray  # uint64 (k, 3): ipv, hi, lo; ADDR/ENDPOINT columns index into it
     ports: dict[str, np.ndarray]  # ENDPOINT columns: the port, -1 for none
     lengths: dict[str, np.ndarray]  # MICROS columns: entries used per flow
+    # the [flow, field] int64 matrix and None masks the numeric columns are views of (None once rows are taken)
+    matrix: np.ndarray | None = None
+    null_matrix: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tcp)
@@ -573,7 +576,7 @@ def flow_columns(flows: FlowTable, states: ConnStates, facts: FlowFacts, complet
             values[name] = mat[:, row]
     null = {name: nul[:, row].view(bool) for row, (name, _, _) in enumerate(FIELDS) if name in _NULLABLE}
     return FlowColumns(lo, values, null, has_t.view(bool), strings.items, addresses,
-                       {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len})
+                       {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len}, mat, nul)
 
 
 def _values(cols: FlowColumns, name: str, kind: int, address_texts: list[str]) -> list:

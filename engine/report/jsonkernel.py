@@ -265,6 +265,7 @@ _KINDS = np.array([kind for _, kind, _ in FIELDS], np.int64)
 _TCP_ONLY = np.array([tcp_only for _, _, tcp_only in FIELDS], np.uint8)
 _KEYS, _KEY_LEN = utf8_table([f'"{name}": ' for name, _, _ in FIELDS])
 _ENDPOINTS = [i for i, (_, kind, _) in enumerate(FIELDS) if kind == ENDPOINT]
+_MATRIX_VIEWS = [name for name, kind, _ in FIELDS if kind not in (BOOL, MICROS)]  # BOOL columns are copies
 _VALUE_WIDTH = {INT: 20, UINT: 20, BOOL: 5, NS: NS_WIDTH, FLOAT: FLOAT_WIDTH}
 _SPECIAL_FLOATS = {b"nan": b"NaN", b"inf": b"Infinity", b"-inf": b"-Infinity"}  # json.dumps's spellings
 
@@ -288,6 +289,15 @@ def _float_texts(cols: FlowColumns, values: np.ndarray, nulls: np.ndarray) -> tu
     return np.ascontiguousarray(texts).view(np.uint8).reshape(len(texts), FLOAT_WIDTH), np.char.str_len(texts)
 
 
+def _columns_are_matrix_views(cols: FlowColumns) -> bool:
+    """True when the block's numeric columns and None masks are still views of its matrices (as
+    FlowAnalysis.columns makes them; the matrix's MICROS row is zero)."""
+    if cols.matrix is None or cols.null_matrix is None or cols.matrix.shape != (len(cols), len(FIELDS)):
+        return False
+    return all(cols.values[name].base is cols.matrix for name in _MATRIX_VIEWS) and \
+        all(mask.base is cols.null_matrix for mask in cols.null.values())
+
+
 def encode_block(cols: FlowColumns, first: bool) -> tuple[np.ndarray, int]:
     """(buffer, length) holding the JSON of a block's records, each preceded by its array separator."""
     out = np.empty(0, np.uint8)
@@ -304,15 +314,19 @@ def encode_pieces(cols: FlowColumns, first: bool, out: np.ndarray | None) -> Ite
     n = len(cols)
     nf = len(FIELDS)
     values = np.zeros((n, nf + len(_ENDPOINTS)), np.int64)  # a record's fields side by side, as they are written
-    nulls = np.zeros((n, nf), np.uint8)
-    for f, (name, kind, _) in enumerate(FIELDS):
-        if kind == MICROS:
-            continue
-        column = cols.values[name]
-        values[:, f] = column.view(np.int64) if kind == UINT else column
-        missing = cols.null.get(name)
-        if missing is not None:
-            nulls[:, f] = missing
+    if _columns_are_matrix_views(cols):  # as FlowAnalysis.columns makes them: copy the matrix whole
+        values[:, :nf] = cols.matrix
+        nulls = cols.null_matrix
+    else:
+        nulls = np.zeros((n, nf), np.uint8)
+        for f, (name, kind, _) in enumerate(FIELDS):
+            if kind == MICROS:
+                continue
+            column = cols.values[name]
+            values[:, f] = column.view(np.int64) if kind == UINT else column
+            missing = cols.null.get(name)
+            if missing is not None:
+                nulls[:, f] = missing
     port_row = np.zeros(nf, np.int64)
     for k, f in enumerate(_ENDPOINTS):
         port_row[f] = nf + k
