@@ -103,7 +103,6 @@ TCP_FACTS_DTYPE = np.dtype(
         ("genuine", np.int64, (2,)),
         ("ipid_nonzero", np.int64, (2,)),
         ("fin", np.uint8, (2,)),
-        ("fin_ts", np.int64, (2,)),
         ("rst_count", np.int32, (2,)),
         ("rst_dir", np.int8),
         ("rst_frame", np.int64),
@@ -130,7 +129,6 @@ TCP_FACTS_DTYPE = np.dtype(
         ("max_bif", np.int64, (2,)),
         ("max_win", np.int64, (2,)),
         ("oversize", np.int64, (2,)),
-        ("retrans_first_ts", np.int64, (2,)),
         ("retrans_last_ts", np.int64, (2,)),
         ("retrans_last_seg", np.int64, (2,)),
         ("burst", np.float64, (4, 3)),  # [dir * 2 + clock] running gap statistics; clock 0 segments, 1 seconds
@@ -257,7 +255,6 @@ def _tcp_row(f, t, r, a, have_analysis, idle_rst_ns):
             t.ipid_nonzero[d] += 1
     if fin and not t.fin[d]:
         t.fin[d] = 1
-        t.fin_ts[d] = ts
     if not rst and not syn:  # zero-window episodes of the advertising side
         if r.tcp_win == 0:
             if t.zw_open[d] == 0:
@@ -283,9 +280,7 @@ def _tcp_row(f, t, r, a, have_analysis, idle_rst_ns):
         if af & A_LOST_SEGMENT:
             t.lost[d] += 1
         if af & A_ANY_RETRANSMISSION:
-            if t.retrans[d] == 0:
-                t.retrans_first_ts[d] = ts
-            else:
+            if t.retrans[d] != 0:  # the gap since the previous retransmission
                 add_gap(t.burst, d * 2, np.float64(t.data_pkts[d] - t.retrans_last_seg[d]))
                 add_gap(t.burst, d * 2 + 1, (ts - t.retrans_last_ts[d]) / 1e9)
             t.retrans[d] += 1
