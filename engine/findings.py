@@ -46,14 +46,16 @@ class FlowRef:
 def frame_set(frames: list[int]) -> str:
     """Frame numbers as a display-filter set with ranges: [1, 2, 3, 7] -> '{1..3,7}'."""
     items = sorted(set(map(int, frames)))
+    if not items:
+        return "{}"
     parts: list[str] = []
-    i = 0
-    while i < len(items):
-        j = i
-        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
-            j += 1
-        parts.append(str(items[i]) if i == j else f"{items[i]}..{items[j]}")
-        i = j + 1
+    first = last = items[0]
+    for frame in items[1:]:
+        if frame != last + 1:
+            parts.append(str(first) if first == last else f"{first}..{last}")
+            first = frame
+        last = frame
+    parts.append(str(first) if first == last else f"{first}..{last}")
     return "{" + ",".join(parts) + "}"
 
 
@@ -196,9 +198,11 @@ class Report:
         threshold = SEVERITY_RANK[fail_on]
         return 1 if any(f.severity_rank >= threshold for f in self.all_findings()) else 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self, finding_lists: bool = True) -> dict:
+        """The JSON report; without `finding_lists`, everything but capture_quality, findings and withdrawn (the
+        NDJSON summary line, whose findings went out on lines of their own)."""
         path = self.capture.get("file")
-        return {
+        out = {
             "schema": "diagnose.report",
             "schema_version": SCHEMA_VERSION,
             "tool_version": self.tool_version,
@@ -207,10 +211,18 @@ class Report:
             "params": dict(self.params),
             "summary": {"findings": sum(1 for _ in self.all_findings()), "by_severity": self.counts(),
                         "worst": self.worst(), "withdrawn": len(self.withdrawn)},
-            "capture_quality": [f.to_dict(path) for f in self.capture_quality],
-            "findings": [f.to_dict(path) for f in self.findings],
-            "withdrawn": [f.to_dict(path) for f in self.withdrawn],
+            "capture_quality": None,
+            "findings": None,
+            "withdrawn": None,
             "rules": [vars(r).copy() for r in self.rules],
             "warnings": list(self.warnings),
             "elapsed_s": self.elapsed_s,
         }
+        if finding_lists:
+            out["capture_quality"] = [f.to_dict(path) for f in self.capture_quality]
+            out["findings"] = [f.to_dict(path) for f in self.findings]
+            out["withdrawn"] = [f.to_dict(path) for f in self.withdrawn]
+        else:
+            for key in ("capture_quality", "findings", "withdrawn"):
+                del out[key]
+        return out

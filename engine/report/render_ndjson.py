@@ -29,10 +29,7 @@ class NdjsonWriter:
     def summary(self, report: Report) -> None:
         for finding in report.withdrawn:
             self._line({"type": "withdrawn", **finding.to_dict(self.capture)})
-        body = report.to_dict()
-        for key in ("findings", "capture_quality", "withdrawn"):
-            body.pop(key, None)
-        self._line({"type": "summary", **body})
+        self._line({"type": "summary", **report.to_dict(finding_lists=False)})
 
 
 def render_ndjson(report: Report) -> str:
