@@ -127,9 +127,10 @@ class LineIndex:
     def __init__(self, text: str):
         self.text = text
         self.starts = [0]
-        for i, ch in enumerate(text):
-            if ch == "\n":
-                self.starts.append(i + 1)
+        newline = text.find("\n")
+        while newline >= 0:
+            self.starts.append(newline + 1)
+            newline = text.find("\n", newline + 1)
 
     def pos(self, index: int) -> Pos:
         import bisect
