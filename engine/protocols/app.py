@@ -27,7 +27,7 @@ import numpy as np
 from diagnose.flows import F_FIN, F_RST, PROTO_TCP, PROTO_UDP
 from diagnose.packet import ST_REASSEMBLED
 from diagnose.protocols import classify as cls
-from diagnose.protocols.dns import DnsMessage, DnsTracker, parse_message
+from diagnose.protocols.dns import HEADER_LEN, DnsMessage, DnsTracker, Malformed, parse_message, read_name
 from diagnose.protocols.http import HttpConnection, HttpHalf, parse_datagram
 from diagnose.protocols.http2 import PREFACE, Http2Connection
 from diagnose.protocols.dnsscan import B_RESPONSE, WINDOW_NS, DnsBatch, DnsMatcher
@@ -43,6 +43,18 @@ def _hosts(conv) -> tuple:
     a = (int(conv["a_hi"]), int(conv["a_lo"]))
     b = (int(conv["b_hi"]), int(conv["b_lo"]))
     return (a, b) if a <= b else (b, a)
+
+
+def _first_qname(data: bytes) -> str | None:
+    """parse_message(data).qname without decoding the rest of the message: the first question's name, None when
+    there is none or it does not parse."""
+    if len(data) < HEADER_LEN or not (data[4] or data[5]):
+        return None
+    try:
+        name, pos = read_name(data, HEADER_LEN)
+    except (Malformed, ValueError, IndexError):
+        return None
+    return name if pos + 4 <= len(data) else None
 
 
 KINDS = ("dns", "http", "http2", "tls", "tls_start")  # tls_start: a frame began a TLS record it did not finish
@@ -386,12 +398,12 @@ class AppLayer:
             frames = self._table["frame"][rows]
             convs = self._table["conv"][rows]
             for j in interesting.tolist():
-                msg = parse_message(batch.payload(j), "udp")
+                qname = _first_qname(batch.payload(j))
                 if response[j]:
                     if len(self.dns_errors) < self.max_kept:
-                        self.dns_errors.append((int(convs[j]), int(frames[j]), msg.qname, int(rcode[j])))
+                        self.dns_errors.append((int(convs[j]), int(frames[j]), qname, int(rcode[j])))
                 else:
-                    self._dns_open[int(slots[j])] = (int(convs[j]), int(frames[j]), msg.qname)
+                    self._dns_open[int(slots[j])] = (int(convs[j]), int(frames[j]), qname)
 
     def _retire_finished(self, conversations: np.ndarray) -> None:
         """Connections closed in both directions (FIN each way, or a RST) keep their facts and drop their parsers
@@ -555,7 +567,8 @@ class AppLayer:
 
     def _tcp_event(self, flow: AppFlow, c: int, i: int, d: int, seq: int, flags: int, data: bytes,
                    plen: int) -> None:
-        if self._v_done[c, 0] >= 0 or self._v_done[c, 1] >= 0:
+        done = self._v_done[c]
+        if done[0] >= 0 or done[1] >= 0:
             saved = self._cur_row, self._cur_frame, self._cur_ts
             for k in (0, 1):
                 if self._v_done[c, k] >= 0:
@@ -586,7 +599,7 @@ class AppLayer:
                 direction.close(i, "fin")
                 flow.closed[d] = True
         if flags & 0x04:
-            flow.rst_frame = self.frame(i)
+            flow.rst_frame = self._cur_frame
             for k in (0, 1):
                 dk = flow.dirs[k]
                 if dk is not None and not dk.closed:
@@ -598,23 +611,24 @@ class AppLayer:
     def _write_back(self, flow: AppFlow, c: int, changed: int) -> None:
         """Tell the kernel what direction `changed` (-1: both) expects next and how much it may skip."""
         watch = 0
-        for k in (0, 1):
-            dk = flow.dirs[k]
-            if dk is None:
-                continue
-            skip = dk.consumer.skippable
-            if k == changed or changed < 0:
-                self._v_nxt[c, k] = (dk.base + dk.next_off) & 0xFFFFFFFF
-                if dk.closed:
-                    self._v_nxt_ok[c, k] = 0
-                    self._v_skip[c, k] = 0
-                else:
-                    self._v_nxt_ok[c, k] = 1
-                    self._v_skip[c, k] = 0 if dk.pending else skip
-            if skip > (1 << 40) and not dk.closed:
-                watch = 1
+        k = 0
+        for dk in flow.dirs:
+            if dk is not None:
+                skip = dk.consumer.skippable
+                if k == changed or changed < 0:
+                    self._v_nxt[c, k] = (dk.base + dk.next_off) & 0xFFFFFFFF
+                    if dk.closed:
+                        self._v_nxt_ok[c, k] = 0
+                        self._v_skip[c, k] = 0
+                    else:
+                        self._v_nxt_ok[c, k] = 1
+                        self._v_skip[c, k] = 0 if dk.pending else skip
+                if skip > (1 << 40) and not dk.closed:
+                    watch = 1
+            k += 1
         self._v_watch[c] = watch
-        if flow.closed[0] and flow.closed[1]:
+        closed = flow.closed
+        if closed[0] and closed[1]:
             self._v_mode[c] = IGNORE
 
     # ---- the end ---------------------------------------------------------------------------------------------------
@@ -653,14 +667,10 @@ class AppLayer:
             picked["dns_retransmissions"].tolist(), picked["dns_errors"].tolist(), picked["dns_time_max"].tolist(),
             picked["dns_truncated"].tolist())}
         self._tcp_fallback(dns)
-        unanswered = []
-        for conv, frame in self._dns.unanswered():
-            name = None
-            for slot_conv, slot_frame, slot_name in self._dns_open.values():
-                if slot_conv == conv and slot_frame == frame:
-                    name = slot_name
-                    break
-            unanswered.append((conv, frame, name))
+        open_names: dict[tuple[int, int], str | None] = {}  # (conversation, frame) -> name of its first open slot
+        for slot_conv, slot_frame, slot_name in self._dns_open.values():
+            open_names.setdefault((slot_conv, slot_frame), slot_name)
+        unanswered = [(conv, frame, open_names.get((conv, frame))) for conv, frame in self._dns.unanswered()]
         for conv, frame, name in unanswered:
             if conv in dns:
                 dns[conv].unanswered.append((frame, name))
@@ -670,7 +680,7 @@ class AppLayer:
         return AppSummary(self.flows, dns)
 
 
-@dataclass
+@dataclass(slots=True)  # one per UDP DNS conversation: tens of thousands
 class DnsFacts:
     """DNS over UDP of one conversation (from the DNS kernel)."""
 
