@@ -22,6 +22,7 @@ import pytest
 
 from diagnose.report.follow import follow, follow_stream, follow_tls_stream, follow_with_notes, render
 from oracles.fixtures import DATA_ROOT as DATA, data_path
+from keylog_secrets import secret_pieces
 
 FIXTURES = DATA / "fixtures" / "follow_tls"
 CAPTURES = sorted(p.relative_to(FIXTURES).as_posix()[: -len(".json")] for p in FIXTURES.rglob("*.json"))
@@ -203,17 +204,6 @@ def test_missing_key_log_file_is_a_usage_error():
 
 
 # ---- secrets ---------------------------------------------------------------------------------------------------------
-def secret_pieces(keylog: Path) -> list[str]:
-    """Every secret of an NSS key log (third field) as 16-hex-digit pieces: a partial leak counts."""
-    out = []
-    for line in keylog.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and not line.startswith("#"):
-            secret = parts[2].lower()
-            out += [secret[i: i + 16] for i in range(0, len(secret) - 15, 8)]
-    return out
-
-
 @pytest.mark.parametrize("name", ["lab/tls_decrypt_keylog.pcap", "corpus/scapy/tls_nss_example.pcap"])
 def test_no_secret_in_any_output(name):
     fix = fixture(name)

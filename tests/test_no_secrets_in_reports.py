@@ -10,19 +10,9 @@ import sys
 import pytest
 
 from oracles.fixtures import data_path
+from keylog_secrets import secret_pieces
 
 CAPTURES = ["tls_decrypt_keylog", "slow_ttfb_tls", "tls_expired_cert", "tls_wrong_host"]
-
-
-def secrets_of(keylog) -> list[str]:
-    """Every secret in an NSS key log (the third field), and 16-hex-digit pieces of it (a partial leak counts)."""
-    out = []
-    for line in keylog.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and not line.startswith("#"):
-            secret = parts[2].lower()
-            out += [secret[i: i + 16] for i in range(0, len(secret) - 15, 8)]
-    return out
 
 
 def leaked(text: str, secrets: list[str]) -> list[str]:
@@ -43,7 +33,7 @@ def run(*args, tmp_out=None):
 @pytest.mark.parametrize("fmt", ["text", "markdown", "html", "json", "ndjson", "junit"])
 def test_diagnosis_reports_hold_no_secret(tmp_path, name, fmt):
     keys = data_path("lab", f"{name}.keys")
-    secrets = secrets_of(keys)
+    secrets = secret_pieces(keys)
     assert secrets
     out = tmp_path / f"report.{fmt}"
     done, text = run(data_path("lab", f"{name}.pcap"), "--keylog", keys, "--format", fmt, "-o", out, tmp_out=out)
@@ -56,7 +46,7 @@ def test_diagnosis_reports_hold_no_secret(tmp_path, name, fmt):
 def test_other_commands_hold_no_secret(tmp_path, name):
     keys = data_path("lab", f"{name}.keys")
     capture = data_path("lab", f"{name}.pcap")
-    secrets = secrets_of(keys)
+    secrets = secret_pieces(keys)
     for args in (["keys", capture, "--keylog", keys], ["keys", capture, "--keylog", keys, "--json"],
                  ["list", capture, "-X", "--keylog", keys, "-Y", "tls"], ["flows", "--json", capture],
                  ["info", "--json", capture]):
@@ -66,6 +56,6 @@ def test_other_commands_hold_no_secret(tmp_path, name):
 
 def test_the_check_itself_finds_a_leak():
     keys = data_path("lab", "tls_decrypt_keylog.keys")
-    secrets = secrets_of(keys)
+    secrets = secret_pieces(keys)
     line = next(line for line in keys.read_text().splitlines() if re.match(r"^[A-Z_0-9]+ ", line))
     assert leaked(f"oops: {line}", secrets)

@@ -23,7 +23,7 @@ import numpy as np
 from diagnose.addresses import format_address
 from diagnose.conn.record import ADDR, BOOL, ENDPOINT, FIELDS, FLOAT, INT, MICROS, NS, STR, UINT, FlowColumns
 from diagnose.jit import inline, kernel
-from diagnose.report.textkernel import put_int
+from diagnose.report.textkernel import put_int, string_table
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _ESCAPES = {ord('"'): ord('"'), ord("\\"): ord("\\"), 8: ord("b"), 9: ord("t"), 10: ord("n"), 12: ord("f"),
@@ -40,14 +40,7 @@ OUTPUT_BYTES = 2 << 20  # JSON bytes written at a time
 
 def utf8_table(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(bytes matrix, lengths): each string's UTF-8 in a row (lone surrogates kept, as json.dumps escapes them)."""
-    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
-    width = max((len(e) for e in encoded), default=1) or 1
-    table = np.zeros((max(len(encoded), 1), width), np.uint8)
-    lengths = np.zeros(max(len(encoded), 1), np.int64)
-    for i, e in enumerate(encoded):
-        table[i, : len(e)] = np.frombuffer(e, np.uint8)
-        lengths[i] = len(e)
-    return table, lengths
+    return string_table(strings, "surrogatepass")
 
 
 @inline

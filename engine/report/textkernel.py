@@ -11,9 +11,9 @@ import numpy as np
 from diagnose.jit import kernel
 
 
-def string_table(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes matrix, lengths) holding each string in a row."""
-    encoded = [s.encode() for s in strings]
+def string_table(strings: list[str], errors: str = "strict") -> tuple[np.ndarray, np.ndarray]:
+    """(bytes matrix, lengths) holding each string's UTF-8 in a row (`errors` as for str.encode)."""
+    encoded = [s.encode("utf-8", errors) for s in strings]
     width = max((len(e) for e in encoded), default=1) or 1
     table = np.zeros((max(len(encoded), 1), width), np.uint8)
     lengths = np.zeros(max(len(encoded), 1), np.int64)
