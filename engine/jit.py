@@ -9,8 +9,9 @@
 
 Loading a cached kernel: numba first "refreshes" its compiler context, which imports and registers every numba
 implementation module (~0.25 s and ~15 MB, a third of `diagnose flows` on a million packets) although loading
-compiled machine code needs none of it, only the runtime (NRT) symbols. Our kernels load with just the runtime; if a
-kernel is not cached, numba's compiler refreshes the context itself before compiling.
+compiled machine code needs none of it, only the runtime (NRT). Our kernels load with just the runtime, whose small
+module is compiled at -O0 (LLVM's -O3 pipeline costs ~5 MB more in a process that compiles nothing else); if a
+kernel is not cached, numba's compiler refreshes the context itself and compiles at NUMBA_OPT as usual.
 
 numba marks a cached kernel stale only when the file defining it changes; kernels inline helpers from other modules,
 so each kernel's cache stamp also carries a digest of every module that holds compiled code or constants frozen into
@@ -50,9 +51,17 @@ def package_digest() -> str:
 
 
 def _load_with_runtime_only(cache, sig, target_context):
+    from numba.core import config
     from numba.core.runtime import nrt
 
-    nrt.rtsys.initialize(target_context)
+    if not getattr(nrt.rtsys, "_init", True) and hasattr(config, "_OptLevel"):
+        # numba compiles its small runtime module in every process; at -O0 LLVM does not build its optimisation
+        # pipeline for it (11 MB of a process that only loads cached machine code). Later compiles keep NUMBA_OPT.
+        level, config.OPT = config.OPT, config._OptLevel(0)
+        try:
+            nrt.rtsys.initialize(target_context)
+        finally:
+            config.OPT = level
     return cache._load_overload(sig, target_context)
 
 
