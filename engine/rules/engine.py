@@ -279,8 +279,7 @@ class RuleEngine:
         capture_facts: diagnose.facts summary; convs: the flow table's conversations (CONV_DTYPE), optional."""
         n = len(records)
         if hasattr(records, "prepare"):  # FlowRecords: every fact the rules read, in one sweep over the flows
-            records.prepare(name[5:] for rule in self.rules for name in rule.when.compiled.fields
-                            if name.startswith("flow."))
+            records.prepare(flow_facts_read(self.rules))
         result = EngineResult({r.id: [] for r in self.rules}, errors=self.errors, records=records)
         flow_refs = _FlowRefs(records)
         template_capture = capture_template_values(capture_facts)
@@ -503,6 +502,11 @@ def _rows_context(n: int, first_ts: int | None, extra: dict) -> ChunkContext:
     table = np.zeros(n, dtype=[("ts", np.int64), ("conv", np.int32), ("frame", np.int64)])
     table["conv"] = np.arange(n)
     return ChunkContext(np.zeros(0, np.uint8), table, first_ts=first_ts or 0, extra=extra)
+
+
+def flow_facts_read(rules) -> set[str]:
+    """The flow facts (record keys) the rules' conditions read."""
+    return {name[5:] for rule in rules for name in rule.when.compiled.fields if name.startswith("flow.")}
 
 
 def _load(records, convs: list[int]) -> None:

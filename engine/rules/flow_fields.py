@@ -118,7 +118,7 @@ FLOW_FACTS: list[tuple[str, T, str]] = [
 FRAME_LIST_FACTS = {"dns_error_frames", "dns_unanswered_frames"}  # lists of frame numbers a rule can cite (evidence_frames)
 TEMPLATE_ONLY = {"syn_times", "dns_error_names"} | FRAME_LIST_FACTS
 
-_SECONDS_TYPES = (T.RELTIME, T.TIME)
+SECONDS_TYPES = (T.RELTIME, T.TIME)
 
 
 def fact_table() -> list[tuple[str, T, str]]:
@@ -191,20 +191,30 @@ class FlowColumns:
 
 
 def _build(records: list[dict], key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
-    raw = [r.get(key) for r in records]
-    present = np.fromiter((v is not None for v in raw), bool, len(raw))
+    raw = np.empty(len(records), object)
+    raw[:] = [r.get(key) for r in records]
+    return typed_values(raw, np.fromiter((v is not None for v in raw.tolist()), bool, len(raw)), ftype)
+
+
+def typed_values(raw: np.ndarray, present: np.ndarray, ftype: T) -> tuple[np.ndarray, np.ndarray]:
+    """(values, present) a filter compares, from a record's Python values (object array; `present` where not None):
+    strings ("" when absent), bools, floats, integer nanoseconds for times and durations (given in float seconds),
+    integers otherwise. One conversion for dict records and FlowRecords alike."""
+    items = raw.tolist()
+    ok = present.tolist()
+    n = len(items)
     if ftype == T.STRING:
-        values = np.empty(len(raw), object)
-        values[:] = [("" if v is None else str(v)) for v in raw]
+        values = np.empty(n, object)
+        values[:] = [(v if v.__class__ is str else str(v)) if p else "" for v, p in zip(items, ok)]
     elif ftype == T.BOOL:
-        values = np.fromiter((bool(v) for v in raw), bool, len(raw))
+        values = np.fromiter((bool(v) if p else False for v, p in zip(items, ok)), bool, n)
     elif ftype == T.FLOAT:
-        values = np.fromiter((float(v) if v is not None else 0.0 for v in raw), np.float64, len(raw))
-    elif ftype in _SECONDS_TYPES:
-        values = np.fromiter((int(round(float(v) * 1e9)) if v is not None else 0 for v in raw), np.int64, len(raw))
+        values = np.fromiter((float(v) if p else 0.0 for v, p in zip(items, ok)), np.float64, n)
+    elif ftype in SECONDS_TYPES:
+        values = np.fromiter((int(round(float(v) * 1e9)) if p else 0 for v, p in zip(items, ok)), np.int64, n)
     else:
-        values = np.fromiter((int(v) if v is not None else 0 for v in raw), np.int64, len(raw))
-    return values, present
+        values = np.fromiter((int(v) if p else 0 for v, p in zip(items, ok)), np.int64, n)
+    return values, np.asarray(present, bool)
 
 
 class FlowFactsUnavailable(DiagnoseError):

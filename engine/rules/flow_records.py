@@ -24,8 +24,8 @@ import numpy as np
 from diagnose.conn.record import BLOCK, BOOL, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, FlowAnalysis, \
     FlowColumns, _values, column_records
 from diagnose.fields import FieldType as T
+from diagnose.rules.flow_fields import SECONDS_TYPES, typed_values
 
-_SECONDS_TYPES = (T.RELTIME, T.TIME)
 _TCP_ONLY = {name for name, _, tcp_only in FIELDS if tcp_only}
 _TEXT_KINDS = (STR, ADDR, ENDPOINT, MICROS)
 
@@ -109,7 +109,7 @@ class FlowRecords(Sequence):
                 found.append(value)
         raw = np.empty(len(found), object)
         raw[:] = found
-        part, _ = _typed_objects(raw, np.ones(len(found), bool), ftype)
+        part, _ = typed_values(raw, np.ones(len(found), bool), ftype)
         values = np.empty(self.n, object) if ftype == T.STRING else np.zeros(self.n, part.dtype)
         if ftype == T.STRING:
             values[:] = ""
@@ -177,7 +177,7 @@ def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.
 def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[np.ndarray, np.ndarray]:
     """The numbers a filter compares, exactly as the display-filter columns built from the dict records would be."""
     if raw.dtype == object:
-        return _typed_objects(raw, present, ftype)
+        return typed_values(raw, present, ftype)
     if kind == NS:
         seconds = raw / 1e9  # the record's float
     else:
@@ -186,29 +186,10 @@ def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[n
         values = raw.astype(bool)
     elif ftype == T.FLOAT:
         values = seconds if seconds is not None else raw.astype(np.float64)
-    elif ftype in _SECONDS_TYPES:
+    elif ftype in SECONDS_TYPES:
         values = np.round((seconds if seconds is not None else raw.astype(np.float64)) * 1e9).astype(np.int64)
     elif seconds is not None:
         values = np.trunc(seconds).astype(np.int64)  # int() of the record's float
     else:
         values = raw.astype(np.int64)
     return np.where(present, values, np.zeros(1, values.dtype)), present
-
-
-def _typed_objects(raw: np.ndarray, present: np.ndarray, ftype: T) -> tuple[np.ndarray, np.ndarray]:
-    """The same conversion for Python values (text columns and the sparse extra facts)."""
-    items = raw.tolist()
-    ok = present.tolist()
-    n = len(items)
-    if ftype == T.STRING:
-        values = np.empty(n, object)
-        values[:] = [(v if v.__class__ is str else str(v)) if p else "" for v, p in zip(items, ok)]
-    elif ftype == T.BOOL:
-        values = np.fromiter((bool(v) if p else False for v, p in zip(items, ok)), bool, n)
-    elif ftype == T.FLOAT:
-        values = np.fromiter((float(v) if p else 0.0 for v, p in zip(items, ok)), np.float64, n)
-    elif ftype in _SECONDS_TYPES:
-        values = np.fromiter((int(round(float(v) * 1e9)) if p else 0 for v, p in zip(items, ok)), np.int64, n)
-    else:
-        values = np.fromiter((int(v) if p else 0 for v, p in zip(items, ok)), np.int64, n)
-    return values, present

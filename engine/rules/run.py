@@ -21,7 +21,7 @@ import numpy as np
 
 from diagnose.findings import Report, RuleResult
 from diagnose.playbook.library import RuleSet, load_rule_set
-from diagnose.rules.engine import EngineResult, RuleEngine
+from diagnose.rules.engine import EngineResult, RuleEngine, flow_facts_read
 from diagnose.rules.linking import group_findings, link, rank
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
                      ca_file: str | None = None) -> Diagnosis:
     """Run the rules over one capture and build the ranked report."""
     started = time.perf_counter()
-    latency = any(name.startswith("flow.latency_") for rule in rule_set.rules for name in rule.when.compiled.fields)
+    latency = any(key.startswith("latency_") for key in flow_facts_read(rule_set.rules))
     analysis = AnalysisPass(path, tick=tick, keylogs=keylogs, ca_file=ca_file, dns_answers=latency)
     engine = RuleEngine(rule_set)
     for ctx in analysis.contexts():
@@ -181,8 +181,7 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        records = analysis.records(name[5:] for rule in rule_set.rules for name in rule.when.compiled.fields
-                                   if name.startswith("flow."))
+        records = analysis.records(flow_facts_read(rule_set.rules))
         summary = analysis.summary()
         result = engine.finish(records, summary)
         report = build_report(rule_set, result, summary, records)
