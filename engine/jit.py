@@ -9,9 +9,11 @@
 
 Loading a cached kernel: numba first "refreshes" its compiler context, which imports and registers every numba
 implementation module (~0.25 s and ~15 MB, a third of `diagnose flows` on a million packets) although loading
-compiled machine code needs none of it, only the runtime (NRT). Our kernels load with just the runtime, whose small
-module is compiled at -O0 (LLVM's -O3 pipeline costs ~5 MB more in a process that compiles nothing else); if a
-kernel is not cached, numba's compiler refreshes the context itself and compiles at NUMBA_OPT as usual.
+compiled machine code needs none of it, only the runtime (NRT). Our kernels load with just the runtime. numba builds
+the runtime's small LLVM module in every process, and that first use of LLVM's code generator costs ~24 MB of RSS and
+~12 ms; we cache its machine code next to the kernels' (keyed like numba's own cache: versions, CPU, features), so a
+process that only runs cached kernels never generates code. If a kernel is not cached, numba's compiler refreshes
+the context itself and compiles as usual.
 
 numba marks a cached kernel stale only when the file defining it changes; kernels inline helpers from other modules,
 so each kernel's cache stamp also carries a digest of every module that holds compiled code or constants frozen into
@@ -50,18 +52,66 @@ def package_digest() -> str:
     return h.hexdigest()
 
 
-def _load_with_runtime_only(cache, sig, target_context):
+def _runtime_cache_path(codegen) -> Path:
+    import llvmlite
     from numba.core import config
+
+    key = repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple(), int(config.OPT)))
+    return Path(os.environ["NUMBA_CACHE_DIR"]) / f"nrt-{hashlib.sha256(key.encode()).hexdigest()[:16]}.bin"
+
+
+def _runtime_library(target_context):
+    """numba's runtime module: its cached machine code, or compiled once and cached (object code + linking bitcode)."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.runtime import nrtdynmod
+
+    codegen = target_context.codegen()
+    path = _runtime_cache_path(codegen)
+    try:
+        blob = path.read_bytes()
+        size = int.from_bytes(blob[:8], "little")
+        return codegen.unserialize_library(("nrt", "object", (blob[8:8 + size], blob[8 + size:])))
+    except Exception:  # absent, unreadable or from another build: compile it as numba would
+        pass
+    with global_compiler_lock:
+        ir_module, library = nrtdynmod.create_nrt_module(target_context)
+        library.enable_object_caching()
+        library.add_ir_module(ir_module)
+        library.finalize()
+    _, _, (object_code, bitcode) = library.serialize_using_object_code()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(len(object_code).to_bytes(8, "little") + object_code + bitcode)
+        os.replace(partial, path)
+    except OSError:  # a read-only cache only costs the compile next time
+        pass
+    return library
+
+
+def _initialize_runtime(target_context) -> None:
+    """What numba's `rtsys.initialize` does, with the runtime module from our cache."""
+    from llvmlite import binding
+    from numba.core import config
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.runtime import _nrt_python, nrt
+
+    with global_compiler_lock:
+        if nrt.rtsys._init:
+            return
+        if config.NRT_STATS:
+            _nrt_python.memsys_enable_stats()
+        for name, address in _nrt_python.c_helpers.items():
+            binding.add_symbol(name if name.startswith("_") else "NRT_" + name, address)
+        nrt.rtsys._library = _runtime_library(target_context)
+        nrt.rtsys._init = True
+
+
+def _load_with_runtime_only(cache, sig, target_context):
     from numba.core.runtime import nrt
 
-    if not getattr(nrt.rtsys, "_init", True) and hasattr(config, "_OptLevel"):
-        # numba compiles its small runtime module in every process; at -O0 LLVM does not build its optimisation
-        # pipeline for it (~5 MB measured, in a process that only loads cached machine code). Later compiles keep NUMBA_OPT.
-        level, config.OPT = config.OPT, config._OptLevel(0)
-        try:
-            nrt.rtsys.initialize(target_context)
-        finally:
-            config.OPT = level
+    if not getattr(nrt.rtsys, "_init", True):
+        _initialize_runtime(target_context)
     return cache._load_overload(sig, target_context)
 
 
