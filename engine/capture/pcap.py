@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diagnose.capture.binary import u32
+from diagnose.capture.rows import start_row
 from diagnose.jit import kernel
 
 HEADER_LEN = 24
@@ -62,35 +63,27 @@ def parse_header(head: bytes) -> PcapHeader:
 
 
 @kernel
-def walk_records(buf, pos, end, swapped, ns_per_unit, rec_hdr_len, linktype, table, template, start_row, frame0):
+def walk_records(buf, pos, end, swapped, ns_per_unit, rec_hdr_len, linktype, table, first_row, frame0):
     """Fill table rows from pos while whole records are in buf[:end].
 
-    Returns (new_pos, rows_filled, status, bad_offset). Each filled row is reset from `template` first: the table is
-    reused across chunks, so no value may leak from an earlier packet.
+    Returns (new_pos, rows_filled, status, bad_offset).
     """
-    row = start_row
+    row = first_row
     cap = table.shape[0]
     while True:
         if row >= cap:
-            return pos, row - start_row, TABLE_FULL, -1
+            return pos, row - first_row, TABLE_FULL, -1
         if pos + rec_hdr_len > end:
-            return pos, row - start_row, NEED_MORE, -1
+            return pos, row - first_row, NEED_MORE, -1
         sec = np.int64(u32(buf, pos, swapped))
         frac = np.int64(u32(buf, pos + 4, swapped))
         incl = np.int64(u32(buf, pos + 8, swapped))
         orig = np.int64(u32(buf, pos + 12, swapped))
         if incl > MAX_RECORD:
-            return pos, row - start_row, CORRUPT, pos
+            return pos, row - first_row, CORRUPT, pos
         if pos + rec_hdr_len + incl > end:
-            return pos, row - start_row, NEED_MORE, -1
-        table[row] = template[0]
-        r = table[row]
-        r.frame = frame0 + (row - start_row)
-        r.ts = sec * 1_000_000_000 + frac * ns_per_unit
-        r.caplen = incl
-        r.wirelen = orig
-        r.iface = 0
-        r.linktype = linktype
-        r.data = pos + rec_hdr_len
+            return pos, row - first_row, NEED_MORE, -1
+        start_row(table[row], frame0 + (row - first_row), sec * 1_000_000_000 + frac * ns_per_unit, incl, orig, 0,
+                  linktype, pos + rec_hdr_len)
         pos += rec_hdr_len + incl
         row += 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diagnose.capture.binary import u16, u32
+from diagnose.capture.rows import start_row
 from diagnose.jit import kernel
 
 SHB = 0x0A0D0D0A
@@ -186,32 +187,32 @@ def _ts_ns(units_ts, units, tsoffset):
 
 @kernel
 def walk_blocks(buf, pos, end, swapped, if_base, if_count, if_linktype, if_snaplen, if_units, if_tsoffset,
-                table, template, start_row, frame0, opt_off, opt_len):
+                table, first_row, frame0, opt_off, opt_len):
     """Fill table rows from the packet blocks at buf[pos:end] until another kind of block, a full table or the end.
 
     Returns (new_pos, rows_filled, status, bad_offset). Interface ids are local to the section; `if_base` maps them to
     global indices into the if_* arrays. For rows whose block has options, opt_off/opt_len give their place in buf.
     """
-    row = start_row
+    row = first_row
     cap = table.shape[0]
     while True:
         if row >= cap:
-            return pos, row - start_row, TABLE_FULL, -1
+            return pos, row - first_row, TABLE_FULL, -1
         if pos + 8 > end:
-            return pos, row - start_row, NEED_MORE, -1
+            return pos, row - first_row, NEED_MORE, -1
         btype = u32(buf, pos, swapped)
         blen = np.int64(u32(buf, pos + 4, swapped))
         if btype == SHB:
-            return pos, row - start_row, OTHER_BLOCK, -1
+            return pos, row - first_row, OTHER_BLOCK, -1
         if blen < 12 or blen % 4 != 0:
-            return pos, row - start_row, CORRUPT, pos
+            return pos, row - first_row, CORRUPT, pos
         if pos + blen > end:
-            return pos, row - start_row, NEED_MORE, -1
+            return pos, row - first_row, NEED_MORE, -1
         if np.int64(u32(buf, pos + blen - 4, swapped)) != blen:
-            return pos, row - start_row, CORRUPT, pos
+            return pos, row - first_row, CORRUPT, pos
         if btype == EPB or btype == OPB:
             if blen < 32:
-                return pos, row - start_row, CORRUPT, pos
+                return pos, row - first_row, CORRUPT, pos
             if btype == EPB:
                 local_if = np.int64(u32(buf, pos + 8, swapped))
             else:
@@ -219,18 +220,11 @@ def walk_blocks(buf, pos, end, swapped, if_base, if_count, if_linktype, if_snapl
             incl = np.int64(u32(buf, pos + 20, swapped))
             orig = np.int64(u32(buf, pos + 24, swapped))
             if local_if >= if_count or 28 + incl + 4 > blen:
-                return pos, row - start_row, CORRUPT, pos
+                return pos, row - first_row, CORRUPT, pos
             g = if_base + local_if
             units_ts = (np.int64(u32(buf, pos + 12, swapped)) << 32) | np.int64(u32(buf, pos + 16, swapped))
-            table[row] = template[0]
-            r = table[row]
-            r.frame = frame0 + (row - start_row)
-            r.ts = _ts_ns(units_ts, if_units[g], if_tsoffset[g])
-            r.caplen = incl
-            r.wirelen = orig
-            r.iface = g
-            r.linktype = if_linktype[g]
-            r.data = pos + 28
+            start_row(table[row], frame0 + (row - first_row), _ts_ns(units_ts, if_units[g], if_tsoffset[g]), incl, orig,
+                      g, if_linktype[g], pos + 28)
             ostart = 28 + ((incl + 3) // 4) * 4
             olen = blen - 4 - ostart
             if olen > 0:
@@ -241,23 +235,16 @@ def walk_blocks(buf, pos, end, swapped, if_base, if_count, if_linktype, if_snapl
             row += 1
         elif btype == SPB:
             if blen < 16 or if_count < 1:
-                return pos, row - start_row, CORRUPT, pos
+                return pos, row - first_row, CORRUPT, pos
             orig = np.int64(u32(buf, pos + 8, swapped))
             incl = min(orig, blen - 16)
             snap = np.int64(if_snaplen[if_base])
             if snap > 0 and incl > snap:
                 incl = snap
-            table[row] = template[0]
-            r = table[row]
-            r.frame = frame0 + (row - start_row)
-            r.ts = 0  # simple packet blocks carry no timestamp
-            r.caplen = incl
-            r.wirelen = orig
-            r.iface = if_base
-            r.linktype = if_linktype[if_base]
-            r.data = pos + 12
+            # simple packet blocks carry no timestamp
+            start_row(table[row], frame0 + (row - first_row), 0, incl, orig, if_base, if_linktype[if_base], pos + 12)
             opt_len[row] = 0
             row += 1
         else:
-            return pos, row - start_row, OTHER_BLOCK, -1
+            return pos, row - first_row, OTHER_BLOCK, -1
         pos += blen

@@ -100,13 +100,12 @@ class Capture:
             raise RuntimeError("a capture can be read once")
         self._iter_started = True
         table = new_table(self._max_rows)
-        template = new_table(1)
         opt_off = np.zeros(self._max_rows, np.int64)
         opt_len = np.zeros(self._max_rows, np.int64)
         with _Prefetcher(self._source, self._chunk_bytes) as reader:
-            yield from self._walk(reader, table, template, opt_off, opt_len)
+            yield from self._walk(reader, table, opt_off, opt_len)
 
-    def _walk(self, reader: _Prefetcher, table, template, opt_off, opt_len) -> Iterator[Chunk]:
+    def _walk(self, reader: _Prefetcher, table, opt_off, opt_len) -> Iterator[Chunk]:
         buf, pos, filled, eof = reader.first()
         base = -pos  # file offset of buf[0]
         frame = 1
@@ -132,11 +131,11 @@ class Capture:
                 if info.format == "pcap":
                     pos, n, status, bad = pcap.walk_records(
                         buf, pos, filled, header.swapped, ns_per_unit, header.record_header_len, header.linktype,
-                        table, template, row, frame)
+                        table, row, frame)
                 else:
                     pos, n, status, bad = pcapng.walk_blocks(
                         buf, pos, filled, swapped, if_base, if_count, *if_arrays,
-                        table, template, row, frame, opt_off, opt_len)
+                        table, row, frame, opt_off, opt_len)
                     if n:
                         self._collect_comments(buf, table, opt_off, opt_len, row, row + n, swapped)
                 row += n
