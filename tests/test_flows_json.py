@@ -126,3 +126,28 @@ def test_syn_times_round_like_python():
 def test_every_string_field_is_escaped():
     """The kernel escapes every STR field; guard against a new string field that bypasses the table."""
     assert {name for name, kind, _ in FIELDS if kind == STR} >= {"conn_state", "history", "proto", "end"}
+
+
+class _FailingStream:
+    """A text stream whose binary buffer fails after `writes` writes, as a closed pipe does."""
+
+    def __init__(self, writes: int):
+        self.left = writes
+        self.buffer = self
+
+    def write(self, data):
+        if self.left == 0:
+            raise BrokenPipeError("reader went away")
+        self.left -= 1
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("writes", [0, 1, 3])
+def test_a_failing_write_in_the_writer_thread_reaches_the_caller(writes):
+    analysis = analyse_flows(str(DATA / "corpus" / "ja4" / "http1.pcapng"))
+    assert analysis.flows.count > 4
+    with pytest.raises(BrokenPipeError):
+        write_json_records(_FailingStream(writes), analysis.iter_columns(1))  # more blocks than the writer's queue
