@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -429,20 +430,22 @@ class AppLayer:
             flow.closed = [True, True]
             self._v_mode[c] = IGNORE
 
-    def _tcp_fallback(self, dns: dict[int, "DnsFacts"]) -> None:
+    def _tcp_fallback(self, dns: "DnsFactsTable") -> None:
         """Mark truncated UDP answers that were followed by DNS over TCP between the same two hosts."""
         convs = self._convs
-        if convs is None or not any(f.truncated for f in dns.values()):
+        truncated = dns.convs[dns.truncated != 0].tolist()
+        if convs is None or not truncated:
             return
         tcp_pairs = {}
         for c, flow in self.flows.items():
             if flow.protocol == cls.DNS and flow.dirs != [None, None] and c < len(convs):
                 tcp_pairs.setdefault(_hosts(convs[c]), []).append(int(convs[c]["first_ts"]))
-        for c, facts in dns.items():
-            if facts.truncated and c < len(convs):
+        for c in truncated:
+            if c < len(convs):
                 last = int(convs[c]["last_ts"])
-                facts.tcp_fallback = any(t >= int(convs[c]["first_ts"]) and t - last < 60 * 10**9
-                                         for t in tcp_pairs.get(_hosts(convs[c]), ()))
+                if any(t >= int(convs[c]["first_ts"]) and t - last < 60 * 10**9
+                       for t in tcp_pairs.get(_hosts(convs[c]), ())):
+                    dns.tcp_fallback.add(c)
 
     def _walk_in_python(self, starts: np.ndarray, next_row: np.ndarray, done: np.ndarray, q: int) -> int:
         """Finish conversations with very many events in this chunk packet by packet (no more kernel rounds)."""
@@ -662,10 +665,7 @@ class AppLayer:
         states = self._states
         dns_convs = np.nonzero(states["app"] != 0)[0]
         picked = states[dns_convs]
-        dns = {c: DnsFacts(c, q, r, rt, e, t, tc) for c, q, r, rt, e, t, tc in zip(
-            dns_convs.tolist(), picked["dns_queries"].tolist(), picked["dns_responses"].tolist(),
-            picked["dns_retransmissions"].tolist(), picked["dns_errors"].tolist(), picked["dns_time_max"].tolist(),
-            picked["dns_truncated"].tolist())}
+        dns = DnsFactsTable(dns_convs, *(picked[name] for name in DnsFactsTable.COUNTS))
         self._tcp_fallback(dns)
         open_names: dict[tuple[int, int], str | None] = {}  # (conversation, frame) -> name of its first open slot
         for slot_conv, slot_frame, slot_name in self._dns_open.values():
@@ -673,10 +673,10 @@ class AppLayer:
         unanswered = [(conv, frame, open_names.get((conv, frame))) for conv, frame in self._dns.unanswered()]
         for conv, frame, name in unanswered:
             if conv in dns:
-                dns[conv].unanswered.append((frame, name))
+                dns.unanswered.setdefault(conv, []).append((frame, name))
         for conv, frame, name, rcode in self.dns_errors:
             if conv in dns:
-                dns[conv].errors_seen.append((frame, name, rcode))
+                dns.errors_seen.setdefault(conv, []).append((frame, name, rcode))
         return AppSummary(self.flows, dns)
 
 
@@ -696,10 +696,52 @@ class DnsFacts:
     errors_seen: list[tuple[int, str | None, int]] = field(default_factory=list)  # (response frame, name, rcode)
 
 
+class DnsFactsTable(Mapping):
+    """The DnsFacts of every UDP DNS conversation as columns (tens of thousands of conversations: one object each
+    cost ~300 bytes); a mapping conv -> DnsFacts made on demand. `convs` is sorted; the lists of the few
+    conversations with unanswered queries or error responses are kept by conversation."""
+
+    COUNTS = ("dns_queries", "dns_responses", "dns_retransmissions", "dns_errors", "dns_time_max", "dns_truncated")
+
+    def __init__(self, convs, queries, responses, retransmissions, errors, time_max_ns, truncated):
+        self.convs = np.array(convs, np.int64)
+        self.queries = np.array(queries, np.int32)
+        self.responses = np.array(responses, np.int32)
+        self.retransmissions = np.array(retransmissions, np.int32)
+        self.errors = np.array(errors, np.int32)
+        self.time_max_ns = np.array(time_max_ns, np.int64)
+        self.truncated = np.array(truncated, np.int32)
+        self.tcp_fallback: set[int] = set()
+        self.unanswered: dict[int, list[tuple[int, str | None]]] = {}
+        self.errors_seen: dict[int, list[tuple[int, str | None, int]]] = {}
+
+    def _index(self, conv) -> int:
+        i = int(np.searchsorted(self.convs, conv))
+        return i if i < len(self.convs) and self.convs[i] == conv else -1
+
+    def __contains__(self, conv) -> bool:
+        return isinstance(conv, (int, np.integer)) and self._index(conv) >= 0
+
+    def __getitem__(self, conv) -> DnsFacts:
+        i = self._index(conv) if isinstance(conv, (int, np.integer)) else -1
+        if i < 0:
+            raise KeyError(conv)
+        c = int(conv)
+        return DnsFacts(c, int(self.queries[i]), int(self.responses[i]), int(self.retransmissions[i]),
+                        int(self.errors[i]), int(self.time_max_ns[i]), int(self.truncated[i]), c in self.tcp_fallback,
+                        self.unanswered.get(c, []), self.errors_seen.get(c, []))
+
+    def __iter__(self):
+        return iter(self.convs.tolist())
+
+    def __len__(self) -> int:
+        return len(self.convs)
+
+
 @dataclass
 class AppSummary:
     """What `AppLayer.finish()` knows per conversation: AppFlow objects (HTTP, TLS, HTTP/2, DNS over TCP and DNS
-    found by structure) and DnsFacts (DNS over UDP on its ports)."""
+    found by structure) and DnsFacts (DNS over UDP on its ports, a DnsFactsTable)."""
 
     flows: dict[int, AppFlow]
-    dns: dict[int, DnsFacts]
+    dns: DnsFactsTable

@@ -124,18 +124,25 @@ def add_app_facts(records, summary) -> None:
     if extra_for is None:  # a plain list of dict records
         extra_for = records.__getitem__
     n = len(records)
-    convs = set(dns_udp)
-    convs.update(flows)
-    for conv in sorted(convs):
+    # conversations in order: UDP DNS ones (read as columns: tens of thousands) merged with the AppFlow ones
+    dns_rows = iter(_dns_rows(dns_udp))
+    flow_convs = iter(sorted(flows))
+    d = next(dns_rows, None)
+    f = next(flow_convs, None)
+    while d is not None or f is not None:
+        if f is None or (d is not None and d[0] <= f):
+            conv = d[0]
+            if 0 <= conv < n:
+                _dns_udp(extra_for(conv), *d[1:])
+            d = next(dns_rows, None)
+            if conv != f:
+                continue
+        conv = f
+        f = next(flow_convs, None)
         if not 0 <= conv < n:
             continue
+        flow = flows[conv]
         record = extra_for(conv)
-        facts = dns_udp.get(conv)
-        if facts is not None:
-            _dns_udp(record, facts)
-        flow = flows.get(conv)
-        if flow is None:
-            continue
         record["app_protocol"] = flow.protocol
         if flow.http is not None:
             _http(record, flow.http)
@@ -143,6 +150,21 @@ def add_app_facts(records, summary) -> None:
             _tls(record, flow.tls.session, flow.chain, flow)
         if flow.dns is not None:
             _dns(record, flow)
+
+
+def _dns_rows(dns_udp):
+    """(conv, queries, responses, retransmissions, errors, time_max_ns, errors_seen, unanswered) of each UDP DNS
+    conversation in conversation order: from the columns of a DnsFactsTable, else from DnsFacts objects."""
+    convs = getattr(dns_udp, "convs", None)
+    if convs is None:
+        return [(c, f.queries, f.responses, f.retransmissions, f.errors, f.time_max_ns, f.errors_seen, f.unanswered)
+                for c, f in sorted(dns_udp.items())]
+    errors_seen, unanswered = dns_udp.errors_seen, dns_udp.unanswered
+    convs = convs.tolist()
+    return zip(convs, dns_udp.queries.tolist(), dns_udp.responses.tolist(), dns_udp.retransmissions.tolist(),
+               dns_udp.errors.tolist(), dns_udp.time_max_ns.tolist(),
+               [errors_seen.get(c) for c in convs] if errors_seen else [None] * len(convs),
+               [unanswered.get(c) for c in convs] if unanswered else [None] * len(convs))
 
 
 def writable_record(records, conv: int) -> dict:
@@ -291,24 +313,24 @@ def _grease(value: int) -> bool:
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
 
 
-def _dns_udp(record: dict, facts) -> None:
-    queries, responses = facts.queries, facts.responses
-    if responses and not facts.errors_seen and not facts.unanswered:  # the usual flow: one literal, one update
+def _dns_udp(record: dict, queries: int, responses: int, retransmissions: int, errors: int, time_max_ns: int,
+             errors_seen: list | None, unanswered: list | None) -> None:
+    if responses and not errors_seen and not unanswered:  # the usual flow: one literal, one update
         record.update({"app_protocol": "dns", "dns_messages": queries + responses, "dns_queries": queries,
-                       "dns_responses": responses, "dns_retransmissions": facts.retransmissions,
-                       "dns_errors": facts.errors, "dns_time_max": facts.time_max_ns / 1e9, "dns_nxdomain": 0,
+                       "dns_responses": responses, "dns_retransmissions": retransmissions,
+                       "dns_errors": errors, "dns_time_max": time_max_ns / 1e9, "dns_nxdomain": 0,
                        "dns_unanswered": 0})
         return
     record["app_protocol"] = "dns"
     record["dns_messages"] = queries + responses
     record["dns_queries"] = queries
     record["dns_responses"] = responses
-    record["dns_retransmissions"] = facts.retransmissions
-    record["dns_errors"] = facts.errors
+    record["dns_retransmissions"] = retransmissions
+    record["dns_errors"] = errors
     if responses:
-        record["dns_time_max"] = facts.time_max_ns / 1e9
-    if facts.errors_seen:
-        seen = sorted(facts.errors_seen, key=lambda item: item[0])
+        record["dns_time_max"] = time_max_ns / 1e9
+    if errors_seen:
+        seen = sorted(errors_seen, key=lambda item: item[0])
         record["dns_nxdomain"] = sum(1 for _, _, rcode in seen if rcode == 3)
         record["dns_error_rcode"] = seen[0][2]
         record["dns_error_name"] = seen[0][1]
@@ -316,12 +338,12 @@ def _dns_udp(record: dict, facts) -> None:
         record["dns_error_names"] = sorted({name for _, name, _ in seen if name})
     else:
         record["dns_nxdomain"] = 0
-    record["dns_unanswered"] = len(facts.unanswered)
-    if facts.unanswered:
-        frame, name = min(facts.unanswered, key=lambda item: item[0])
+    record["dns_unanswered"] = len(unanswered) if unanswered else 0
+    if unanswered:
+        frame, name = min(unanswered, key=lambda item: item[0])
         record["dns_unanswered_name"] = name
         record["dns_unanswered_frame"] = frame
-        record["dns_unanswered_frames"] = sorted(f for f, _ in facts.unanswered)
+        record["dns_unanswered_frames"] = sorted(f for f, _ in unanswered)
 
 
 def _dns(record: dict, flow) -> None:
