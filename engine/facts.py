@@ -19,7 +19,7 @@ import numpy as np
 from diagnose.capture import linktypes
 from diagnose.capture.reader import CaptureInfo
 from diagnose.jit import inline, kernel
-from diagnose.packet import ST_IP_FRAGMENT
+from diagnose.packet import ST_IP_FRAGMENT, ST_LINK_UNDECODED, ST_MALFORMED, ST_TRUNCATED
 
 DUPLICATE_WINDOW_NS = 5_000_000  # "a few ms": SPAN/bridge copies arrive microseconds apart
 ETHERNET_MTU = 1500
@@ -106,12 +106,39 @@ def _frame_hash(buf, words, start, length):
     return _mix(h ^ np.uint64(length))
 
 
+# _scan's per-chunk totals (out[...]): the capinfos counts come from the same loop over the rows, which reads each
+# row once instead of a dozen strided numpy passes over the chunk's rows
+T_WIRE, T_CAPTURED, T_TS_MAX, T_TIME_BACK, T_SNAPLEN_CUT, T_TRUNCATED, T_MALFORMED, T_UNDECODED, T_LINK_MIXED = range(9)
+
+
 @kernel
-def _scan(buf, words, table, dup_hash, dup_ts, conv_mss, out_dup, out_big):
-    """Mark duplicated frames and offload super-segments; conv_mss[conv, dir] holds the MSS each side announced."""
+def _scan(buf, words, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_ts, totals):
+    """Mark duplicated frames and offload super-segments; conv_mss[conv, dir] holds the MSS each side announced.
+    `totals` gets the chunk's counts (T_*); `prev_ts` is the timestamp before the chunk's first row."""
     mask = dup_hash.shape[0] - 1
+    wire = captured = back = cut = truncated = malformed = undecoded = mixed = 0
+    ts_max = table[0].ts
+    link0 = table[0].linktype
+    prev = prev_ts
     for i in range(table.shape[0]):
         r = table[i]
+        wire += r.wirelen
+        captured += r.caplen
+        if r.ts > ts_max:
+            ts_max = r.ts
+        if r.ts < prev:
+            back += 1
+        prev = r.ts
+        if r.caplen < r.wirelen:
+            cut += 1
+        if r.status & ST_TRUNCATED:
+            truncated += 1
+        if r.status & ST_MALFORMED:
+            malformed += 1
+        if r.status & ST_LINK_UNDECODED:
+            undecoded += 1
+        if r.linktype != link0:
+            mixed = 1
         h = _frame_hash(buf, words, r.data, r.caplen)
         s = np.int64(h & np.uint64(mask))
         out_dup[i] = dup_hash[s] == h and r.ts - dup_ts[s] <= DUPLICATE_WINDOW_NS and r.ts >= dup_ts[s]
@@ -128,6 +155,15 @@ def _scan(buf, words, table, dup_hash, dup_ts, conv_mss, out_dup, out_big):
             if peer > 0 and r.payload_len > peer:
                 big = True
         out_big[i] = big
+    totals[T_WIRE] = wire
+    totals[T_CAPTURED] = captured
+    totals[T_TS_MAX] = ts_max
+    totals[T_TIME_BACK] = back
+    totals[T_SNAPLEN_CUT] = cut
+    totals[T_TRUNCATED] = truncated
+    totals[T_MALFORMED] = malformed
+    totals[T_UNDECODED] = undecoded
+    totals[T_LINK_MIXED] = mixed
 
 
 def _words(buf: np.ndarray) -> np.ndarray:
@@ -172,39 +208,39 @@ class CaptureFacts:
     def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int) -> None:
         from diagnose.addresses import format_address
         from diagnose.decode import verify_checksums
-        from diagnose.packet import ST_LINK_UNDECODED, ST_MALFORMED, ST_TRUNCATED
 
         n = len(table)
         if not n:
             return
-        ts = table["ts"]
-        self.packets += n
-        self.wire_bytes += int(table["wirelen"].sum())
-        self.captured_bytes += int(table["caplen"].sum())
-        self.first_ts = int(ts[0]) if self.first_ts is None else self.first_ts
-        self.last_ts = int(ts.max()) if self.last_ts is None else max(self.last_ts, int(ts.max()))
-        prev = np.concatenate([[self._prev_ts if self._prev_ts is not None else ts[0]], ts[:-1]])
-        self.out_of_order_time += int((ts < prev).sum())
-        self._prev_ts = int(ts[-1])
-        self.snaplen_cut += int((table["caplen"] < table["wirelen"]).sum())
-        status = table["status"]
-        self.truncated_headers += int((status & ST_TRUNCATED != 0).sum())
-        self.malformed += int((status & ST_MALFORMED != 0).sum())
-        self.undecoded += int((status & ST_LINK_UNDECODED != 0).sum())
-        linktype = table["linktype"]
-        if (linktype == linktype[0]).all():  # the usual case: one interface, or all of one type
-            self.link_frames[int(linktype[0])] = self.link_frames.get(int(linktype[0]), 0) + n
-        else:
-            for lt, count in zip(*np.unique(linktype, return_counts=True)):
-                self.link_frames[int(lt)] = self.link_frames.get(int(lt), 0) + int(count)
-
         if n_convs > len(self._conv_mss):
             grown = np.zeros((max(n_convs, 2 * len(self._conv_mss)), 2), np.int64)
             grown[: len(self._conv_mss)] = self._conv_mss
             self._conv_mss = grown
         dup = np.zeros(n, np.bool_)
         big = np.zeros(n, np.bool_)
-        _scan(buf, _words(buf), table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big)
+        totals = np.zeros(9, np.int64)
+        first_ts = int(table[0]["ts"])
+        _scan(buf, _words(buf), table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big,
+              self._prev_ts if self._prev_ts is not None else first_ts, totals)
+        wire, captured, ts_max, back, cut, truncated, malformed, undecoded, mixed = totals.tolist()
+        self.packets += n
+        self.wire_bytes += wire
+        self.captured_bytes += captured
+        self.first_ts = first_ts if self.first_ts is None else self.first_ts
+        self.last_ts = ts_max if self.last_ts is None else max(self.last_ts, ts_max)
+        self.out_of_order_time += back
+        self._prev_ts = int(table[n - 1]["ts"])
+        self.snaplen_cut += cut
+        self.truncated_headers += truncated
+        self.malformed += malformed
+        self.undecoded += undecoded
+        if not mixed:  # the usual case: one interface, or all of one type
+            lt = int(table[0]["linktype"])
+            self.link_frames[lt] = self.link_frames.get(lt, 0) + n
+        else:
+            for lt, count in zip(*np.unique(table["linktype"], return_counts=True)):
+                self.link_frames[int(lt)] = self.link_frames.get(int(lt), 0) + int(count)
+
         duplicates = int(dup.sum())
         if duplicates:
             self.duplicates += duplicates
