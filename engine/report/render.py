@@ -60,8 +60,13 @@ def render_report(report: Report, fmt: str, *, color: bool = False, width: int |
 def write_report(report: Report, fmt: str, out: str | None = None, *, color: bool | None = None,
                  extras=None) -> None:
     """Write the report to `out` (a path, or None/'-' for standard output). Colour defaults to 'stdout is a
-    terminal' for text on standard output, never in a file."""
-    with _output(out) as stream:
+    terminal' for text on standard output, never in a file.
+
+    The cyclic collector waits while the report is written: its objects are alive until then, and a collection
+    meanwhile traversed every object of a big run (collector.py)."""
+    from diagnose.collector import collector_paused
+
+    with collector_paused(), _output(out) as stream:
         if fmt == "text":
             use_color = color if color is not None else (out in (None, "-") and stream.isatty())
             from diagnose.report.render_text import write_text
