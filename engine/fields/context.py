@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 
 
+class Releasable:
+    """Per-context data (under ChunkContext.extra) that can drop what it cached when the context is released."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+
 class ChunkContext:
     def __init__(self, buf: np.ndarray, table: np.ndarray, *, first_ts: int | None = None,
                  prev_ts: int | None = None, file_big_endian: bool = False, capture_format: str | None = None,
@@ -37,6 +44,14 @@ class ChunkContext:
         except KeyError:
             value = self._cache[key] = compute()
             return value
+
+    def release(self) -> None:
+        """Forget what was computed for this context (it is recomputed on demand): for a context kept beyond its
+        use, such as the flow rows a diagnosis keeps for `explain`."""
+        self._cache.clear()
+        for value in self.extra.values():
+            if isinstance(value, Releasable):
+                value.release()
 
     # ---- frame geometry ------------------------------------------------------------------------------------------
     @property

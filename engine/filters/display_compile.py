@@ -761,6 +761,8 @@ def _str_test(o: Occurrence, predicate) -> np.ndarray:
 
 def _object_compare(a, b, fn) -> np.ndarray:
     a = np.asarray(a, dtype=object)
+    if fn is operator.eq and isinstance(b, str):  # numpy compares each object in C (None == b is False too)
+        return np.asarray(a == b, bool)
     if isinstance(b, np.ndarray):
         return np.fromiter((x is not None and y is not None and fn(x, y) for x, y in zip(a, b)), bool, a.shape[0])
     return np.fromiter((x is not None and fn(x, b) for x in a), bool, a.shape[0])

@@ -16,6 +16,7 @@ import numpy as np
 
 from diagnose.errors import DiagnoseError
 from diagnose.fields import FieldType as T, Occurrence, lookup, register
+from diagnose.fields.context import Releasable
 from diagnose.fields.registry import Field
 
 SIDES = ("client", "server")
@@ -151,7 +152,7 @@ def tcp_only_facts() -> set[str]:
     return tcp
 
 
-class FlowColumns:
+class FlowColumns(Releasable):
     """Columns over the flow records, built on first use (one per fact a rule reads). `records` is a list of dict
     records or a FlowRecords, which makes the columns from the flow analysis's own columns."""
 
@@ -172,6 +173,9 @@ class FlowColumns:
             else:
                 got = self._columns[key] = _build(self.records, key, ftype)
         return got
+
+    def release(self) -> None:
+        self._columns.clear()
 
     def _tcp_column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
         if self._tcp_rows is None:
