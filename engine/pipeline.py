@@ -22,12 +22,20 @@ class Pass:
     flows: FlowTable = field(default_factory=FlowTable)
 
     def chunks(self) -> Iterator[Chunk]:
+        """Decoded chunks with their flows assigned. Reading and decoding run one chunk ahead on a worker thread
+        (diagnose.ahead); flow assignment stays here, since analyses read the flow table as it grows."""
+        from diagnose.ahead import run_ahead
+
+        for chunk in run_ahead(self._decoded):
+            self.flows.update(chunk.table, chunk.buf)
+            yield chunk
+
+    def _decoded(self) -> Iterator[Chunk]:
         from diagnose.decode import FragmentReassembler, decode_chunk
 
         reassembler = FragmentReassembler()
-        for chunk in self.capture.chunks():
+        for chunk in self.capture.chunks(held=1):
             chunk.buf = decode_chunk(chunk.buf, chunk.table, reassembler)
-            self.flows.update(chunk.table, chunk.buf)
             yield chunk
 
 

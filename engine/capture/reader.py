@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from diagnose.capture import linktypes, pcap, pcapng
 from diagnose.capture.pcapng import Interface, Secret, Section
 from diagnose.capture.source import ByteSource
 from diagnose.errors import CaptureError
-from diagnose.packet import new_table
+from diagnose.packet import PACKET_DTYPE
 
 # Bytes read per refill and rows per chunk: small enough that the whole process stays far below 200 MB,
 # large enough that per-chunk Python overhead is noise (a 750 MB capture is ~190 refills).
@@ -95,17 +96,23 @@ class Capture:
         return self._source.disk_position(), self.info.size
 
     # -- reading --------------------------------------------------------------------------------------------------
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, held: int = 0) -> Iterator[Chunk]:
+        """The packets, a chunk at a time. Buffers and tables are reused: by default a chunk is valid until the next
+        one is asked for; with `held` = k the caller may still use the k chunks before the current one (they get
+        buffers and tables of their own)."""
         if self._iter_started:
             raise RuntimeError("a capture can be read once")
         self._iter_started = True
-        table = new_table(self._max_rows)
+        # Zeroed, not new_table's 'absent' defaults: every row handed out was started by the walker (capture.rows) and
+        # a decoded one reset by the decoder, so the defaults were never read, and writing them made all 2.6 MB of a
+        # table resident where a chunk of large packets uses a third of its rows.
+        tables = [np.zeros(self._max_rows, PACKET_DTYPE) for _ in range(1 + held)]
         opt_off = np.zeros(self._max_rows, np.int64)
         opt_len = np.zeros(self._max_rows, np.int64)
-        with _Prefetcher(self._source, self._chunk_bytes) as reader:
-            yield from self._walk(reader, table, opt_off, opt_len)
+        with _Prefetcher(self._source, self._chunk_bytes, held) as reader:
+            yield from self._walk(reader, tables, opt_off, opt_len)
 
-    def _walk(self, reader: _Prefetcher, table, opt_off, opt_len) -> Iterator[Chunk]:
+    def _walk(self, reader: _Prefetcher, tables, opt_off, opt_len) -> Iterator[Chunk]:
         buf, pos, filled, eof = reader.first()
         base = -pos  # file offset of buf[0]
         frame = 1
@@ -125,7 +132,9 @@ class Capture:
             if_arrays = self._interface_arrays()
             if_base = if_count = 0
 
+        turn = 0  # chunks handed out: each takes the next table of the ring
         while True:
+            table = tables[turn % len(tables)]
             row = 0
             while True:
                 if info.format == "pcap":
@@ -158,6 +167,8 @@ class Capture:
                 break
             info.packets += row
             if row:
+                reader.handed_out(buf)
+                turn += 1
                 yield Chunk(buf, table[:row], frame - row)
             if status == pcap.CORRUPT:
                 raise CaptureError(self.path, "corrupt data: impossible record or block length", offset=base + bad)
@@ -257,17 +268,23 @@ class Capture:
 
 
 class _Prefetcher:
-    """Double buffering: the next block of the file is read on a worker thread while the current one is decoded
-    (the kernels release the GIL). Each buffer keeps headroom in front of its block, so the partial record left at
-    the end of one block is copied in front of the next block instead of moving the whole block."""
+    """Read-ahead: the next block of the file is read on a worker thread while the current one is decoded (the
+    kernels release the GIL). Each buffer keeps headroom in front of its block, so the partial record left at the
+    end of one block is copied in front of the next block instead of moving the whole block.
+
+    A block is read into a buffer that is neither the one being walked nor one of the last `held` handed out with
+    a chunk (the caller may still be using those); the ring grows past 2 + held only if a stretch of the file
+    yields no packets (a record longer than a block, or metadata blocks)."""
 
     HEADROOM = 256 << 10  # a partial record up to this size is copied in front of the next block
 
-    def __init__(self, source: ByteSource, block: int):
+    def __init__(self, source: ByteSource, block: int, held: int = 0):
         self._source = source
         self._block = block
-        self._bufs = [np.empty(self.HEADROOM + block, np.uint8) for _ in range(2)]
-        self._next = 1  # buffer the worker fills
+        self._bufs = [self._new_buffer() for _ in range(2 + held)]
+        self._handed: deque = deque(maxlen=held or 1)  # buffers of the chunks the caller may hold
+        self._held = held
+        self._reading = None  # the buffer the worker fills
         self._pool = None
         self._pending = None
 
@@ -278,27 +295,42 @@ class _Prefetcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
+    def _new_buffer(self) -> np.ndarray:
+        return np.empty(self.HEADROOM + self._block, np.uint8)
+
     def _read(self, buf: np.ndarray) -> int:
         return self._source.readinto(memoryview(buf)[self.HEADROOM :])
 
-    def _start(self) -> None:
+    def handed_out(self, buf: np.ndarray) -> None:
+        """A chunk referring to buf went to the caller."""
+        if self._held and not (self._handed and self._handed[-1] is buf):
+            self._handed.append(buf)
+
+    def _start(self, walking: np.ndarray) -> None:
+        busy = [walking, *self._handed]
+        free = next((b for b in self._bufs if not any(b is x for x in busy)), None)
+        if free is None:
+            free = self._new_buffer()
+            self._bufs.append(free)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diagnose-read")
-        self._pending = self._pool.submit(self._read, self._bufs[self._next])
+        self._reading = free
+        self._pending = self._pool.submit(self._read, free)
 
     def first(self) -> tuple[np.ndarray, int, int, bool]:
         """(buffer, start, end of valid bytes, end of input reached) of the first block."""
-        n = self._read(self._bufs[0])
+        buf = self._bufs[0]
+        n = self._read(buf)
         eof = n < self._block
         if not eof:
-            self._start()
-        return self._bufs[0], self.HEADROOM, self.HEADROOM + n, eof
+            self._start(buf)
+        return buf, self.HEADROOM, self.HEADROOM + n, eof
 
     def refill(self, buf: np.ndarray, pos: int, filled: int) -> tuple[np.ndarray, int, int, bool]:
         """The unread bytes buf[pos:filled] followed by the next block: (buffer, start, end, end of input)."""
-        nxt = self._bufs[self._next]
+        nxt = self._reading
         n = self._pending.result()
         eof = n < self._block
         left = filled - pos
@@ -310,9 +342,8 @@ class _Prefetcher:
             out[:left] = buf[pos:filled]
             out[left : left + n] = nxt[self.HEADROOM : self.HEADROOM + n]
             start = 0
-        self._next = 1 - self._next  # the buffer just consumed is free for the worker
         if not eof:
-            self._start()
+            self._start(out)
         return out, start, start + left + n, eof
 
 
