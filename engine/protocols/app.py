@@ -217,10 +217,10 @@ class AppFlow:
         if self.http is not None:
             txs = self.http.transactions
             out["http.transactions"] = len(txs) + self.http.dropped_transactions
-            out["http.status_codes"] = [t.response.code for t in txs if t.response is not None]
+            out["http.status_codes"] = [t.code for t in txs if t.has_response]
             out["http.truncated"] = [
-                {"frame": t.response.first_frame, "received": t.response.body_bytes,
-                 "content_length": t.response.content_length} for t in txs if t.truncated]
+                {"frame": t.first_frame, "received": t.body_bytes, "content_length": t.content_length}
+                for t in txs if t.truncated]
             ttfb = [t.ttfb_ns for t in txs if t.ttfb_ns is not None]
             out["http.ttfb_max"] = max(ttfb) / 1e9 if ttfb else None
         if self.tls is not None:

@@ -151,26 +151,75 @@ def _quick_header(lower: bytes, name: bytes) -> str | None:
 
 
 class HttpTransaction:
-    """One request and its response, as the flow facts see it."""
+    """One request and its response, as the flow facts see it: the few values the facts read, copied out of the
+    two messages when the exchange ends (a connection keeps its transactions to the end of the capture, the
+    messages with their header blocks only as long as their chunk). `request` and `response` give them back as
+    read-only `MessageSummary` objects."""
 
-    __slots__ = ("request", "response", "truncated")
+    __slots__ = ("method", "uri", "request_frame", "request_ts", "code", "first_frame", "first_ts", "frame", "ts",
+                 "body_bytes", "content_length", "has_request", "has_response", "truncated")
 
-    def __init__(self, request: HttpMessage | None, response: HttpMessage | None):
-        self.request = request
-        self.response = response
-        self.truncated = False
+    def __init__(self, request: HttpMessage | None, response: HttpMessage | None, truncated: bool = False):
+        self.has_request = request is not None
+        if request is not None:
+            method = request.method
+            self.method = _METHOD_TEXTS.get(method, method)  # one shared text per method
+            self.uri, self.request_frame, self.request_ts = request.uri, request.frame, request.ts
+        else:
+            self.method = self.uri = self.request_frame = self.request_ts = None
+        self.has_response = response is not None
+        if response is not None:
+            self.code, self.frame, self.ts = response.code, response.frame, response.ts
+            self.first_frame, self.first_ts = response.first_frame, response.first_ts
+            self.body_bytes, self.content_length = response.body_bytes, response.content_length
+        else:
+            self.code = self.frame = self.ts = self.first_frame = self.first_ts = self.content_length = None
+            self.body_bytes = 0
+        self.truncated = truncated
+
+    @property
+    def request(self) -> "MessageSummary | None":
+        if not self.has_request:
+            return None
+        return MessageSummary(True, self.method, self.uri, None, self.request_frame, self.request_ts, None, None,
+                              None, None)
+
+    @property
+    def response(self) -> "MessageSummary | None":
+        if not self.has_response:
+            return None
+        return MessageSummary(False, None, None, self.code, self.frame, self.ts, self.first_frame, self.first_ts,
+                              self.body_bytes, self.content_length)
 
     @property
     def ttfb_ns(self) -> int | None:
         """Request complete -> first byte of the response."""
-        if self.request is None or self.response is None or self.request.ts is None \
-                or self.response.first_ts is None:
+        if not self.has_request or not self.has_response or self.request_ts is None or self.first_ts is None:
             return None
-        return self.response.first_ts - self.request.ts
+        return self.first_ts - self.request_ts
+
+
+class MessageSummary:
+    """What a transaction keeps of one of its messages (see HttpTransaction): of a request its method, URI, frame
+    and time; of a response its code, frames, times and body sizes. The rest is None."""
+
+    __slots__ = ("is_request", "method", "uri", "code", "frame", "ts", "first_frame", "first_ts", "body_bytes",
+                 "content_length")
+
+    def __init__(self, is_request, method, uri, code, frame, ts, first_frame, first_ts, body_bytes, content_length):
+        self.is_request, self.method, self.uri, self.code = is_request, method, uri, code
+        self.frame, self.ts, self.first_frame, self.first_ts = frame, ts, first_frame, first_ts
+        self.body_bytes, self.content_length = body_bytes, content_length
+
+
+_METHOD_TEXTS = {m.decode("ascii"): m.decode("ascii") for m in METHODS}
 
 
 class HttpConnection:
     """State shared by the two directions of one HTTP/1.x connection."""
+
+    __slots__ = ("ctx", "waiting", "requests", "responses", "transactions", "max_transactions",
+                 "dropped_transactions", "on_upgrade", "malformed")
 
     def __init__(self, ctx, on_upgrade=None, max_transactions: int = 10000):
         self.ctx = ctx  # the AppLayer's emitter: ctx.frame(row), ctx.ts(row), ctx.emit(kind, row, obj)
@@ -508,9 +557,7 @@ class HttpHalf(StreamConsumer):
         if msg.is_request or msg.code is None:
             return
         request = self.conn.waiting.pop(0) if self.conn.waiting else None
-        tx = HttpTransaction(request, msg)
-        tx.truncated = True
-        self.conn.record(tx)
+        self.conn.record(HttpTransaction(request, msg, truncated=True))
 
     def _upgrade(self, protocol: str, row: int, block: bytes) -> None:
         """Switch this direction to another protocol; what follows goes to `forward` (if the app gave one)."""

@@ -174,10 +174,9 @@ def writable_record(records, conv: int) -> dict:
 
 
 def _request_text(tx) -> str | None:
-    req = tx.request
-    if req is None:
+    if not tx.has_request:
         return None
-    return f"{req.method or '?'} {req.uri or '?'}"
+    return f"{tx.method or '?'} {tx.uri or '?'}"
 
 
 def _http(record: dict, conn) -> None:
@@ -190,15 +189,14 @@ def _http(record: dict, conn) -> None:
     end_ts = None
     parts = []
     for k, t in enumerate(txs):
-        req, resp = t.request, t.response
-        if req is not None:
+        if t.has_request:
             requests += 1
-        if resp is None:
+        if not t.has_response:
             if k < 20:
                 parts.append(f"{_request_text(t) or '(no request)'} → no response")
             continue
         responses += 1
-        code = resp.code
+        code = t.code
         if k < 20:
             parts.append(f"{_request_text(t) or '(no request)'} → {code}")
         if (code or 0) >= 400:
@@ -212,38 +210,36 @@ def _http(record: dict, conn) -> None:
             cut += 1
             if first_cut is None:
                 first_cut = t
-        if req is not None and req.ts is not None and resp.first_ts is not None:
-            ttfb = resp.first_ts - req.ts
+        if t.has_request and t.request_ts is not None and t.first_ts is not None:
+            ttfb = t.first_ts - t.request_ts
             if slowest_ns is None or ttfb > slowest_ns:
                 slowest, slowest_ns = t, ttfb
-        if resp.ts is not None and (end_ts is None or resp.ts > end_ts):
-            end_ts = resp.ts
+        if t.ts is not None and (end_ts is None or t.ts > end_ts):
+            end_ts = t.ts
     record["http_requests"] = requests + conn.dropped_transactions
     record["http_responses"] = responses
     record["http_errors"] = client_errors + server_errors
     record["http_client_errors"] = client_errors
     record["http_server_errors"] = server_errors
     if first_error is not None:
-        record["http_first_error_code"] = first_error.response.code
+        record["http_first_error_code"] = first_error.code
         record["http_first_error_request"] = _request_text(first_error)
-        record["http_first_error_frame"] = first_error.response.frame
+        record["http_first_error_frame"] = first_error.frame
     record["http_errors_text"] = ", ".join(parts) + (", …" if len(txs) > 20 else "") if parts else None
     record["http_truncated"] = cut
     if first_cut is not None:
-        r = first_cut.response
-        record["http_truncated_received"] = r.body_bytes
-        record["http_truncated_expected"] = r.content_length
-        record["http_truncated_frame"] = r.first_frame
+        record["http_truncated_received"] = first_cut.body_bytes
+        record["http_truncated_expected"] = first_cut.content_length
+        record["http_truncated_frame"] = first_cut.first_frame
         record["http_truncated_request"] = _request_text(first_cut)
     if slowest is not None:
         record["http_ttfb_max"] = slowest_ns / 1e9
         record["http_ttfb_request"] = _request_text(slowest)
-        record["http_ttfb_request_frame"] = slowest.request.frame
-        record["http_ttfb_response_frame"] = slowest.response.first_frame
-        record["http_ttfb_request_time"] = _s(slowest.request.ts)
-        r = slowest.response
-        if r.ts is not None and r.first_ts is not None:
-            record["http_ttfb_transfer"] = (r.ts - r.first_ts) / 1e9
+        record["http_ttfb_request_frame"] = slowest.request_frame
+        record["http_ttfb_response_frame"] = slowest.first_frame
+        record["http_ttfb_request_time"] = _s(slowest.request_ts)
+        if slowest.ts is not None and slowest.first_ts is not None:
+            record["http_ttfb_transfer"] = (slowest.ts - slowest.first_ts) / 1e9
     record["http_response_end_time"] = _s(end_ts)
 
 
