@@ -198,9 +198,11 @@ class Report:
         threshold = SEVERITY_RANK[fail_on]
         return 1 if any(f.severity_rank >= threshold for f in self.all_findings()) else 0
 
-    def to_dict(self, finding_lists: bool = True) -> dict:
+    def to_dict(self, finding_lists: bool = True, finding=None) -> dict:
         """The JSON report; without `finding_lists`, everything but capture_quality, findings and withdrawn (the
-        NDJSON summary line, whose findings went out on lines of their own)."""
+        NDJSON summary line, whose findings went out on lines of their own). `finding(f)` makes each item of the
+        finding lists (default: f.to_dict(capture file)); the JSON writer keeps the findings themselves and encodes
+        them as it writes, instead of holding a dict tree of the whole report."""
         path = self.capture.get("file")
         out = {
             "schema": "diagnose.report",
@@ -219,9 +221,12 @@ class Report:
             "elapsed_s": self.elapsed_s,
         }
         if finding_lists:
-            out["capture_quality"] = [f.to_dict(path) for f in self.capture_quality]
-            out["findings"] = [f.to_dict(path) for f in self.findings]
-            out["withdrawn"] = [f.to_dict(path) for f in self.withdrawn]
+            if finding is None:
+                def finding(f):
+                    return f.to_dict(path)
+            out["capture_quality"] = [finding(f) for f in self.capture_quality]
+            out["findings"] = [finding(f) for f in self.findings]
+            out["withdrawn"] = [finding(f) for f in self.withdrawn]
         else:
             for key in ("capture_quality", "findings", "withdrawn"):
                 del out[key]

@@ -72,4 +72,8 @@ def write_report(report: Report, fmt: str, out: str | None = None, *, color: boo
             from diagnose.report.render_text import write_text
             write_text(report, stream, color=bool(use_color))
             return
+        if fmt == "json":  # written as it is encoded: no string of the whole report
+            from diagnose.report.render_json import write_json
+            write_json(report, stream)
+            return
         stream.write(render_report(report, fmt, extras=extras))
