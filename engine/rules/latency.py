@@ -16,6 +16,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
 
+import numpy as np
+
 LOOKUP_WINDOW = 30.0  # seconds: an older lookup is not this connection's
 
 LATENCY_FACTS: list[tuple[str, str, str]] = [
@@ -55,10 +57,11 @@ class DnsAnswers:
         if not found:
             return
         found.sort(key=itemgetter(0))  # stable: the order AppChunk.items gives the messages
-        ts = app_chunk.table["ts"]
+        rows = np.fromiter((f[0] for f in found), np.int64, len(found))
+        answered = (app_chunk.table["ts"][rows] / 1e9).tolist()  # the same floats as int(ts) / 1e9
         by_address = self.by_address
-        for row, address, time_ns, name in found:
-            entry = (int(ts[row]) / 1e9, time_ns / 1e9, name)
+        for (_, address, time_ns, name), when in zip(found, answered):
+            entry = (when, time_ns / 1e9, name)
             known = by_address.get(address)
             if known is None:
                 by_address[address] = [entry]
@@ -90,6 +93,9 @@ LATENCY_INPUTS = ("proto", "app_protocol", "resp_h", "ts", "handshake_rtt", "syn
                   "http_ttfb_max", "http_ttfb_transfer")
 
 
+_PHASE_KEYS = tuple(f"latency_{k}" for k in PHASES)
+
+
 def add_latency_facts(records, answers: DnsAnswers) -> None:
     """Split each HTTP/TLS connection's time into phases. `records`: dict records, or a FlowRecords (whose
     application facts say which flows are candidates: only those become dicts)."""
@@ -101,29 +107,32 @@ def add_latency_facts(records, answers: DnsAnswers) -> None:
         candidates = zip(convs, records.facts_of(convs, LATENCY_INPUTS))
     else:
         candidates = enumerate(records)
+    lookup_before = answers.lookup_before
     for conv, record in candidates:
-        if record.get("proto") != "tcp" or record.get("app_protocol") not in TIMED_PROTOCOLS:
+        get = record.get
+        if get("proto") != "tcp" or get("app_protocol") not in TIMED_PROTOCOLS:
             continue
-        out = writable_record(records, conv)
-        phases: dict[str, float | None] = dict.fromkeys(PHASES)
-        found = answers.lookup_before(record.get("resp_h") or "", record.get("ts") or 0.0)
+        out = extra[conv] if extra is not None else writable_record(records, conv)
+        dns = None
+        found = lookup_before(get("resp_h") or "", get("ts") or 0.0)
         if found is not None:
-            phases["dns"], out["latency_dns_name"] = found
-        phases["connect"] = record.get("handshake_rtt") or record.get("synack_rtt")
-        phases["tls"] = record.get("tls_handshake_time")
-        phases["ttfb"] = record.get("http_ttfb_max")
-        phases["transfer"] = record.get("http_ttfb_transfer")
-        known = {k: v for k, v in phases.items() if v is not None}
-        if not known or phases["ttfb"] is None:
+            dns, out["latency_dns_name"] = found
+        ttfb = get("http_ttfb_max")
+        if ttfb is None:
             continue  # without a request/response the connection is not a transaction we can time
-        for k in PHASES:
-            if phases[k] is not None:
-                out[f"latency_{k}"] = phases[k]
-        total = sum(known.values())
+        phases = (dns, get("handshake_rtt") or get("synack_rtt"), get("tls_handshake_time"), ttfb,
+                  get("http_ttfb_transfer"))
+        total = 0
+        dominant = largest = None
+        for name, key, value in zip(PHASES, _PHASE_KEYS, phases):
+            if value is not None:
+                out[key] = value
+                total += value
+                if largest is None or value > largest:  # the first of equal phases, as max() picks
+                    dominant, largest = name, value
         out["latency_total"] = total
-        dominant = max(known, key=known.get)
         out["latency_dominant"] = dominant
-        out["latency_dominant_share"] = known[dominant] / total if total > 0 else None
+        out["latency_dominant_share"] = largest / total if total > 0 else None
 
 
 def phases_of(record: dict) -> dict[str, float | None]:
