@@ -72,11 +72,14 @@ class DisplayFilter:
     text: str
     _test: Test = dataclass_field(repr=False)
     fields: frozenset[str] = frozenset()  # the fields it reads (only these are extracted)
+    # what the filter tests, independent of how it is written down (None: not comparable): filters with equal keys
+    # give equal masks on a context, and tests shared by several filters are computed once per context
+    key: Any = None
 
     def evaluate(self, ctx: ChunkContext) -> np.ndarray:
         if ctx.n == 0:
             return np.zeros(0, bool)
-        return self._test(ctx)
+        return self._test(ctx).copy()  # tests cached on the context are shared: the caller may write its own
 
 
 def compile_display_filter(text: str, *, fields: Callable[[str], Field | None] | None = None) -> DisplayFilter:
@@ -86,7 +89,7 @@ def compile_display_filter(text: str, *, fields: Callable[[str], Field | None] |
     tree = parse_display_filter(text)
     checker = _Checker(text, fields or lookup)
     test = checker.test(tree)
-    return DisplayFilter(text, test, frozenset(checker.used))
+    return DisplayFilter(text, test, frozenset(checker.used), checker.key(tree))
 
 
 class _Checker:
@@ -100,6 +103,55 @@ class _Checker:
 
     # ==== tests =======================================================================================================
     def test(self, node: ast.Node) -> Test:
+        """The node's test; a test with a key caches its mask on the context (ctx.cached), so the same comparison
+        in several filters of a rule set is computed once per chunk."""
+        test = self._test(node)
+        key = self.key(node)
+        if key is None:
+            return test
+        key = ("?test", key)  # field caches are keyed by name (a str): no clash
+        return lambda ctx: ctx.cached(key, lambda: test(ctx))
+
+    def key(self, node: ast.Node):
+        """A hashable description of a test or value with the fields resolved (param.* names are per rule), or
+        None for forms that are not shared (slices, functions, arithmetic, searches)."""
+        if isinstance(node, ast.Logical):
+            left, right = self.key(node.left), self.key(node.right)
+            return None if left is None or right is None else (node.op, left, right)
+        if isinstance(node, ast.Not):
+            inner = self.key(node.operand)
+            return None if inner is None else ("not", inner)
+        if isinstance(node, ast.Truth):
+            inner = self.value_key(node.operand)
+            return None if inner is None or inner[0] != "field" else ("truth", inner)
+        if isinstance(node, ast.Compare):
+            left, right = self.value_key(node.left), self.value_key(node.right)
+            if left is None or right is None or "field" not in (left[0], right[0]):
+                return None
+            return ("cmp", node.op, node.quantifier, left, right)
+        return None
+
+    def value_key(self, node: ast.Node):
+        if isinstance(node, (ast.Word, ast.Field)):
+            name = node.text if isinstance(node, ast.Word) else node.name
+            found = self.field_of(name)
+            if found is None:
+                return ("word", node.text) if isinstance(node, ast.Word) else None
+            # the Field object's identity too: a rule's param.* fields share a name across rule sets
+            if isinstance(node, ast.Field):
+                return ("field", found.name, id(found), node.raw,
+                        node.layers and tuple((r.first, r.length, r.last) for r in node.layers))
+            return ("field", found.name, id(found), False, None)
+        if isinstance(node, ast.StringLiteral):
+            return ("string", node.value, node.raw)
+        if isinstance(node, ast.CharLiteral):
+            return ("char", node.value)
+        if isinstance(node, ast.Negate):
+            inner = self.value_key(node.operand)
+            return None if inner is None or inner[0] == "field" else ("negate", inner)
+        return None
+
+    def _test(self, node: ast.Node) -> Test:
         if isinstance(node, ast.Logical):
             left, right = self.test(node.left), self.test(node.right)
             if node.op == "and":
@@ -188,6 +240,8 @@ class _Checker:
             return lambda ctx: _exists(ctx, left, right) & ~_quantified(ctx, left, right, eq, "any")
         cmp = _comparator(left.type, right, op)
         quantifier = quantifier or "any"
+        if quantifier == "any" and isinstance(right, Const):
+            return lambda ctx: _any_constant(ctx, left, right.value, cmp)
         return lambda ctx: _quantified(ctx, left, right, cmp, quantifier)
 
     def check_comparable(self, left: Expr, right: Expr | Const, op: str, node: ast.Node) -> None:
@@ -633,6 +687,22 @@ def _exists(ctx, left: Expr, right: Expr | Const | None) -> np.ndarray:
     out = _any(ctx, left.occurrences(ctx))
     if isinstance(right, Expr):
         out &= _any(ctx, right.occurrences(ctx))
+    return out
+
+
+def _any_constant(ctx, left: Expr, value, cmp) -> np.ndarray:
+    """_quantified(..., "any") of a value against a constant, without the pair generator for the usual single
+    occurrence."""
+    occurrences = left.occurrences(ctx)
+    if len(occurrences) == 1:
+        o = occurrences[0]
+        if not o.present.any():
+            return np.zeros(ctx.n, bool)
+        return np.asarray(o.present & cmp(o.values, value), bool)
+    out = np.zeros(ctx.n, bool)
+    for o in occurrences:
+        if o.present.any():
+            out |= o.present & cmp(o.values, value)
     return out
 
 

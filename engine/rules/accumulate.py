@@ -34,6 +34,11 @@ class KeyedCount:
     def values(self, n: int) -> np.ndarray:
         return _grow(self.counts, n, 0)[:n].copy()
 
+    def reserve(self, n: int) -> np.ndarray:
+        """The counts array, grown (by doubling) to hold keys below n: add to it in place."""
+        self.counts = _grow(self.counts, n, 0)
+        return self.counts
+
 
 class KeyedSpan:
     """First and last time per key (the time span of a packet group)."""
@@ -65,20 +70,29 @@ class KeyedFrames:
         self._frames: np.ndarray | None = None
 
     def add(self, keys: np.ndarray, frames: np.ndarray) -> None:
+        """Work in proportion to the rows given, not to the number of keys (a busy capture has ~10^5 flows and a
+        chunk's evidence touches a few hundred). Kept pairs stay in arrival order: `get` sorts them by key once,
+        stably, so a key's frames stay in arrival order."""
         if not len(keys):
             return
-        before = self.total.values(int(keys.max()) + 1)
-        self.total.add(keys)
-        room = before[keys] < self.limit
+        keys = keys.astype(np.int64, copy=False)
+        counts = self.total.reserve(int(keys.max()) + 1)
+        before = counts[keys]
+        np.add.at(counts, keys, 1)
+        room = before < self.limit
         if not room.any():
             return
-        keys, frames = keys[room], frames[room]
-        order = np.argsort(keys, kind="stable")
-        keys, frames = keys[order], frames[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        rank = np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))  # place within its key
-        keep = before[keys] + rank < self.limit
-        self._parts.append((keys[keep].astype(np.int64), frames[keep].astype(np.int64)))
+        if not (counts[keys[room]] <= self.limit).all():  # some key fills up within this chunk: keep its first
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            new_key = np.empty(len(keys), bool)
+            new_key[0] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=new_key[1:])
+            starts = np.flatnonzero(new_key)
+            rank = np.empty(len(keys), np.int64)
+            rank[order] = np.arange(len(keys)) - np.repeat(starts, np.diff(np.append(starts, len(keys))))
+            room = before + rank < self.limit
+        self._parts.append((keys[room], frames[room].astype(np.int64, copy=False)))
         self._keys = None
 
     def get(self, key: int) -> tuple[list[int], int]:

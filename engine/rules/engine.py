@@ -207,8 +207,17 @@ class RuleEngine:
         self.rules = rule_set.rules
         self._aggs: dict[str, list[_AggState]] = {r.id: [_AggState(a) for a in r.aggregates.values()]
                                                   for r in self.rules}
-        self._evidence: dict[str, KeyedFrames] = {r.id: KeyedFrames(r.evidence_limit) for r in self.rules
-                                                  if r.scope != "packet" and r.evidence is not None}
+        # rules citing the same packets (same evidence filter, limit and scope) share one collection
+        self._evidence: dict[str, KeyedFrames] = {}
+        shared: dict[tuple, KeyedFrames] = {}
+        for r in self.rules:
+            if r.scope != "packet" and r.evidence is not None:
+                key = filter_key(r.evidence)
+                key = (key, r.evidence_limit, r.scope) if key is not None else (r.id,)
+                got = shared.get(key)
+                if got is None:
+                    got = shared[key] = KeyedFrames(r.evidence_limit)
+                self._evidence[r.id] = got
         self._groups: dict[str, _PacketGroups] = {r.id: _PacketGroups(r) for r in self.rules if r.scope == "packet"}
         self.first_ts: int | None = None
         self.last_ts: int | None = None
@@ -221,10 +230,12 @@ class RuleEngine:
         if self.first_ts is None:
             self.first_ts = ctx.first_ts
         self.last_ts = int(ctx.table["ts"][-1])
-        cache: dict[int, np.ndarray] = {}
+        cache: dict[object, np.ndarray] = {}
 
         def masks(flt) -> np.ndarray:
-            key = id(flt.compiled)
+            key = filter_key(flt)
+            if key is None:
+                key = id(flt.compiled)
             got = cache.get(key)
             if got is None:
                 got = cache[key] = np.asarray(flt.evaluate(ctx), bool)
@@ -235,6 +246,7 @@ class RuleEngine:
         zeros = np.zeros(ctx.n, np.int64)
         everything = np.ones(ctx.n, bool)
         frames = ctx.table["frame"]
+        fed: set[int] = set()  # evidence collections shared by several rules take a chunk once
         for rule in self.rules:
             if rule.id in self.errors:
                 continue
@@ -245,9 +257,11 @@ class RuleEngine:
                 keys, rows = (conv, in_flow) if rule.scope == "flow" else (zeros, everything)
                 for state in self._aggs[rule.id]:
                     state.fold(ctx, np.where(rows, keys, 0), rows, masks)
-                if rule.evidence is not None:
+                if rule.evidence is not None and id(self._evidence[rule.id]) not in fed:
+                    fed.add(id(self._evidence[rule.id]))
                     m = rows & masks(rule.evidence)
-                    self._evidence[rule.id].add(keys[m], frames[m])
+                    if m.any():
+                        self._evidence[rule.id].add(keys[m], frames[m])
             except Exception as exc:  # one broken rule must not stop the diagnosis: it is reported
                 self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
 
@@ -523,6 +537,13 @@ def _rows_context(n: int, first_ts: int | None, extra: dict) -> ChunkContext:
     table = np.zeros(n, dtype=[("ts", np.int64), ("conv", np.int32), ("frame", np.int64)])
     table["conv"] = np.arange(n)
     return ChunkContext(np.zeros(0, np.uint8), table, first_ts=first_ts or 0, extra=extra)
+
+
+def filter_key(flt) -> object:
+    """What a playbook filter tests (DisplayFilter.key, None when not known): equal keys, equal masks."""
+    compiled = getattr(flt, "compiled", None)
+    owner = getattr(getattr(compiled, "evaluate", None), "__self__", None)
+    return getattr(owner, "key", None)
 
 
 def flow_facts_read(rules) -> set[str]:
