@@ -111,7 +111,7 @@ TCP_DTYPE = np.dtype(
         ("did_close", np.uint8, (2,)),
         ("did_eof", np.uint8, (2,)),
         ("skip", np.uint8, (2,)),  # reassembly gave up (Zeek's skip_deliveries)
-        ("nblk", np.int64, (2,)),
+        ("nblk", np.int32, (2,)),  # out-of-order blocks held (at most OOO_BLOCKS)
         ("is_partial", np.uint8),
         ("first_seen", np.uint8),  # 1 = originator's first packet seen, 2 = responder's
         ("is_active", np.uint8),
@@ -125,9 +125,9 @@ TCP_DTYPE = np.dtype(
         ("last_syn", np.int64, (2,)),  # relative sequence of the last SYN/FIN/RST letter
         ("last_fin", np.int64, (2,)),
         ("last_rst", np.int64, (2,)),
-        ("fin_cnt", np.int64, (2,)),
+        ("fin_cnt", np.int32, (2,)),
         ("fin_seq", np.int64, (2,)),
-        ("cnt", np.int64, (2, 4)),  # logarithmic letters: events so far and next threshold
+        ("cnt", np.int32, (2, 4)),  # logarithmic letters: events so far (int32: a row per TCP flow) and next threshold
         ("thresh", np.int64, (2, 4)),
         ("reassem", np.int64, (2,)),  # relative sequence delivered in order so far
         ("trim", np.int64, (2,)),  # relative sequence acknowledged (trimmed) so far
