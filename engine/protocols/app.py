@@ -58,7 +58,10 @@ def _first_qname(data: bytes) -> str | None:
     return name if pos + 4 <= len(data) else None
 
 
-KINDS = ("dns", "http", "http2", "tls", "tls_start")  # tls_start: a frame began a TLS record it did not finish
+KINDS = ("dns", "http", "http2", "tls", "tls_start")
+_BOTH_FRESH = (True, True)
+_NO_DIRECTIONS = (None, None)
+_BOTH_CLOSED = (True, True)  # tls_start: a frame began a TLS record it did not finish
 MAX_ROUNDS_BEFORE_PYTHON = 64  # a conversation with more events per chunk than this is walked in Python
 
 
@@ -144,7 +147,7 @@ class AppFlow:
         self.conv = conv
         self.protocol = protocol  # dns, mdns, llmnr, http, http2, tls
         self.layer = layer
-        self.dirs: list[Direction | None] = [None, None]
+        self.dirs: list[Direction | None] | tuple = [None, None]
         self.http: HttpConnection | None = None
         self.http2: Http2Connection | None = None
         self.tls: TlsConnection | None = None
@@ -152,7 +155,8 @@ class AppFlow:
         self.dns_messages = 0
         self.rst_frame: int | None = None
         self.closed = [False, False]
-        self.fresh = [True, True]  # no payload of this direction was passed over before tracking began
+        self.fresh = _BOTH_FRESH  # no payload of this direction was passed over before tracking began (a list
+        # once one was: most flows share the tuple)
         self.chain: ChainReport | None = None
 
     # ---- consumers -------------------------------------------------------------------------------------------------
@@ -426,8 +430,8 @@ class AppLayer:
                         self._v_used[c, k] = 0
                         d.skip_ahead(used)
                     d.close(None, "connection closed")
-            flow.dirs = [None, None]
-            flow.closed = [True, True]
+            flow.dirs = _NO_DIRECTIONS  # shared: a retired flow gets no more events (the kernel ignores it)
+            flow.closed = _BOTH_CLOSED
             self._v_mode[c] = IGNORE
 
     def _tcp_fallback(self, dns: "DnsFactsTable") -> None:
@@ -438,7 +442,8 @@ class AppLayer:
             return
         tcp_pairs = {}
         for c, flow in self.flows.items():
-            if flow.protocol == cls.DNS and flow.dirs != [None, None] and c < len(convs):
+            if flow.protocol == cls.DNS and (flow.dirs[0] is not None or flow.dirs[1] is not None) \
+                    and c < len(convs):
                 tcp_pairs.setdefault(_hosts(convs[c]), []).append(int(convs[c]["first_ts"]))
         for c in truncated:
             if c < len(convs):
@@ -478,10 +483,10 @@ class AppLayer:
 
     def _settle(self, flow: AppFlow, c: int, d: int) -> None:
         """Give direction d the bytes the kernel consumed, ending at its done row; refresh the kernel's view."""
-        row = int(self._v_done[c, d])
+        row = self._v_done.item(c, d)
         self._v_done[c, d] = -1
         direction = flow.dirs[d]
-        used = int(self._v_used[c, d])
+        used = self._v_used.item(c, d)
         self._v_used[c, d] = 0
         if direction is None:
             return
@@ -560,29 +565,32 @@ class AppLayer:
         flow = self.flows[c] = AppFlow(c, kind, self)
         passed = int(self._v_passed[c])
         if passed or self._stale:
+            fresh = [True, True]
             for k in self._stale.pop(c, ()):
-                flow.fresh[k] = False
+                fresh[k] = False
             for k in (0, 1):
                 if passed & (1 << k):
-                    flow.fresh[k] = False
+                    fresh[k] = False
+            if not (fresh[0] and fresh[1]):
+                flow.fresh = fresh
         self._v_mode[c] = TRACK
         return flow
 
     def _tcp_event(self, flow: AppFlow, c: int, i: int, d: int, seq: int, flags: int, data: bytes,
                    plen: int) -> None:
-        done = self._v_done[c]
-        if done[0] >= 0 or done[1] >= 0:
+        done = self._v_done
+        if done.item(c, 0) >= 0 or done.item(c, 1) >= 0:
             saved = self._cur_row, self._cur_frame, self._cur_ts
             for k in (0, 1):
-                if self._v_done[c, k] >= 0:
+                if done.item(c, k) >= 0:
                     self._cur_row = -1
                     self._settle(flow, c, k)
             self._cur_row, self._cur_frame, self._cur_ts = saved
         direction = flow.dirs[d]
         if direction is None and plen > 0 and not flow.closed[d]:
             base = seq
-            if flow.fresh[d] and self._base_set[c, d]:
-                base = (int(self._base_seq[c, d]) + 1) & 0xFFFFFFFF
+            if flow.fresh[d] and self._base_set.item(c, d):
+                base = (self._base_seq.item(c, d) + 1) & 0xFFFFFFFF
                 if ((seq - base) & 0xFFFFFFFF) > (1 << 20):  # not near the stream start: start where we are
                     base = seq
             direction = flow.dirs[d] = Direction(base, flow.consumer(d, data), max_pending=self.max_pending,
@@ -590,12 +598,12 @@ class AppLayer:
             self._live.add(c)
         changed = d
         if direction is not None:
-            used = int(self._v_used[c, d])
+            used = self._v_used.item(c, d)
             if used:
                 self._v_used[c, d] = 0
                 direction.skip_ahead(used)
-            if direction.pending and self._v_ack_ok[c, 1 - d]:
-                direction.acked(int(self._v_ack[c, 1 - d]), i)
+            if direction.pending and self._v_ack_ok.item(c, 1 - d):
+                direction.acked(self._v_ack.item(c, 1 - d), i)
             if plen > 0:
                 direction.segment(seq, data, plen, i)
             if flags & 0x01 and not direction.pending:
