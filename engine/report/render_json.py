@@ -19,6 +19,7 @@ from diagnose.findings import Finding, Report, frame_set
 
 _INDENT = "  "
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+_all_scalars = _SCALARS.issuperset  # _all_scalars(map(type, items)): every item is exactly one of _SCALARS
 
 
 def _default(value):
@@ -110,7 +111,7 @@ class _Encoder:
         self.out = out
         self.default = default
         self.breaks = ["\n"]  # breaks[level]: a line break and the indentation of that level
-        self.flat: list = []  # flat[level]: the C encoder of a flat list or mapping at that level
+        self.flat: list = []  # flat[level]: the C encoder of a flat list or mapping at that level, and its breaks
         self.stream = stream
         self.capture = capture  # the capture file named in each finding's evidence command
         self.command_head = f"diagnose list {shlex.quote(capture)} -Y " if capture else None
@@ -156,7 +157,7 @@ class _Encoder:
         if not items:
             out.append("[]")
             return
-        if all(type(item) in _SCALARS for item in items):
+        if _all_scalars(map(type, items)):  # C-level: no generator step per item
             out.append(self._flat(items, level))
             return
         inner = self._break(level + 1)
@@ -174,7 +175,7 @@ class _Encoder:
         if not items:
             out.append("{}")
             return
-        if all(type(value) in _SCALARS for value in items.values()):
+        if _all_scalars(map(type, items.values())):
             out.append(self._flat(items, level))
             return
         inner = self._break(level + 1)
@@ -199,10 +200,12 @@ class _Encoder:
         break and indentation of this level, and only the brackets need theirs added."""
         flat = self.flat
         while len(flat) <= level:
-            flat.append(c_make_encoder(None, self.default, encode_basestring, None, ": ",
-                                       "," + self._break(len(flat) + 1), False, False, True))
-        text = "".join(flat[level](items, 0))
-        return text[0] + self._break(level + 1) + text[1:-1] + self._break(level) + text[-1]
+            inner = self._break(len(flat) + 1)
+            flat.append((c_make_encoder(None, self.default, encode_basestring, None, ": ", "," + inner, False, False,
+                                        True), inner, self._break(len(flat))))
+        encode, inner, outer = flat[level]
+        text = "".join(encode(items, 0))
+        return text[0] + inner + text[1:-1] + outer + text[-1]
 
     # ---- findings ----------------------------------------------------------------------------------------------------
     def _finding_heads(self, level: int) -> dict[str, str]:
@@ -221,6 +224,7 @@ class _Encoder:
             heads["evidence.filter"] = "," + inner2 + '"filter": '
             heads["evidence.command"] = "," + inner2 + '"command": '
             heads["evidence.end"] = inner + "}"
+            heads["texts"] = tuple(heads[key] for key in keys[:8])  # rule .. about: text, one after the other
             heads["close"] = self._break(level) + "}"
             heads["list"] = "[" + inner2
             heads["list.sep"] = "," + inner2
@@ -228,34 +232,19 @@ class _Encoder:
             self.heads[level] = heads
         return heads
 
-    def _text(self, value, level: int) -> None:
-        if type(value) is str:
-            self.out.append(encode_basestring(value))
-        else:
-            self.value(value, level)
-
     def finding(self, f: Finding, level: int) -> None:
         """What mapping(f.to_dict(capture), level) writes, without making the dict: the keys, their order and the
         optional ones are Finding.to_dict's."""
         out = self.out
         heads = self._finding_heads(level)
         inner_level = level + 1
-        out.append(heads["rule"])
-        self._text(f.rule_id, inner_level)
-        out.append(heads["playbook"])
-        self._text(f.playbook, inner_level)
-        out.append(heads["title"])
-        self._text(f.title, inner_level)
-        out.append(heads["severity"])
-        self._text(f.severity, inner_level)
-        out.append(heads["status"])
-        self._text(f.status, inner_level)
-        out.append(heads["scope"])
-        self._text(f.scope, inner_level)
-        out.append(heads["message"])
-        self._text(f.message, inner_level)
-        out.append(heads["about"])
-        self._text(f.about(), inner_level)
+        texts = (f.rule_id, f.playbook, f.title, f.severity, f.status, f.scope, f.message, f.about())
+        for head, text in zip(heads["texts"], texts):
+            out.append(head)
+            if type(text) is str:
+                out.append(encode_basestring(text))
+            else:
+                self.value(text, inner_level)
         out.append(heads["flows"])
         flows = f.flows
         if flows:
@@ -296,10 +285,12 @@ class _Encoder:
         self.value(f.key, inner_level)
         out.append(heads["group"])
         self.value(f.group, inner_level)
-        out.append(heads["explanation"])
-        self._text(f.explanation, inner_level)
-        out.append(heads["advice"])
-        self._text(f.advice, inner_level)
+        for head, text in ((heads["explanation"], f.explanation), (heads["advice"], f.advice)):
+            out.append(head)
+            if type(text) is str:
+                out.append(encode_basestring(text))
+            else:
+                self.value(text, inner_level)
         out.append(heads["references"])
         self.sequence(list(f.references), inner_level)
         out.append(heads["symptoms"])
