@@ -16,7 +16,7 @@ import numpy as np
 
 from diagnose.jit import inline, kernel
 from diagnose.packet import ENC_GTP, ENC_TEREDO, ENC_VXLAN, ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
-from diagnose.tablegrowth import grown, reserved
+from diagnose.tablegrowth import grown, reserved, state_dtype
 
 UDP_TUNNELS = ENC_VXLAN | ENC_GTP | ENC_TEREDO
 
@@ -30,7 +30,7 @@ F_RST = 1 << 3
 F_DATA = 1 << 4
 F_ACK = 1 << 5  # any segment with the ACK flag
 
-CONV_DTYPE = np.dtype(
+CONV_DTYPE = state_dtype(
     [
         ("proto", np.uint8),
         ("ipv", np.uint8),
@@ -53,8 +53,7 @@ CONV_DTYPE = np.dtype(
         ("base_set", np.uint8, (2,)),
         ("client", np.int8),  # 0 = A, 1 = B, -1 not yet known
         ("reused", np.uint8),  # started by a SYN that reused the ports of an earlier conversation
-    ],
-    align=True,
+    ]
 )
 
 # kernel status codes

@@ -37,7 +37,7 @@ from diagnose.conn.burst import add_gap
 from diagnose.jit import inline
 from diagnose.jit import kernel
 from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS, ST_ICMP_ERROR, ST_IP_FRAGMENT
-from diagnose.tablegrowth import grown, reserved
+from diagnose.tablegrowth import grown, reserved, state_dtype
 from diagnose.tcp.analysis import (A_FAST_RETRANSMISSION, A_LOST_SEGMENT, A_RETRANSMISSION, A_SPURIOUS_RETRANSMISSION,
                                    A_WINDOW_FULL, ANALYSIS_DTYPE)
 
@@ -51,7 +51,7 @@ A_ANY_RETRANSMISSION = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RET
 PHASE_NONE, PHASE_HANDSHAKE, PHASE_MID_TRANSFER, PHASE_AFTER_IDLE, PHASE_AFTER_FIN = 0, 1, 2, 3, 4
 PHASE_NAMES = (None, "handshake", "mid_transfer", "after_idle", "after_fin")
 
-FLOW_DTYPE = np.dtype(
+FLOW_DTYPE = state_dtype(
     [
         ("pkts", np.int64),  # packets of the flow (ICMP errors about it excluded)
         ("first_ts", np.int64),
@@ -71,13 +71,12 @@ FLOW_DTYPE = np.dtype(
         ("icmp_frame", np.int64),
         ("icmp_ts", np.int64),
         ("icmp_unreach", np.int32),  # destination-unreachable errors among them
-    ],
-    align=True,
+    ]
 )
 
 # Packet and segment counts are int32 (2^31 packets in one flow is beyond any capture we read): a row per TCP
 # stream, ~22k rows on the 1M-packet benchmark, where each int64 -> int32 saves ~0.1 MB.
-TCP_FACTS_DTYPE = np.dtype(
+TCP_FACTS_DTYPE = state_dtype(
     [
         ("conv", np.int32),
         ("opts_seen", np.uint8, (2,)),  # a SYN or SYN-ACK was seen from that side (its options are known)
@@ -140,8 +139,7 @@ TCP_FACTS_DTYPE = np.dtype(
         ("ld_ipid", np.int64, (2,)),
         ("ld_tsval", np.int64, (2,)),
         ("ld_ts", np.int64, (2,)),
-    ],
-    align=True,
+    ]
 )
 
 

@@ -30,7 +30,7 @@ from diagnose.flows import hash_key, mix64
 from diagnose.jit import inline, kernel
 from diagnose.packet import (ENC_GTP, ENC_TEREDO, ENC_VXLAN, PACKET_DTYPE, ST_ICMP_ERROR, ST_IP_FRAGMENT,
                              ST_MALFORMED, ST_REASSEMBLED)
-from diagnose.tablegrowth import grown, reserved
+from diagnose.tablegrowth import grown, reserved, state_dtype
 
 _UDP_TUNNELS = ENC_TEREDO | ENC_VXLAN | ENC_GTP
 
@@ -70,7 +70,7 @@ HISTORY_MAX = 32  # letters kept per connection; more sets `hist_more`
 OOO_BLOCKS = 4  # out-of-order data blocks kept per direction for gap accounting
 M32 = 0xFFFFFFFF
 
-CONN_DTYPE = np.dtype(
+CONN_DTYPE = state_dtype(
     [
         ("kind", np.uint8),
         ("proto", np.uint8),  # IP protocol number
@@ -100,11 +100,10 @@ CONN_DTYPE = np.dtype(
         ("udp_chk", np.int32, (2,)),  # UDP bad checksums so far and the count that adds the next letter
         ("udp_chk_next", np.int32, (2,)),
         ("removed", np.uint8),
-    ],
-    align=True,
+    ]
 )
 
-TCP_DTYPE = np.dtype(
+TCP_DTYPE = state_dtype(
     [
         ("state", np.uint8, (2,)),
         ("prev_state", np.uint8, (2,)),
@@ -138,8 +137,7 @@ TCP_DTYPE = np.dtype(
         ("delete_at", np.int64),
         ("expire_a", np.int64),
         ("expire_b", np.int64),
-    ],
-    align=True,
+    ]
 )
 
 # kernel status

@@ -30,7 +30,7 @@ from diagnose.decode.wire import be32
 from diagnose.jit import kernel
 from diagnose.packet import (OPT_SACK, OPT_WS, ST_ICMP_ERROR, ST_REASSEMBLED, ST_TRUNCATED, TH_ACK, TH_FIN, TH_PSH,
                              TH_RST, TH_SYN)
-from diagnose.tablegrowth import grown, reserved, zeroed
+from diagnose.tablegrowth import grown, reserved, state_dtype, zeroed
 
 from .seqspace import MASK32, seq_gt, seq_le, seq_lt, wrap
 from .unacked import MAX_UNACKED, SegmentPool, acknowledge, append, span
@@ -103,7 +103,7 @@ ANALYSIS_DTYPE = np.dtype(
 )
 
 # per TCP conversation (index: tcp.stream)
-CONV_STATE_DTYPE = np.dtype(
+CONV_STATE_DTYPE = state_dtype(
     [
         ("seen", np.uint8),
         ("completeness", np.uint8),  # tcp.completeness of the conversation so far (final after the last packet)
@@ -111,12 +111,11 @@ CONV_STATE_DTYPE = np.dtype(
         ("ts_prev", np.int64),
         ("ts_syn", np.int64),  # time of the most recent pure SYN, 0 = none
         ("initial_rtt", np.int64),  # ns, 0 = not known yet
-    ],
-    align=True,
+    ]
 )
 
 # per TCP conversation and direction (index 0 = sent by endpoint A, 1 = by B, as the flow table's `dir`)
-DIRECTION_STATE_DTYPE = np.dtype(
+DIRECTION_STATE_DTYPE = state_dtype(
     [
         ("base_seq", np.int64),
         ("base_set", np.uint8),
@@ -144,8 +143,7 @@ DIRECTION_STATE_DTYPE = np.dtype(
         ("span_valid", np.uint8),  # span_first/span_last hold the list's span (offsets from base_seq)
         ("span_first", np.int64),
         ("span_last", np.int64),
-    ],
-    align=True,
+    ]
 )
 
 _NS_20MS = 20_000_000
