@@ -17,6 +17,11 @@ import numpy as np
 class Releasable:
     """Per-context data (under ChunkContext.extra) that can drop what it cached when the context is released."""
 
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop some cached values (a rule's constants broadcast over 10^5 flow rows, once the rule is judged)."""
+        for key in keys:
+            self._cache.pop(key, None)
+
     def release(self) -> None:
         raise NotImplementedError
 
@@ -44,6 +49,11 @@ class ChunkContext:
         except KeyError:
             value = self._cache[key] = compute()
             return value
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop some cached values (a rule's constants broadcast over 10^5 flow rows, once the rule is judged)."""
+        for key in keys:
+            self._cache.pop(key, None)
 
     def release(self) -> None:
         """Forget what was computed for this context (it is recomputed on demand): for a context kept beyond its

@@ -33,7 +33,7 @@ from diagnose.playbook.templates import environment
 from diagnose.rules.accumulate import (KeyedCount, KeyedDistinct, KeyedFirstLast, KeyedFrames, KeyedPeak, KeyedSpan,
                                        KeyedStats, first_values)
 from diagnose.rules.capture_fields import CAPTURE_FIELDS
-from diagnose.rules.flow_fields import FlowColumns
+from diagnose.rules.flow_fields import Facts, FlowColumns
 
 _SECONDS = (FieldType.RELTIME, FieldType.TIME)
 _NUMERIC = (FieldType.UINT, FieldType.INT, FieldType.FLOAT, FieldType.RELTIME, FieldType.TIME, FieldType.BOOL)
@@ -311,6 +311,9 @@ class RuleEngine:
                     verdicts[rule.id] = self._flow_verdicts(rule, flow_ctx, n, durations)
                 except Exception as exc:
                     self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+                # the rule's own names (param.* constants as a column per flow) are not read by other rules
+                flow_ctx.forget(f"{name}@{rule.id}" for name in rule.when.compiled.fields
+                                if name.startswith(("param.", "agg.")))
         # the typed flow columns and the filters' cached occurrences (~40 MB on 73k flows) are not read again
         # while findings are made: `explain` rebuilds what it asks for from the records
         flow_ctx.release()
@@ -495,14 +498,6 @@ def capture_template_values(facts: dict) -> dict:
     return out
 
 
-class Facts(dict):
-    """A flow record as templates see it: a fact the record does not hold reads as none (None), like a missing
-    field in a filter; names themselves were checked when the playbook was loaded."""
-
-    def __missing__(self, key):
-        return None
-
-
 def _as_facts(record) -> Facts | None:
     if record is None or isinstance(record, Facts):
         return record
@@ -520,7 +515,7 @@ class _FlowRefs:
         capture has several findings per flagged flow, and a record holds ~150 facts)."""
         got = self._facts.get(conv)
         if got is None:
-            got = self._facts[conv] = Facts(self.records[conv])
+            got = self._facts[conv] = _as_facts(self.records[conv])
         return got
 
     def ref(self, conv: int) -> FlowRef:

@@ -152,6 +152,14 @@ def tcp_only_facts() -> set[str]:
     return tcp
 
 
+class Facts(dict):
+    """A flow record as templates see it: a fact the record does not hold reads as none (None), like a missing
+    field in a filter; names themselves were checked when the playbook was loaded."""
+
+    def __missing__(self, key):
+        return None
+
+
 class FlowColumns(Releasable):
     """Columns over the flow records, built on first use (one per fact a rule reads). `records` is a list of dict
     records or a FlowRecords, which makes the columns from the flow analysis's own columns."""

@@ -4,7 +4,7 @@ A busy capture has tens of thousands of flows and a rule reads a few dozen facts
 (one array per fact they use, straight from diagnose.conn.record's columns), and a dict record is made only for the
 flows a finding names (its message, evidence and links read the record).
 
-    records = FlowRecords(analysis)            # a Sequence: len(records), records[conv] (a dict), iteration
+    records = FlowRecords(analysis)            # a Sequence: len(records), records[conv] (a dict; facts it lacks read as None), iteration
     records.extra_for(conv)["http_requests"] = 3   # application/latency facts: kept for the flows that have them
     records.load(convs)                        # make the records of many flows at once (one block of columns each)
     values, present = records.column("syn_count", FieldType.UINT)
@@ -25,7 +25,7 @@ import numpy as np
 from diagnose.conn.record import BLOCK, BOOL, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, FlowAnalysis, \
     FlowColumns, _values, column_records
 from diagnose.fields import FieldType as T
-from diagnose.rules.flow_fields import SECONDS_TYPES, typed_values
+from diagnose.rules.flow_fields import SECONDS_TYPES, Facts, typed_values
 
 _TCP_ONLY = {name for name, _, tcp_only in FIELDS if tcp_only}
 _TEXT_KINDS = (STR, ADDR, ENDPOINT, MICROS)
@@ -37,6 +37,7 @@ class FlowRecords(Sequence):
         self.n = len(analysis)
         self.extra: dict[int, dict] = {}  # conv -> facts beyond the flow analysis (application layer, latency)
         self._base: dict[int, dict] = {}  # records made so far (flow analysis facts only)
+        self._merged: dict[int, dict] = {}  # records made so far of flows with extra facts (both kinds of facts)
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (raw values, present)
         self._extra_keys: set[str] = set()  # extra facts the rules read (prepare)
         self._extra_found: dict[str, tuple[list, list]] | None = None  # key -> (convs, values): one sweep for all
@@ -48,10 +49,18 @@ class FlowRecords(Sequence):
     def __getitem__(self, conv: int) -> dict:
         if not 0 <= conv < self.n:
             raise IndexError(conv)
+        extra = self.extra.get(conv)
+        if extra:
+            merged = self._merged.get(conv)
+            if merged is None:  # made once and kept instead of the flow analysis's record (one dict per flow)
+                if conv not in self._base:
+                    self.load((conv,))
+                merged = self._merged[conv] = Facts(self._base.pop(conv))
+                merged.update(extra)
+            return merged
         if conv not in self._base:
             self.load((conv,))
-        extra = self.extra.get(conv)
-        return {**self._base[conv], **extra} if extra else self._base[conv]
+        return self._base[conv]
 
     def __iter__(self) -> Iterator[dict]:
         """Every record, a block at a time (nothing kept)."""
@@ -63,11 +72,13 @@ class FlowRecords(Sequence):
     def extra_for(self, conv: int) -> dict:
         """The dict holding this flow's extra facts: write to it."""
         self._extra_found = None  # the caller writes to it
+        self._merged.pop(conv, None)
         return self.extra.setdefault(conv, {})
 
     def load(self, convs: Iterable[int]) -> None:
         """Make the records of these flows, each block of columns computed once for all its flows."""
-        wanted = sorted({int(c) for c in convs if int(c) not in self._base and 0 <= int(c) < self.n})
+        wanted = sorted({int(c) for c in convs
+                         if int(c) not in self._base and int(c) not in self._merged and 0 <= int(c) < self.n})
         i = 0
         while i < len(wanted):
             lo = wanted[i] // BLOCK * BLOCK
@@ -77,7 +88,7 @@ class FlowRecords(Sequence):
             rows = np.array(wanted[i:j], np.int64) - lo
             cols = self.analysis.columns(lo, min(lo + BLOCK, self.n))
             for conv, rec in zip(wanted[i:j], column_records(_take(cols, rows))):
-                self._base[conv] = rec
+                self._base[conv] = Facts(rec)  # as templates read it: findings share it instead of a copy each
             i = j
 
     # ---- columns for the rules -----------------------------------------------------------------------------------
