@@ -6,8 +6,19 @@
 """
 
 from diagnose.fields.context import ChunkContext, iter_contexts
-from diagnose.filters.bpf import BpfFilter, BpfProgram, compile_bpf
 from diagnose.filters.display_compile import DisplayFilter, compile_display_filter
+
+_BPF_NAMES = ("BpfFilter", "BpfProgram", "compile_bpf")
+
+
+def __getattr__(name: str):
+    # The capture-filter compiler (its grammar and optimiser, ~25 ms to import) loads when first used: the diagnosis
+    # and every display-filter user import this package for its submodules only.
+    if name in _BPF_NAMES:
+        from diagnose.filters import bpf
+
+        return getattr(bpf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_filter(text: str, language: str = "display") -> None:
@@ -16,6 +27,8 @@ def check_filter(text: str, language: str = "display") -> None:
     if language == "display":
         compile_display_filter(text)
     elif language == "bpf":
+        from diagnose.filters.bpf import compile_bpf
+
         compile_bpf(text, 1)
     else:
         raise ValueError(f"unknown filter language {language!r}")
