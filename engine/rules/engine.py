@@ -301,7 +301,7 @@ class RuleEngine:
                                                     "agg": {}})
         capture_ctx = _rows_context(1, self.first_ts, {"capture_facts": capture_facts, "agg": {}})
         result.flow_ctx, result.capture_ctx = flow_ctx, capture_ctx
-        durations = _durations(records)
+        durations = _durations(records) if _reads_durations(self.rules) else None  # for rate() only
         capture_duration = np.array([int(round(float(capture_facts.get("duration_s") or 0) * 1e9))])
         # every flow rule's verdicts first, so the records of all flagged flows are made in one go
         verdicts = {}
@@ -542,8 +542,15 @@ def filter_key(flt) -> object:
 
 
 def flow_facts_read(rules) -> set[str]:
-    """The flow facts (record keys) the rules' conditions read."""
-    return {name[5:] for rule in rules for name in rule.when.compiled.fields if name.startswith("flow.")}
+    """The flow facts (record keys) the rules' conditions read, and the duration when a rate() divides by it."""
+    read = {name[5:] for rule in rules for name in rule.when.compiled.fields if name.startswith("flow.")}
+    if _reads_durations(rules):
+        read.add("duration")
+    return read
+
+
+def _reads_durations(rules) -> bool:
+    return any(r.scope == "flow" and any(a.function == "rate" for a in r.aggregates.values()) for r in rules)
 
 
 def _load(records, convs: list[int]) -> None:

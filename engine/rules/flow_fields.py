@@ -211,22 +211,29 @@ def _build(records: list[dict], key: str, ftype: T) -> tuple[np.ndarray, np.ndar
 def typed_values(raw: np.ndarray, present: np.ndarray, ftype: T) -> tuple[np.ndarray, np.ndarray]:
     """(values, present) a filter compares, from a record's Python values (object array; `present` where not None):
     strings ("" when absent), bools, floats, integer nanoseconds for times and durations (given in float seconds),
-    integers otherwise. One conversion for dict records and FlowRecords alike."""
-    items = raw.tolist()
-    ok = present.tolist()
-    n = len(items)
+    integers otherwise. One conversion for dict records and FlowRecords alike: numpy converts the present values
+    with Python's own bool(), float() and int() (an object array's astype), not a generator per value."""
+    present = np.asarray(present, bool)
+    n = len(raw)
+    held = raw[present]
     if ftype == T.STRING:
         values = np.empty(n, object)
-        values[:] = [(v if v.__class__ is str else str(v)) if p else "" for v, p in zip(items, ok)]
-    elif ftype == T.BOOL:
-        values = np.fromiter((bool(v) if p else False for v, p in zip(items, ok)), bool, n)
+        values[:] = ""
+        values[present] = [v if v.__class__ is str else str(v) for v in held.tolist()]
+        return values, present
+    if ftype == T.BOOL:
+        values = np.zeros(n, bool)
+        values[present] = held.astype(bool)
     elif ftype == T.FLOAT:
-        values = np.fromiter((float(v) if p else 0.0 for v, p in zip(items, ok)), np.float64, n)
+        values = np.zeros(n, np.float64)
+        values[present] = held.astype(np.float64)
     elif ftype in SECONDS_TYPES:
-        values = np.fromiter((int(round(float(v) * 1e9)) if p else 0 for v, p in zip(items, ok)), np.int64, n)
+        values = np.zeros(n, np.int64)
+        values[present] = np.round(held.astype(np.float64) * 1e9).astype(np.int64)  # round(): half to even
     else:
-        values = np.fromiter((int(v) if p else 0 for v, p in zip(items, ok)), np.int64, n)
-    return values, np.asarray(present, bool)
+        values = np.zeros(n, np.int64)
+        values[present] = held.astype(np.int64)  # int(): floats truncate
+    return values, present
 
 
 class FlowFactsUnavailable(DiagnoseError):

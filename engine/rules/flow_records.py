@@ -232,6 +232,10 @@ def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.
 def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[np.ndarray, np.ndarray]:
     """The numbers a filter compares, exactly as the display-filter columns built from the dict records would be."""
     if raw.dtype == object:
+        if ftype == T.STRING and kind in (STR, ADDR, ENDPOINT):  # texts already: only absent ones become ""
+            values = raw.copy()
+            values[~present] = ""
+            return values, present
         return typed_values(raw, present, ftype)
     if kind == NS:
         seconds = raw / 1e9  # the record's float
