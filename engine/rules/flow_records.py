@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from diagnose.conn.record import BLOCK, BOOL, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, FlowAnalysis, \
-    FlowColumns, _values, column_records
+    FlowColumns, _address, _values, column_records
 from diagnose.fields import FieldType as T
 from diagnose.rules.flow_fields import SECONDS_TYPES, Facts, typed_values
 
@@ -108,7 +108,7 @@ class FlowRecords(Sequence):
             for key in todo:
                 out[key] = np.zeros(0, object if KINDS[key] in _TEXT_KINDS else np.float64), np.zeros(0, bool)
         for cols in self.analysis.iter_columns(BLOCK):
-            texts = cols.address_strings() if any(KINDS[k] in (ADDR, ENDPOINT) for k in todo) else []
+            texts = _address_texts(cols, [k for k in todo if KINDS[k] in (ADDR, ENDPOINT)])
             lo, hi = cols.lo, cols.lo + len(cols)
             for key in todo:
                 values, present = _raw(cols, key, texts)
@@ -209,6 +209,18 @@ def _take(cols: FlowColumns, rows: np.ndarray) -> FlowColumns:
         lengths={k: n[rows] for k, n in cols.lengths.items()})
 
 
+def _address_texts(cols: FlowColumns, keys: list[str]) -> list[str | None]:
+    """The block's address table as text, formatted only where these columns point (a block's table also holds
+    the clients' and ICMP senders' addresses: formatting them all was half of prepare's time)."""
+    if not keys:
+        return []
+    used = np.unique(np.concatenate([cols.values[k] for k in keys]))
+    texts: list[str | None] = [None] * len(cols.addresses)
+    for i, (ipv, hi, lo) in zip(used.tolist(), cols.addresses[used].tolist()):
+        texts[i] = _address(int(ipv), hi, lo)
+    return texts
+
+
 def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """A block's column as stored (numbers) or as the records' objects (texts), and where the record holds it."""
     kind = KINDS[key]
@@ -230,11 +242,15 @@ def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.
 
 
 def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[np.ndarray, np.ndarray]:
-    """The numbers a filter compares, exactly as the display-filter columns built from the dict records would be."""
+    """The numbers a filter compares, exactly as the display-filter columns built from the dict records would be.
+    A column that needs no conversion is the prepared column itself (filters only read it)."""
+    absent = ~present
     if raw.dtype == object:
         if ftype == T.STRING and kind in (STR, ADDR, ENDPOINT):  # texts already: only absent ones become ""
+            if not absent.any():
+                return raw, present
             values = raw.copy()
-            values[~present] = ""
+            values[absent] = ""
             return values, present
         return typed_values(raw, present, ftype)
     if kind == NS:
@@ -242,13 +258,17 @@ def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[n
     else:
         seconds = raw.astype(np.float64) if kind == FLOAT else None
     if ftype == T.BOOL:
-        values = raw.astype(bool)
+        values = raw.astype(bool, copy=False)
     elif ftype == T.FLOAT:
         values = seconds if seconds is not None else raw.astype(np.float64)
     elif ftype in SECONDS_TYPES:
         values = np.round((seconds if seconds is not None else raw.astype(np.float64)) * 1e9).astype(np.int64)
     elif seconds is not None:
         values = np.trunc(seconds).astype(np.int64)  # int() of the record's float
+    elif raw.dtype == np.uint64:
+        values = raw.view(np.int64)  # what astype gives (modulo 2**64), without a copy
     else:
-        values = raw.astype(np.int64)
-    return np.where(present, values, np.zeros(1, values.dtype)), present
+        values = raw.astype(np.int64, copy=False)
+    if absent.any() and values[absent].any():
+        values = np.where(present, values, np.zeros(1, values.dtype))
+    return values, present
