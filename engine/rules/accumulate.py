@@ -21,8 +21,8 @@ def _grow(array: np.ndarray, need: int, fill) -> np.ndarray:
 
 
 class KeyedCount:
-    def __init__(self):
-        self.counts = np.zeros(64, np.int64)
+    def __init__(self, dtype=np.int64):
+        self.counts = np.zeros(64, dtype)
 
     def add(self, keys: np.ndarray) -> None:
         if not len(keys):
@@ -64,7 +64,7 @@ class KeyedFrames:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.total = KeyedCount()
+        self.total = KeyedCount(np.int32)  # one per flow and evidence filter: 4 bytes each (2**31 matches per flow)
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []
         self._keys: np.ndarray | None = None  # all kept pairs sorted by key (frames in arrival order within a key)
         self._frames: np.ndarray | None = None
@@ -92,7 +92,7 @@ class KeyedFrames:
             rank = np.empty(len(keys), np.int64)
             rank[order] = np.arange(len(keys)) - np.repeat(starts, np.diff(np.append(starts, len(keys))))
             room = before + rank < self.limit
-        self._parts.append((keys[room], frames[room].astype(np.int64, copy=False)))
+        self._parts.append((keys[room].astype(np.int32), frames[room].astype(np.int64, copy=False)))
         self._keys = None
 
     def get(self, key: int) -> tuple[list[int], int]:
