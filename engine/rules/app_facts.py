@@ -8,6 +8,8 @@ judged at the capture's time (diagnose.protocols.x509.check_chain), never at the
 
 from __future__ import annotations
 
+import numpy as np
+
 # key, type name, description: the flow facts this module adds (registered by diagnose.rules.flow_fields)
 APP_FACTS: list[tuple[str, str, str]] = [
     ("app_protocol", "string", "application protocol recognised by content: http, http2, tls, dns, mdns, llmnr"),
@@ -124,32 +126,40 @@ def add_app_facts(records, summary) -> None:
     if extra_for is None:  # a plain list of dict records
         extra_for = records.__getitem__
     n = len(records)
-    # conversations in order: UDP DNS ones (read as columns: tens of thousands) merged with the AppFlow ones
-    dns_rows = iter(_dns_rows(dns_udp))
-    flow_convs = iter(sorted(flows))
-    d = next(dns_rows, None)
-    f = next(flow_convs, None)
-    while d is not None or f is not None:
-        if f is None or (d is not None and d[0] <= f):
-            conv = d[0]
-            if 0 <= conv < n:
-                _dns_udp(extra_for(conv), *d[1:])
-            d = next(dns_rows, None)
-            if conv != f:
-                continue
-        conv = f
-        f = next(flow_convs, None)
-        if not 0 <= conv < n:
-            continue
-        flow = flows[conv]
-        record = extra_for(conv)
-        record["app_protocol"] = flow.protocol
-        if flow.http is not None:
-            _http(record, flow.http)
-        if flow.tls is not None:
-            _tls(record, flow.tls.session, flow.chain, flow)
-        if flow.dns is not None:
-            _dns(record, flow)
+    # conversations in order: the UDP DNS ones (tens of thousands, read as columns) and the AppFlow ones between
+    flow_convs = sorted(flows)
+    f = 0
+    beyond = 1 << 62  # after every conversation
+    next_flow = flow_convs[0] if flow_convs else beyond
+    for conv, queries, responses, retransmissions, errors, time_max_ns, errors_seen, unanswered in _dns_rows(dns_udp):
+        while next_flow < conv:
+            _flow(records, n, next_flow, flows[next_flow], extra_for)
+            f += 1
+            next_flow = flow_convs[f] if f < len(flow_convs) else beyond
+        if conv < n:
+            record = extra_for(conv)
+            if responses and not errors_seen and not unanswered:  # the usual flow: one literal, one update
+                record.update({"app_protocol": "dns", "dns_messages": queries + responses, "dns_queries": queries,
+                               "dns_responses": responses, "dns_retransmissions": retransmissions,
+                               "dns_errors": errors, "dns_time_max": time_max_ns / 1e9, "dns_nxdomain": 0,
+                               "dns_unanswered": 0})
+            else:
+                _dns_udp(record, queries, responses, retransmissions, errors, time_max_ns, errors_seen, unanswered)
+    for conv in flow_convs[f:]:
+        _flow(records, n, conv, flows[conv], extra_for)
+
+
+def _flow(records, n: int, conv: int, flow, extra_for) -> None:
+    if not 0 <= conv < n:
+        return
+    record = extra_for(conv)
+    record["app_protocol"] = flow.protocol
+    if flow.http is not None:
+        _http(record, flow.http)
+    if flow.tls is not None:
+        _tls(record, flow.tls.session, flow.chain, flow)
+    if flow.dns is not None:
+        _dns(record, flow)
 
 
 def _dns_rows(dns_udp):
@@ -159,12 +169,16 @@ def _dns_rows(dns_udp):
     if convs is None:
         return [(c, f.queries, f.responses, f.retransmissions, f.errors, f.time_max_ns, f.errors_seen, f.unanswered)
                 for c, f in sorted(dns_udp.items())]
-    errors_seen, unanswered = dns_udp.errors_seen, dns_udp.unanswered
-    convs = convs.tolist()
-    return zip(convs, dns_udp.queries.tolist(), dns_udp.responses.tolist(), dns_udp.retransmissions.tolist(),
-               dns_udp.errors.tolist(), dns_udp.time_max_ns.tolist(),
-               [errors_seen.get(c) for c in convs] if errors_seen else [None] * len(convs),
-               [unanswered.get(c) for c in convs] if unanswered else [None] * len(convs))
+    convs_l = convs.tolist()
+    lists = []
+    for by_conv in (dns_udp.errors_seen, dns_udp.unanswered):  # a few conversations have them
+        column = [None] * len(convs_l)
+        if by_conv:
+            for i in np.flatnonzero(np.isin(convs, np.fromiter(by_conv, np.int64, len(by_conv)))).tolist():
+                column[i] = by_conv[convs_l[i]]
+        lists.append(column)
+    return zip(convs_l, dns_udp.queries.tolist(), dns_udp.responses.tolist(), dns_udp.retransmissions.tolist(),
+               dns_udp.errors.tolist(), dns_udp.time_max_ns.tolist(), *lists)
 
 
 def writable_record(records, conv: int) -> dict:
@@ -311,12 +325,7 @@ def _grease(value: int) -> bool:
 
 def _dns_udp(record: dict, queries: int, responses: int, retransmissions: int, errors: int, time_max_ns: int,
              errors_seen: list | None, unanswered: list | None) -> None:
-    if responses and not errors_seen and not unanswered:  # the usual flow: one literal, one update
-        record.update({"app_protocol": "dns", "dns_messages": queries + responses, "dns_queries": queries,
-                       "dns_responses": responses, "dns_retransmissions": retransmissions,
-                       "dns_errors": errors, "dns_time_max": time_max_ns / 1e9, "dns_nxdomain": 0,
-                       "dns_unanswered": 0})
-        return
+    """A UDP DNS conversation's facts when they are not the usual ones (add_app_facts sets those itself)."""
     record["app_protocol"] = "dns"
     record["dns_messages"] = queries + responses
     record["dns_queries"] = queries
