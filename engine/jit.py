@@ -29,9 +29,10 @@ import types
 from functools import lru_cache
 from pathlib import Path
 
+from diagnose.resources import user_cache_dir
+
 if "NUMBA_CACHE_DIR" not in os.environ:
-    _base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    os.environ["NUMBA_CACHE_DIR"] = str(Path(_base) / "diagnose" / "numba")
+    os.environ["NUMBA_CACHE_DIR"] = str(user_cache_dir() / "numba")
 
 import numba  # noqa: E402  (must come after the cache directory is chosen)
 

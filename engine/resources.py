@@ -1,4 +1,4 @@
-"""Locate the data folders (grammar/, playbooks/, reports/) shipped with the package.
+"""Locate the data folders (grammar/, playbooks/, reports/) shipped with the package, and the user's cache folder.
 
 In an installed wheel they sit inside the package; in a source checkout run through a path to engine/ they are its
 siblings. Both layouts are tried so tests and development runs see the same files.
@@ -6,6 +6,7 @@ siblings. Both layouts are tried so tests and development runs see the same file
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -17,3 +18,9 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"data folder {name!r} not found next to {_PACKAGE_DIR}")
+
+
+def user_cache_dir() -> Path:
+    """Where compiled artefacts are kept between runs (numba kernels, filter parsers): $XDG_CACHE_HOME/diagnose,
+    else ~/.cache/diagnose. Never site-packages, which may be read-only."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diagnose"
