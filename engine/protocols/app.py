@@ -350,16 +350,16 @@ class AppLayer:
         k, m, q = scan_chunk(buf, table, states, next_row, events, dns_rows, done, MAX_ATTEMPTS)
         if m:
             self._dns_batch(out, dns_rows[:m].copy())
+        self._event_view = table[self._EVENT_COLUMNS]  # a view of the fields _events reads
         rounds = 0
         while k:
-            rows = events[:k].copy()
-            rows.sort()
+            rows = np.sort(events[:k])
             self.events += k
-            self._events(rows)
-            tcp_rows = rows[table["ip_proto"][rows] == PROTO_TCP]
+            tcp = self._events(rows)
             rounds += 1
-            if not len(tcp_rows):
+            if not tcp:
                 break
+            tcp_rows = np.array(tcp, rows.dtype)
             if rounds > MAX_ROUNDS_BEFORE_PYTHON:
                 q = self._walk_in_python(tcp_rows, next_row, done, q)
                 break
@@ -474,7 +474,7 @@ class AppLayer:
         table = self._table
         for c, d, frame, ts, row in zip(table["conv"][rows].tolist(), table["dir"][rows].tolist(),
                                         self._frames[rows].tolist(), self._ts[rows].tolist(), rows.tolist()):
-            if self._v_done[c, d] == row:
+            if self._v_done.item(c, d) == row:
                 flow = self.flows.get(c)
                 if flow is not None:
                     self._cur_row, self._cur_frame, self._cur_ts = row, frame, ts
@@ -494,21 +494,21 @@ class AppLayer:
             direction.skip_ahead(used, row)
         self._write_back(flow, c, d)
 
-    _EVENT_COLUMNS = ("conv", "dir", "ip_proto", "payload_off", "payload_len", "data", "caplen", "status",
-                      "tcp_seq", "tcp_flags", "sport", "dport")
+    _EVENT_COLUMNS = ["conv", "dir", "ip_proto", "payload_off", "payload_len", "data", "caplen", "status",
+                      "tcp_seq", "tcp_flags", "sport", "dport", "frame", "ts"]
 
-    def _events(self, rows: np.ndarray) -> None:
-        """Hand the event rows (in row order) to their flows; columns are gathered once for all of them."""
-        table = self._table
+    def _events(self, rows: np.ndarray) -> list[int]:
+        """Hand the event rows (in row order) to their flows; returns the TCP ones (the kernel resumes them).
+        The columns of all the rows come in one gather and one tolist (a round has a dozen rows: per-column
+        numpy calls cost more than the rows)."""
         buf = self._buf
         buf_len = len(buf)
-        picked = table[rows]  # one gather, then cheap per-field views
-        columns = [picked[name].tolist() for name in self._EVENT_COLUMNS]
-        columns.append(picked["frame"].tolist())
-        columns.append(picked["ts"].tolist())
-        for i, c, d, proto, poff, plen, data0, caplen, status, seq, flags, sport, dport, frame, ts in zip(
-                rows.tolist(), *columns):
+        tcp_rows = []
+        for i, (c, d, proto, poff, plen, data0, caplen, status, seq, flags, sport, dport, frame, ts) in zip(
+                rows.tolist(), self._event_view[rows].tolist()):
             self._cur_row, self._cur_frame, self._cur_ts = i, frame, ts
+            if proto == PROTO_TCP:
+                tcp_rows.append(i)
             if poff < 0 or plen <= 0:
                 data, plen = b"", 0
             else:
@@ -534,6 +534,7 @@ class AppLayer:
                         flow.dns_message(parse_message(data, "udp"), i)
                 continue
             self._tcp_event(flow, c, i, d, seq, flags, data, plen)
+        return tcp_rows
 
     def _classify(self, i: int, c: int, d: int, proto: int, seq: int, data: bytes, plen: int, sport: int,
                   dport: int) -> AppFlow | None:
