@@ -32,7 +32,48 @@ class Instance:
 
 
 def _abs(ctx: ChunkContext, relative: np.ndarray) -> np.ndarray:
-    return ctx.frame_start + relative.astype(np.int64)
+    return ctx.frame_start + relative  # int32 offsets widen in the addition (no separate int64 copy)
+
+
+# Each read of a packet-table column strides over whole 320-byte rows (~2-3 us for a chunk's 2,800 rows): the
+# columns and masks several layers use are read once per chunk and kept on the context.
+
+def _status(ctx: ChunkContext) -> np.ndarray:
+    return ctx.cached("@status", lambda: np.ascontiguousarray(ctx.table["status"]))
+
+
+def _status_seen(ctx: ChunkContext) -> int:
+    """Every status bit set on some row of the chunk: a bit no row has (ICMP error, fragment, reassembled: rare)
+    needs no per-row mask."""
+    return ctx.cached("@status_seen", lambda: int(np.bitwise_or.reduce(_status(ctx))) if ctx.n else 0)
+
+
+def _l4_abs(ctx: ChunkContext) -> np.ndarray:
+    """Absolute offset of the main transport header (meaningless where l4_off < 0)."""
+    return ctx.cached("@l4_abs", lambda: _abs(ctx, ctx.table["l4_off"]))
+
+
+def _has_l4(ctx: ChunkContext) -> np.ndarray:
+    return ctx.cached("@has_l4", lambda: ctx.table["l4_off"] >= 0)
+
+
+def _icmp_error(ctx: ChunkContext) -> np.ndarray | None:
+    """Rows that quote a packet in an ICMP error (with a transport header to quote from), None when there is none:
+    most chunks have none, and then no quoted instance needs its columns read."""
+    def compute():
+        if not _status_seen(ctx) & ST_ICMP_ERROR:
+            return None
+        rows = ((_status(ctx) & ST_ICMP_ERROR) != 0) & _has_l4(ctx)
+        return rows if rows.any() else None
+    return ctx.cached("@icmp_error", compute)
+
+
+def _outer_rows(ctx: ChunkContext) -> np.ndarray | None:
+    """Rows with a tunnel's outer IP header, None when there is none."""
+    def compute():
+        rows = ctx.table["outer_l3_off"] >= 0
+        return rows if rows.any() else None
+    return ctx.cached("@outer", compute)
 
 
 def is_ethernet(ctx: ChunkContext) -> np.ndarray:
@@ -52,22 +93,26 @@ def ip_instances(ctx: ChunkContext, version: int) -> list[Instance]:
 def _ip_instances(ctx: ChunkContext, version: int) -> list[Instance]:
     t = ctx.table
     out = []
-    has_outer = t["outer_l3_off"] >= 0
-    outer_off = _abs(ctx, t["outer_l3_off"])
-    outer_same = has_outer & (_version_at(ctx, outer_off, has_outer) == version)
-    if outer_same.any():
-        out.append(Instance("outer", outer_off, outer_same, 1))
+    has_outer = _outer_rows(ctx)
+    outer_same = None
+    if has_outer is not None:
+        outer_off = _abs(ctx, t["outer_l3_off"])
+        outer_same = has_outer & (_version_at(ctx, outer_off, has_outer) == version)
+        if outer_same.any():
+            out.append(Instance("outer", outer_off, outer_same, 1))
     main = (t["ipv"] == version) & (t["l3_off"] >= 0)
-    main_layer = 1 + outer_same.astype(np.int64)
+    main_layer = 1 + outer_same.astype(np.int64) if outer_same is not None else np.ones(ctx.n, np.int64)
     main_offset = _abs(ctx, t["l3_off"])
     if version == 6:
         main_offset = _own_ipv6_headers(ctx, main, main_offset)
     out.append(Instance("main", main_offset, main, main_layer))
-    quoted = ((t["status"] & ST_ICMP_ERROR) != 0) & (t["q_ipv"] == version) & (t["l4_off"] >= 0)
-    if quoted.any():
-        q_off = _abs(ctx, t["l4_off"]) + 8
-        q_layer = main_layer + ((t["ipv"] == version) & main).astype(np.int64)
-        out.append(Instance("quoted", q_off, quoted, q_layer, transport_end(ctx)))
+    icmp_error = _icmp_error(ctx)
+    if icmp_error is not None:
+        quoted = icmp_error & (t["q_ipv"] == version)
+        if quoted.any():
+            q_off = _l4_abs(ctx) + 8
+            q_layer = main_layer + ((t["ipv"] == version) & main).astype(np.int64)
+            out.append(Instance("quoted", q_off, quoted, q_layer, transport_end(ctx)))
     return out
 
 
@@ -95,21 +140,28 @@ def _own_ipv6_headers(ctx: ChunkContext, main: np.ndarray, offset: np.ndarray) -
 def transport_end(ctx: ChunkContext) -> np.ndarray:
     """Where the main transport segment's bytes end: its length by IP, within the captured (or reassembled) data."""
     def compute():
-        t = ctx.table
-        end = _abs(ctx, t["l4_off"]) + np.maximum(t["l4_len"].astype(np.int64), 0)
-        reassembled = (t["status"] & ST_REASSEMBLED) != 0
-        cap = np.where(reassembled, ctx.buf.shape[0], ctx.frame_end)
+        end = _l4_abs(ctx) + np.maximum(ctx.table["l4_len"], 0)
+        if _status_seen(ctx) & ST_REASSEMBLED:
+            cap = np.where((_status(ctx) & ST_REASSEMBLED) != 0, ctx.buf.shape[0], ctx.frame_end)
+        else:
+            cap = ctx.frame_end
         return np.minimum(end, cap)
     return ctx.cached("@l4_end", compute)
 
 
+def _decoded_l4(ctx: ChunkContext) -> np.ndarray:
+    """Rows whose main transport header was decoded (IP, a transport offset, not a non-first fragment)."""
+    def compute():
+        decoded = (ctx.table["ipv"] != 0) & _has_l4(ctx)
+        if _status_seen(ctx) & ST_IP_FRAGMENT:
+            decoded &= (_status(ctx) & ST_IP_FRAGMENT) == 0
+        return decoded
+    return ctx.cached("@l4_decoded", compute)
+
+
 def main_transport(ctx: ChunkContext, proto: int) -> np.ndarray:
     """Rows whose main transport layer is `proto` (decoded: not a non-first fragment)."""
-    def compute():
-        t = ctx.table
-        return (t["ip_proto"] == proto) & (t["ipv"] != 0) & (t["l4_off"] >= 0) & \
-            ((t["status"] & ST_IP_FRAGMENT) == 0)
-    return ctx.cached(f"@l4_{proto}", compute)
+    return ctx.cached(f"@l4_{proto}", lambda: (ctx.table["ip_proto"] == proto) & _decoded_l4(ctx))
 
 
 def transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
@@ -125,10 +177,11 @@ def _transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
     if outer is not None:
         out.append(outer)
         main_layer = 1 + outer.present.astype(np.int64)
-    out.append(Instance("main", _abs(ctx, t["l4_off"]), main_transport(ctx, proto), main_layer, transport_end(ctx)))
-    quoted = ((t["status"] & ST_ICMP_ERROR) != 0) & (t["q_proto"] == proto) & (t["l4_off"] >= 0)
-    if quoted.any():
-        q_ip = _abs(ctx, t["l4_off"]) + 8
+    out.append(Instance("main", _l4_abs(ctx), main_transport(ctx, proto), main_layer, transport_end(ctx)))
+    icmp_error = _icmp_error(ctx)
+    quoted = icmp_error & (t["q_proto"] == proto) if icmp_error is not None else None
+    if quoted is not None and quoted.any():
+        q_ip = _l4_abs(ctx) + 8
         v4 = t["q_ipv"] == 4
         first, ok = ctx.read_be(q_ip, 1, quoted & v4)
         ihl = np.where(ok, (first & 0x0F) * 4, 0)
@@ -144,8 +197,8 @@ def _transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
 def _outer_transport(ctx: ChunkContext, proto: int) -> Instance | None:
     """The transport header right after a tunnel's outer IP header (the UDP of VXLAN, Teredo, GTP-U), if any."""
     t = ctx.table
-    has_outer = t["outer_l3_off"] >= 0
-    if not has_outer.any():
+    has_outer = _outer_rows(ctx)
+    if has_outer is None:
         return None
     start = _abs(ctx, t["outer_l3_off"])
     version = _version_at(ctx, start, has_outer)
@@ -156,7 +209,7 @@ def _outer_transport(ctx: ChunkContext, proto: int) -> Instance | None:
     nxt6, ok6 = ctx.read_be(start + 6, 1, has_outer & (version == 6))
     v6 = ok6 & (nxt6 == proto)
     offset = np.where(v4, start + (first & 0x0F) * 4, start + 40)
-    present = (v4 | v6) & (offset + 4 <= ctx.frame_end) & (offset != _abs(ctx, t["l4_off"]))
+    present = (v4 | v6) & (offset + 4 <= ctx.frame_end) & (offset != _l4_abs(ctx))
     if not present.any():
         return None
     return Instance("outer", offset, present, 1, ctx.frame_end)
