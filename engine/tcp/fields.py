@@ -94,22 +94,42 @@ def _rows(ctx: ChunkContext) -> np.ndarray:
     return rows
 
 
+def _presence(ctx: ChunkContext, bit: int) -> np.ndarray:
+    """Rows whose analysis has presence bit `bit`: shared by the fields with that bit (tcp.analysis and its 15 flags
+    all read P_ANALYSIS), once per chunk."""
+    def compute():
+        present = ctx.cached("@tcpa_present", lambda: np.ascontiguousarray(_rows(ctx)["present"]))
+        return (present & bit) != 0
+    return ctx.cached(f"@tcpa_p{bit}", compute)
+
+
+def _flags(ctx: ChunkContext) -> np.ndarray:
+    return ctx.cached("@tcpa_flags", lambda: np.ascontiguousarray(_rows(ctx)["flags"]))
+
+
+def _no_bytes(ctx: ChunkContext) -> ByteRanges:
+    """The value of a marker field (empty bytes on every row), one per chunk for all of them."""
+    def compute():
+        zeros = np.zeros(ctx.n, np.int64)
+        return ByteRanges(ctx.buf, zeros, zeros)
+    return ctx.cached("@tcpa_none", compute)
+
+
 def _extractor(source):
     column, presence = source
 
     def extract(ctx: ChunkContext) -> list[Occurrence]:
-        rows = _rows(ctx)
-        present = (rows["present"] & presence) != 0
+        present = _presence(ctx, presence)
         if column is None:
-            values = ByteRanges(ctx.buf, np.zeros(ctx.n, np.int64), np.zeros(ctx.n, np.int64))
+            values = _no_bytes(ctx)
         elif isinstance(column, tuple):
-            present &= (rows["flags"] & column[1]) != 0
-            values = ByteRanges(ctx.buf, np.zeros(ctx.n, np.int64), np.zeros(ctx.n, np.int64))
+            present = present & ((_flags(ctx) & column[1]) != 0)
+            values = _no_bytes(ctx)
         elif column == "win_scale":
-            shift = rows["win_scale"].astype(np.int64)
+            shift = _rows(ctx)["win_scale"].astype(np.int64)
             values = np.where(shift < 0, shift, np.left_shift(1, np.maximum(shift, 0)))
         else:
-            values = rows[column].astype(np.int64)
+            values = _rows(ctx)[column].astype(np.int64)
         return [Occurrence(values, present)]
     return extract
 
