@@ -437,26 +437,78 @@ def _convert(ftype: str, value):
     return value
 
 
+def _empty_values(ftype: str, n: int) -> np.ndarray:
+    if ftype in (UINT, INT, RELTIME, IPV4):
+        return np.zeros(n, np.int64)
+    if ftype == BOOL:
+        return np.zeros(n, bool)
+    if ftype == IPV6:
+        return np.zeros((n, 2), np.uint64)
+    return np.empty(n, object)
+
+
+def _value_array(ftype: str, values: list) -> np.ndarray:
+    """Python values as one array of the registry's representation (converted once, assigned by row index)."""
+    if ftype in (IPV4, IPV6):
+        values = [_convert(ftype, v) for v in values]
+    if ftype in (UINT, INT, RELTIME, IPV4):
+        return np.array(values, np.int64)
+    if ftype == BOOL:
+        return np.array(values, bool)
+    if ftype == IPV6:
+        return np.array(values, np.uint64).reshape(-1, 2)
+    out = np.empty(len(values), object)  # element by element: a tuple or list value must stay one object
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
 def occurrences(chunk, name: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(values, present) arrays per occurrence over n rows: the k-th value of each row in the k-th occurrence."""
-    ftype = BY_NAME[name][1]
-    per_row = frame_values(chunk, name)
+    _, ftype, _, kind, getter, _ = BY_NAME[name]
+    if name in PROTOCOL_FIELDS:
+        return _occurrences_of(ftype, frame_values(chunk, name), n)
+    # the rows and values in one loop over the chunk's PDUs (no dict per row): a few hundred PDUs per chunk against
+    # thousands of rows, so the arrays are filled by index
+    rows: list[int] = []
+    flat: list = []
+    many = False  # a PDU with several values, or a frame completing several PDUs
+    pairs = chunk.rows(kind) if hasattr(chunk, "rows") else chunk.items.get(kind, ())
+    for row, obj in pairs:
+        try:
+            values = getter(obj)
+        except (AttributeError, TypeError, IndexError):  # a PDU too damaged to have this field
+            continue
+        if values:
+            if len(values) != 1 or (rows and rows[-1] == row):
+                many = True
+            rows.append(row)
+            flat.append(values)
+    if not rows:
+        return []
+    if many or len(set(rows)) != len(rows):
+        per_row: dict[int, list] = {}
+        for row, values in zip(rows, flat):
+            per_row.setdefault(row, []).extend(values)
+        return _occurrences_of(ftype, per_row, n)
+    at = np.array(rows, np.int64)
+    present = np.zeros(n, bool)
+    present[at] = True
+    values = _empty_values(ftype, n)
+    values[at] = _value_array(ftype, [v[0] for v in flat])
+    return [(values, present)]
+
+
+def _occurrences_of(ftype: str, per_row: dict[int, list], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     depth = max((len(v) for v in per_row.values()), default=0)
     out = []
     for k in range(depth):
+        rows = [row for row, vals in per_row.items() if k < len(vals)]
+        at = np.array(rows, np.int64)
         present = np.zeros(n, bool)
-        if ftype in (UINT, INT, RELTIME, IPV4):
-            values = np.zeros(n, np.int64)
-        elif ftype == BOOL:
-            values = np.zeros(n, bool)
-        elif ftype == IPV6:
-            values = np.zeros((n, 2), np.uint64)
-        else:
-            values = np.empty(n, object)
-        for row, vals in per_row.items():
-            if k < len(vals):
-                present[row] = True
-                values[row] = _convert(ftype, vals[k])
+        present[at] = True
+        values = _empty_values(ftype, n)
+        values[at] = _value_array(ftype, [per_row[row][k] for row in rows])
         out.append((values, present))
     return out
 
