@@ -400,15 +400,22 @@ class AppLayer:
         open_query[open_query] = matcher.tx["rframe"][slots[open_query]] == -1
         interesting = np.nonzero((response & (rcode != 0)) | open_query)[0]
         if len(interesting):
-            frames = self._table["frame"][rows]
-            convs = self._table["conv"][rows]
-            for j in interesting.tolist():
-                qname = _first_qname(batch.payload(j))
-                if response[j]:
+            picked = self._table[rows[interesting]]
+            buf = self._buf
+            # the payload spans of DnsBatch.payload, for all of them at once
+            starts = picked["data"].astype(np.int64) + picked["payload_off"]
+            avail = np.where(picked["status"] & ST_REASSEMBLED, len(buf) - starts,
+                             picked["caplen"].astype(np.int64) - picked["payload_off"])
+            ends = starts + np.maximum(0, np.minimum(picked["payload_len"], avail))
+            for conv, frame, start, end, is_response, code, slot in zip(
+                    picked["conv"].tolist(), picked["frame"].tolist(), starts.tolist(), ends.tolist(),
+                    response[interesting].tolist(), rcode[interesting].tolist(), slots[interesting].tolist()):
+                qname = _first_qname(buf[start:end].tobytes())
+                if is_response:
                     if len(self.dns_errors) < self.max_kept:
-                        self.dns_errors.append((int(convs[j]), int(frames[j]), qname, int(rcode[j])))
+                        self.dns_errors.append((conv, frame, qname, code))
                 else:
-                    self._dns_open[int(slots[j])] = (int(convs[j]), int(frames[j]), qname)
+                    self._dns_open[slot] = (conv, frame, qname)
 
     def _retire_finished(self, conversations: np.ndarray) -> None:
         """Connections closed in both directions (FIN each way, or a RST) keep their facts and drop their parsers
