@@ -483,8 +483,8 @@ def finalize(finding: Finding) -> Finding:
 def render(template, context: dict, rule_id: str, what: str) -> str:
     """Render a message template; a template that fails on this data says so instead of stopping the run."""
     try:
-        return " ".join(template.render(**context).split()) if what == "message" else \
-            template.render(**context).strip()
+        return " ".join(template.render(context).split()) if what == "message" else \
+            template.render(context).strip()
     except Exception as exc:  # noqa: BLE001 - a user's template error becomes visible text, not a crash
         return f"[{rule_id}: the {what} template failed: {type(exc).__name__}: {exc}]"
 
