@@ -118,6 +118,18 @@ def frames(values, limit: int = 12) -> str:
     return ",".join(shown) + (",…" if len(parts) > limit else "")
 
 
+def flatten(lists) -> list:
+    """Lists joined into one, in order: flows | map(attribute='dns_error_names') | flatten. The same list as
+    sum(start=[]) in linear time (sum copies the list it has built so far at every step: 20 ms for 5,167 flows)."""
+    out: list = []
+    for item in lists:
+        if type(item) is list:
+            out.extend(item)
+        else:
+            out = out + item  # what sum does: a tuple or None fails with sum's TypeError
+    return out
+
+
 ICMP4_UNREACHABLE = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
                      3: "port unreachable", 4: "fragmentation needed", 9: "network administratively prohibited",
                      10: "host administratively prohibited", 13: "communication administratively prohibited"}
@@ -208,6 +220,7 @@ FILTERS = {
     "date": date,
     "plural": plural,
     "frames": frames,
+    "flatten": flatten,
 }
 
 
