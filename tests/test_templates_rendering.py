@@ -137,3 +137,53 @@ def test_flatten_in_a_template_matches_sum_start():
     with_flatten = "{{ flows | map(attribute='names') | flatten | unique | list | join(', ') }}"
     assert LazyTemplate(with_flatten).render({"flows": flows}) == LazyTemplate(with_sum).render({"flows": flows}) \
         == "b.example, A.example"
+
+
+# ---- compiled code kept between runs ---------------------------------------------------------------------------------
+def _fresh_environment():
+    from diagnose.playbook.templates import FILTERS, MessageEnvironment
+
+    env = MessageEnvironment(undefined=environment().undefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(FILTERS)
+    return env
+
+
+def test_compiled_code_is_saved_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = "{{ flow.client }}: {{ flow.n | plural('SYN') }}{% if flow.n > 1 %} (retried){% endif %}"
+    values = {"flow": {"client": "a", "n": 3}}
+    first = _fresh_environment().from_string(source).render(values)
+    saved = list((tmp_path / "diagnose" / "templates").iterdir())
+    assert [p.suffix for p in saved] == [".code"]
+    again = _fresh_environment()
+    calls = []
+    monkeypatch.setattr(SandboxedEnvironment, "_generate", lambda *a, **k: calls.append(a))  # must not compile
+    assert again.from_string(source).render(values) == first == "a: 3 SYNs (retried)"
+    assert not calls
+
+
+def test_damaged_or_stale_code_is_compiled_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = "{{ flow.n | number }} packets"
+    _fresh_environment().from_string(source)
+    (saved,) = (tmp_path / "diagnose" / "templates").iterdir()
+    saved.write_bytes(b"\x00damaged")
+    assert _fresh_environment().from_string(source).render(flow={"n": 1234}) == "1,234 packets"
+    assert saved.read_bytes() != b"\x00damaged"
+    # another filter table generates other code: its own file
+    env = _fresh_environment()
+    env.filters["number"] = lambda value: "many"
+    assert env.from_string(source).render(flow={"n": 1234}) == "many packets"
+    assert len(list((tmp_path / "diagnose" / "templates").iterdir())) == 2
+
+
+def test_compile_errors_are_raised_and_not_saved(tmp_path, monkeypatch):
+    from jinja2.exceptions import TemplateAssertionError, TemplateSyntaxError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(TemplateAssertionError):
+        _fresh_environment().from_string("{{ flow.n | no_such_filter }}")
+    with pytest.raises(TemplateSyntaxError):
+        _fresh_environment().from_string("{% if %}")
+    assert not (tmp_path / "diagnose" / "templates").exists() or \
+        not list((tmp_path / "diagnose" / "templates").iterdir())
