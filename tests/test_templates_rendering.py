@@ -148,42 +148,60 @@ def _fresh_environment():
     return env
 
 
+def _saved(tmp_path):
+    folder = tmp_path / "diagnose" / "templates"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
 def test_compiled_code_is_saved_and_reused(tmp_path, monkeypatch):
+    from diagnose.playbook.templates import compile_cached
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     source = "{{ flow.client }}: {{ flow.n | plural('SYN') }}{% if flow.n > 1 %} (retried){% endif %}"
     values = {"flow": {"client": "a", "n": 3}}
-    first = _fresh_environment().from_string(source).render(values)
-    saved = list((tmp_path / "diagnose" / "templates").iterdir())
-    assert [p.suffix for p in saved] == [".code"]
+    first = compile_cached(_fresh_environment(), source)
+    assert [p.suffix for p in _saved(tmp_path)] == [".code"]
     again = _fresh_environment()
     calls = []
     monkeypatch.setattr(SandboxedEnvironment, "_generate", lambda *a, **k: calls.append(a))  # must not compile
-    assert again.from_string(source).render(values) == first == "a: 3 SYNs (retried)"
+    reused = compile_cached(again, source)
     assert not calls
+    assert reused.render(values) == first.render(values) == "a: 3 SYNs (retried)"
+    assert reused.environment is again and reused.globals.maps[1] is again.globals
 
 
 def test_damaged_or_stale_code_is_compiled_again(tmp_path, monkeypatch):
+    from diagnose.playbook.templates import compile_cached
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     source = "{{ flow.n | number }} packets"
-    _fresh_environment().from_string(source)
-    (saved,) = (tmp_path / "diagnose" / "templates").iterdir()
+    compile_cached(_fresh_environment(), source)
+    (saved,) = _saved(tmp_path)
     saved.write_bytes(b"\x00damaged")
-    assert _fresh_environment().from_string(source).render(flow={"n": 1234}) == "1,234 packets"
+    assert compile_cached(_fresh_environment(), source).render(flow={"n": 1234}) == "1,234 packets"
     assert saved.read_bytes() != b"\x00damaged"
     # another filter table generates other code: its own file
     env = _fresh_environment()
     env.filters["number"] = lambda value: "many"
-    assert env.from_string(source).render(flow={"n": 1234}) == "many packets"
-    assert len(list((tmp_path / "diagnose" / "templates").iterdir())) == 2
+    assert compile_cached(env, source).render(flow={"n": 1234}) == "many packets"
+    assert len(_saved(tmp_path)) == 2
 
 
 def test_compile_errors_are_raised_and_not_saved(tmp_path, monkeypatch):
     from jinja2.exceptions import TemplateAssertionError, TemplateSyntaxError
 
+    from diagnose.playbook.templates import compile_cached
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(TemplateAssertionError):
-        _fresh_environment().from_string("{{ flow.n | no_such_filter }}")
+        compile_cached(_fresh_environment(), "{{ flow.n | no_such_filter }}")
     with pytest.raises(TemplateSyntaxError):
-        _fresh_environment().from_string("{% if %}")
-    assert not (tmp_path / "diagnose" / "templates").exists() or \
-        not list((tmp_path / "diagnose" / "templates").iterdir())
+        compile_cached(_fresh_environment(), "{% if %}")
+    assert _saved(tmp_path) == []
+
+
+def test_lazy_templates_use_the_saved_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = "{{ rule.id }} fired"
+    assert LazyTemplate(source).render(rule={"id": "r"}) == "r fired"
+    assert len(_saved(tmp_path)) == 1

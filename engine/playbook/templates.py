@@ -255,32 +255,6 @@ class MessageEnvironment(SandboxedEnvironment):
             return value
         return self.unsafe_undefined(obj, attribute)
 
-    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
-        """Environment.compile, with the code of a template from a string kept in the user's cache: compiling the
-        ~17 messages a busy capture renders cost ~20 ms of every diagnosis. Only successful compiles are saved;
-        an absent, unreadable or damaged file is compiled again."""
-        if not isinstance(source, str) or name is not None or filename is not None or raw or defer_init:
-            return super().compile(source, name, filename, raw, defer_init)
-        path = user_cache_dir() / "templates" / f"{self._code_key(source)}.code"
-        try:
-            code = marshal.loads(path.read_bytes())
-            if isinstance(code, types.CodeType):
-                return code
-        except Exception:  # noqa: BLE001 - absent or damaged: compile it as if there were no cache
-            pass
-        code = super().compile(source)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_bytes(marshal.dumps(code))
-            os.replace(partial, path)  # written whole, then renamed: processes start side by side
-        except OSError:  # a read-only cache only costs the compile next time
-            pass
-        return code
-
-    def _code_key(self, source: str) -> str:
-        return hashlib.sha256(f"{_compiler_signature(self)}\0{source}".encode()).hexdigest()[:32]
-
 
 _COMPILER_OPTIONS = ("block_start_string", "block_end_string", "variable_start_string", "variable_end_string",
                      "comment_start_string", "comment_end_string", "line_statement_prefix", "line_comment_prefix",
@@ -315,6 +289,29 @@ def _compiler_signature(env: MessageEnvironment) -> str:
     return digest
 
 
+def compile_cached(env: MessageEnvironment, source: str):
+    """env.from_string(source), with the compiled code kept in the user's cache: compiling the ~17 messages a busy
+    capture renders cost ~20 ms of every diagnosis, loading their code ~1 ms. Only successful compiles are saved;
+    an absent, unreadable or damaged file is compiled again."""
+    key = hashlib.sha256(f"{_compiler_signature(env)}\0{source}".encode()).hexdigest()[:32]
+    path = user_cache_dir() / "templates" / f"{key}.code"
+    code = None
+    try:
+        code = marshal.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - absent or damaged: compile it as if there were no cache
+        pass
+    if not isinstance(code, types.CodeType):
+        code = env.compile(source)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(marshal.dumps(code))
+            os.replace(partial, path)  # written whole, then renamed: processes start side by side
+        except OSError:  # a read-only cache only costs the compile next time
+            pass
+    return env.template_class.from_code(env, code, env.make_globals(None), None)  # what from_string makes
+
+
 @lru_cache(maxsize=1)
 def environment() -> MessageEnvironment:
     env = MessageEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
@@ -340,7 +337,7 @@ class LazyTemplate:
 
     def compiled(self):
         if self._compiled is None:
-            self._compiled = environment().from_string(self.source)
+            self._compiled = compile_cached(environment(), self.source)
         return self._compiled
 
     def render(self, *args, **kwargs) -> str:
