@@ -112,9 +112,25 @@ T_WIRE, T_CAPTURED, T_TS_MAX, T_TIME_BACK, T_SNAPLEN_CUT, T_TRUNCATED, T_MALFORM
 
 
 @kernel
-def _scan(buf, words, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_ts, totals):
-    """Mark duplicated frames and offload super-segments; conv_mss[conv, dir] holds the MSS each side announced.
-    `totals` gets the chunk's counts (T_*); `prev_ts` is the timestamp before the chunk's first row."""
+def _hash_frames(buf, words, table, out):
+    for i in range(table.shape[0]):
+        out[i] = _frame_hash(buf, words, table[i].data, table[i].caplen)
+
+
+def frame_hashes(buf: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The duplicate-detection hash of every frame of a chunk. It reads every captured byte (~150 ms on 1M
+    packets) and depends on nothing but the chunk, so the pass computes it ahead, on the decoding thread, while the
+    buffer is still in cache (CaptureFacts.prepare)."""
+    out = np.empty(len(table), np.uint64)
+    _hash_frames(buf, _words(buf), table, out)
+    return out
+
+
+@kernel
+def _scan(hashes, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_ts, totals):
+    """Mark duplicated frames (hashes: frame_hashes) and offload super-segments; conv_mss[conv, dir] holds the MSS
+    each side announced. `totals` gets the chunk's counts (T_*); `prev_ts` is the timestamp before the chunk's
+    first row."""
     mask = dup_hash.shape[0] - 1
     wire = captured = back = cut = truncated = malformed = undecoded = mixed = 0
     ts_max = table[0].ts
@@ -139,7 +155,7 @@ def _scan(buf, words, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_
             undecoded += 1
         if r.linktype != link0:
             mixed = 1
-        h = _frame_hash(buf, words, r.data, r.caplen)
+        h = hashes[i]
         s = np.int64(h & np.uint64(mask))
         out_dup[i] = dup_hash[s] == h and r.ts - dup_ts[s] <= DUPLICATE_WINDOW_NS and r.ts >= dup_ts[s]
         dup_hash[s] = h
@@ -205,7 +221,13 @@ class CaptureFacts:
         self._conv_mss = np.zeros((1024, 2), np.int64)
         self._prev_ts: int | None = None
 
-    def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int) -> None:
+    @staticmethod
+    def prepare(chunk) -> None:
+        """The part of update that reads only the chunk, for the pass to run ahead (diagnose.pipeline.Pass)."""
+        chunk.extra["frame_hashes"] = frame_hashes(chunk.buf, chunk.table)
+
+    def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int, hashes: np.ndarray | None = None) -> None:
+        """Account one chunk; `hashes` = frame_hashes(buf, table) when already computed."""
         from diagnose.addresses import format_address
         from diagnose.decode import verify_checksums
 
@@ -220,7 +242,9 @@ class CaptureFacts:
         big = np.zeros(n, np.bool_)
         totals = np.zeros(9, np.int64)
         first_ts = int(table[0]["ts"])
-        _scan(buf, _words(buf), table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big,
+        if hashes is None:
+            hashes = frame_hashes(buf, table)
+        _scan(hashes, table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big,
               self._prev_ts if self._prev_ts is not None else first_ts, totals)
         wire, captured, ts_max, back, cut, truncated, malformed, undecoded, mixed = totals.tolist()
         self.packets += n

@@ -7,7 +7,7 @@ when a filter uses one of its fields.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from diagnose.capture import Capture, Chunk, open_capture
@@ -21,21 +21,25 @@ class Pass:
     capture: Capture
     flows: FlowTable = field(default_factory=FlowTable)
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, prepare: Callable[[Chunk], None] | None = None) -> Iterator[Chunk]:
         """Decoded chunks with their flows assigned. Reading and decoding run one chunk ahead on a worker thread
-        (diagnose.ahead); flow assignment stays here, since analyses read the flow table as it grows."""
+        (diagnose.ahead), and so does `prepare`: per-chunk work that reads only the chunk (a kernel that drops the
+        GIL, such as hashing frames), which may leave its results in chunk.extra. Flow assignment stays here,
+        since analyses read the flow table as it grows."""
         from diagnose.ahead import run_ahead
 
-        for chunk in run_ahead(self._decoded):
+        for chunk in run_ahead(lambda: self._decoded(prepare)):
             self.flows.update(chunk.table, chunk.buf)
             yield chunk
 
-    def _decoded(self) -> Iterator[Chunk]:
+    def _decoded(self, prepare: Callable[[Chunk], None] | None) -> Iterator[Chunk]:
         from diagnose.decode import FragmentReassembler, decode_chunk
 
         reassembler = FragmentReassembler()
         for chunk in self.capture.chunks(held=1):
             chunk.buf = decode_chunk(chunk.buf, chunk.table, reassembler)
+            if prepare is not None:
+                prepare(chunk)
             yield chunk
 
 

@@ -91,3 +91,29 @@ def test_a_held_chunk_is_not_overwritten_by_the_read_ahead(tmp_path, chunk_bytes
             got += frames_now
             previous = (chunk, (frames_now, chunk.table["frame"].tolist()))
     assert got == frames
+
+
+def test_prepare_runs_ahead_on_the_worker_and_capture_facts_agree_with_the_inline_way():
+    from diagnose.facts import CaptureFacts
+    from diagnose.pipeline import open_pass
+    from oracles.fixtures import data_path
+
+    capture = str(data_path("corpus/zeek/tls13-ech.pcap"))  # holds duplicated frames: the hashes matter
+    threads = set()
+
+    def summary(ahead: bool) -> dict:
+        facts = CaptureFacts()
+        run = open_pass(capture, chunk_bytes=4096, max_rows=16)  # many chunks
+
+        def prepare(chunk):
+            threads.add(threading.current_thread().name)
+            facts.prepare(chunk)
+
+        with run.capture:
+            for chunk in run.chunks(prepare=prepare if ahead else None):
+                facts.update(chunk.buf, chunk.table, run.flows.count, chunk.extra.get("frame_hashes"))
+        return facts.summary(run.capture.info, run.flows.conversations)
+
+    ahead = summary(True)
+    assert ahead == summary(False) and ahead["duplicates"] == 2
+    assert threads and threading.main_thread().name not in threads

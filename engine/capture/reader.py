@@ -35,6 +35,7 @@ class Chunk:
     buf: np.ndarray
     table: np.ndarray
     first_frame: int
+    extra: dict = field(default_factory=dict)  # per-chunk results of work done ahead (diagnose.pipeline.Pass)
 
 
 @dataclass

@@ -15,8 +15,8 @@ def collect_info(path: str, *, verify_checksums: bool = True) -> dict:
     facts = CaptureFacts(verify_checksums=verify_checksums)
     per_iface: dict[int, int] = {}
     with run.capture, progress_for(run.capture) as tick:
-        for chunk in run.chunks():
-            facts.update(chunk.buf, chunk.table, run.flows.count)
+        for chunk in run.chunks(prepare=facts.prepare):
+            facts.update(chunk.buf, chunk.table, run.flows.count, chunk.extra.get("frame_hashes"))
             for iface, n in zip(*np.unique(chunk.table["iface"], return_counts=True)):
                 per_iface[int(iface)] = per_iface.get(int(iface), 0) + int(n)
             tick()

@@ -75,7 +75,7 @@ class AnalysisPass:
         info = self.run.capture.info
         secrets_seen = 0
         with self.run.capture:
-            for chunk in self.run.chunks():
+            for chunk in self.run.chunks(prepare=self.capture_facts.prepare):
                 if len(info.secrets) > secrets_seen:  # decryption secrets blocks come before their packets
                     self.keylog.add_secrets(info.secrets[secrets_seen:])
                     secrets_seen = len(info.secrets)
@@ -88,7 +88,7 @@ class AnalysisPass:
                 rows = self.tcp.update(table, chunk.buf)
                 self.states.update(chunk.buf, table, self.run.flows.count)
                 self.flow_facts.update(table, self.run.flows.count, self.run.flows.tcp_streams, rows)
-                self.capture_facts.update(chunk.buf, table, self.run.flows.count)
+                self.capture_facts.update(chunk.buf, table, self.run.flows.count, chunk.extra.get("frame_hashes"))
                 app_chunk = self.app.update(chunk.buf, table, self.run.flows.conversations)
                 if self.want_dns_answers:
                     self.dns_answers.update(app_chunk)
