@@ -81,6 +81,9 @@ TEMPLATES = [
     "{{ rule.id }} {{ flow.items }} {{ flow.missing }}",
     "{{ flow.n.bit_length() }} {{ '{}!'.format(flow.client) }}",
     "plain text with {1, 0} braces",
+    "  text without tags, a trailing newline\n",
+    "lines\r\nwith CR LF {x}\n\n",
+    "",
 ]
 VALUES = [
     {"flow": Facts({"client": "a", "server": "b", "n": 3, "d": 2.5, "times": [0.0, 1.0, 3.0]}), "rule": {"id": "r"}},
@@ -205,3 +208,13 @@ def test_lazy_templates_use_the_saved_code(tmp_path, monkeypatch):
     source = "{{ rule.id }} fired"
     assert LazyTemplate(source).render(rule={"id": "r"}) == "r fired"
     assert len(_saved(tmp_path)) == 1
+
+
+def test_text_without_tags_is_rendered_once(monkeypatch):
+    lazy = LazyTemplate("SO_LINGER {1, 0} aborts\n")
+    assert lazy.render({"flow": {}}) == "SO_LINGER {1, 0} aborts"
+    lazy._compiled = None  # rendering again would have to compile again
+    monkeypatch.setattr(LazyTemplate, "compiled", lambda self: pytest.fail("rendered again"))
+    assert lazy.render({}) == lazy.render(flow=1) == "SO_LINGER {1, 0} aborts"
+    with pytest.raises(TypeError):
+        lazy.render(1, 2)

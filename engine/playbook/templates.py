@@ -326,14 +326,16 @@ class LazyTemplate:
 
     Rendering makes the context jinja's Template.render makes (the globals, then the values), from a dict copy of
     the globals taken once: a template's globals are a ChainMap, which render iterated twice per call (half of the
-    ~4 us it spent before the template's own code ran, thousands of findings a run)."""
+    ~4 us it spent before the template's own code ran, thousands of findings a run). A template without any tag
+    (an explanation with braces in its text) renders the same text whatever the values: rendered once."""
 
-    __slots__ = ("source", "_compiled", "_globals")
+    __slots__ = ("source", "_compiled", "_globals", "_text")
 
     def __init__(self, source: str, compiled=None):
         self.source = source
         self._compiled = compiled
         self._globals = None
+        self._text = None  # the text of a template without tags, False for one with tags, None until known
 
     def compiled(self):
         if self._compiled is None:
@@ -342,10 +344,20 @@ class LazyTemplate:
 
     def render(self, *args, **kwargs) -> str:
         """Template.render: the values as dict() takes them."""
+        text = self._text
+        if text:
+            if kwargs or len(args) != 1:
+                dict(*args, **kwargs)  # what Template.render does with wrong arguments: fail
+            return text
         template = self._compiled if self._compiled is not None else self.compiled()
         env = template.environment
         if env.is_async:
             return template.render(*args, **kwargs)
+        if text is None:
+            self._text = False  # until proven constant (the rendering below must take the general path)
+            if not _has_tags(env, self.source):
+                self._text = self.render({}) or False
+                return self.render(*args, **kwargs)
         names = self._globals
         if names is None:  # the environment's globals do not change once templates are made
             names = self._globals = dict(template.globals)
@@ -362,6 +374,12 @@ class LazyTemplate:
 
     def __getattr__(self, name: str):  # anything else a jinja Template offers (generate, module, ...)
         return getattr(self.compiled(), name)
+
+
+def _has_tags(env, source: str) -> bool:
+    """Whether jinja's lexer can find anything but text in source (a variable, block, comment or line statement)."""
+    return bool(env.line_statement_prefix or env.line_comment_prefix) or any(
+        start in source for start in (env.variable_start_string, env.block_start_string, env.comment_start_string))
 
 
 # Node kinds whose compilation cannot fail once their filters and tests exist, and that declare no names. A plain
