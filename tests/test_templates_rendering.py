@@ -218,3 +218,16 @@ def test_text_without_tags_is_rendered_once(monkeypatch):
     assert lazy.render({}) == lazy.render(flow=1) == "SO_LINGER {1, 0} aborts"
     with pytest.raises(TypeError):
         lazy.render(1, 2)
+
+
+def test_code_key_follows_options_and_functions():
+    from diagnose.playbook.templates import _compiler_signature
+
+    a, b = _fresh_environment(), _fresh_environment()
+    assert _compiler_signature(a) == _compiler_signature(b)  # the same in every process: no addresses in it
+    b.trim_blocks = False
+    assert _compiler_signature(a) != _compiler_signature(b)
+    b.trim_blocks = True
+    assert _compiler_signature(a) == _compiler_signature(b)
+    b.tests["odd_size"] = lambda value: value % 2 == 1
+    assert _compiler_signature(a) != _compiler_signature(b)

@@ -266,27 +266,35 @@ def _compiler_signature(env: MessageEnvironment) -> str:
     """What the code jinja generates for a source depends on: Python's bytecode version, jinja's, the
     environment's options and extensions, and the filters and tests (whether a name exists decides what is
     generated, and the optimiser folds constant expressions with the filters themselves: the files defining
-    them are part of the key by size and time)."""
-    functions = (*sorted(env.filters.items()), None, *sorted(env.tests.items()))
-    fingerprint = tuple(id(item[1]) if item else None for item in functions)
+    them are part of the key by size and time). Digested once while the options and functions stay the same."""
+    functions = (*sorted(env.filters.items()), ("", None), *sorted(env.tests.items()))
+    options = tuple(getattr(env, option, None) for option in _COMPILER_OPTIONS)
+    fingerprint = (tuple(id(f) for _, f in functions), tuple(id(o) for o in options), tuple(env.extensions))
     cached = env.__dict__.get("_signature")
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
-    modules = {}
-    for item in functions:
-        module = sys.modules.get(getattr(item[1], "__module__", None) or "") if item else None
-        path = getattr(module, "__file__", None)
-        if path and path not in modules:
-            stat = os.stat(path)
-            modules[path] = (stat.st_size, stat.st_mtime_ns)
-    signature = (importlib.util.MAGIC_NUMBER, jinja2.__version__, type(env).__qualname__,
-                 tuple(repr(getattr(env, option, None)) for option in _COMPILER_OPTIONS), sorted(env.extensions),
-                 tuple((name, getattr(f, "__module__", None), getattr(f, "__qualname__", repr(f))) if name else None
-                       for name, f in (item or (None, None) for item in functions)),
-                 sorted(modules.items()))
+    files = {}
+    for _, f in functions:
+        path = getattr(sys.modules.get(getattr(f, "__module__", None) or ""), "__file__", None)
+        if path and path not in files:
+            try:
+                stat = os.stat(path)
+                files[path] = (stat.st_size, stat.st_mtime_ns)
+            except OSError:
+                files[path] = None
+    signature = (importlib.util.MAGIC_NUMBER, jinja2.__version__, type(env).__module__, type(env).__qualname__,
+                 tuple(_described(o) for o in options), sorted(env.extensions),
+                 tuple((name, _described(f)) for name, f in functions), sorted(files.items()))
     digest = hashlib.sha256(repr(signature).encode()).hexdigest()
     env.__dict__["_signature"] = (fingerprint, digest)
     return digest
+
+
+def _described(value) -> str:
+    """A value as the same text in every process (a function by its name, not its address)."""
+    if callable(value):
+        return f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+    return repr(value)
 
 
 def compile_cached(env: MessageEnvironment, source: str):
