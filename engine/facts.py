@@ -221,15 +221,22 @@ class CaptureFacts:
         self._conv_mss = np.zeros((1024, 2), np.int64)
         self._prev_ts: int | None = None
 
-    @staticmethod
-    def prepare(chunk) -> None:
-        """The part of update that reads only the chunk, for the pass to run ahead (diagnose.pipeline.Pass)."""
-        chunk.extra["frame_hashes"] = frame_hashes(chunk.buf, chunk.table)
+    def prepare(self, chunk) -> None:
+        """The part of update that reads only the chunk (frame hashes, checksums), for the pass to run ahead
+        (diagnose.pipeline.Pass); update finds the results in chunk.extra."""
+        chunk.extra.update(self._chunk_inputs(chunk.buf, chunk.table))
 
-    def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int, hashes: np.ndarray | None = None) -> None:
-        """Account one chunk; `hashes` = frame_hashes(buf, table) when already computed."""
-        from diagnose.addresses import format_address
+    def _chunk_inputs(self, buf: np.ndarray, table: np.ndarray) -> dict:
         from diagnose.decode import verify_checksums
+
+        inputs = {"frame_hashes": frame_hashes(buf, table)}
+        if self.verify_checksums:
+            inputs["checksums"] = verify_checksums(buf, table)
+        return inputs
+
+    def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int, prepared: dict | None = None) -> None:
+        """Account one chunk; `prepared` = the chunk's extra after prepare(chunk), if it ran."""
+        from diagnose.addresses import format_address
 
         n = len(table)
         if not n:
@@ -242,9 +249,9 @@ class CaptureFacts:
         big = np.zeros(n, np.bool_)
         totals = np.zeros(9, np.int64)
         first_ts = int(table[0]["ts"])
-        if hashes is None:
-            hashes = frame_hashes(buf, table)
-        _scan(hashes, table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big,
+        if not prepared or "frame_hashes" not in prepared:
+            prepared = self._chunk_inputs(buf, table)
+        _scan(prepared["frame_hashes"], table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big,
               self._prev_ts if self._prev_ts is not None else first_ts, totals)
         wire, captured, ts_max, back, cut, truncated, malformed, undecoded, mixed = totals.tolist()
         self.packets += n
@@ -278,7 +285,7 @@ class CaptureFacts:
                 self.oversize_sources[key] = self.oversize_sources.get(key, 0) + 1
 
         if self.verify_checksums:
-            bad = (verify_checksums(buf, table) & (CSUM_IP_BAD | CSUM_L4_BAD)) != 0
+            bad = (prepared["checksums"] & (CSUM_IP_BAD | CSUM_L4_BAD)) != 0
             n_bad = int(bad.sum())
             if n_bad:
                 self.bad_checksums += n_bad

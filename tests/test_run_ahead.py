@@ -111,7 +111,7 @@ def test_prepare_runs_ahead_on_the_worker_and_capture_facts_agree_with_the_inlin
 
         with run.capture:
             for chunk in run.chunks(prepare=prepare if ahead else None):
-                facts.update(chunk.buf, chunk.table, run.flows.count, chunk.extra.get("frame_hashes"))
+                facts.update(chunk.buf, chunk.table, run.flows.count, chunk.extra)
         return facts.summary(run.capture.info, run.flows.conversations)
 
     ahead = summary(True)

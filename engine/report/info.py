@@ -16,7 +16,7 @@ def collect_info(path: str, *, verify_checksums: bool = True) -> dict:
     per_iface: dict[int, int] = {}
     with run.capture, progress_for(run.capture) as tick:
         for chunk in run.chunks(prepare=facts.prepare):
-            facts.update(chunk.buf, chunk.table, run.flows.count, chunk.extra.get("frame_hashes"))
+            facts.update(chunk.buf, chunk.table, run.flows.count, chunk.extra)
             for iface, n in zip(*np.unique(chunk.table["iface"], return_counts=True)):
                 per_iface[int(iface)] = per_iface.get(int(iface), 0) + int(n)
             tick()

@@ -88,7 +88,7 @@ class AnalysisPass:
                 rows = self.tcp.update(table, chunk.buf)
                 self.states.update(chunk.buf, table, self.run.flows.count)
                 self.flow_facts.update(table, self.run.flows.count, self.run.flows.tcp_streams, rows)
-                self.capture_facts.update(chunk.buf, table, self.run.flows.count, chunk.extra.get("frame_hashes"))
+                self.capture_facts.update(chunk.buf, table, self.run.flows.count, chunk.extra)
                 app_chunk = self.app.update(chunk.buf, table, self.run.flows.conversations)
                 if self.want_dns_answers:
                     self.dns_answers.update(app_chunk)
