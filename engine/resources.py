@@ -22,6 +22,5 @@ def data_dir(name: str) -> Path:
 
 def user_cache_dir() -> Path:
     """Where compiled artefacts are kept between runs (numba kernels, filter parsers, playbook message templates):
-    $XDG_CACHE_HOME/diagnose,
-    else ~/.cache/diagnose. Never site-packages, which may be read-only."""
+    $XDG_CACHE_HOME/diagnose, else ~/.cache/diagnose. Never site-packages, which may be read-only."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diagnose"
