@@ -119,13 +119,16 @@ def _cipher_name(code) -> str | None:
 def add_app_facts(records, summary) -> None:
     """Add the application facts (AppLayer.finish()'s AppSummary) to the records of the flows it knows. Absent
     facts are simply not set (records are read with .get, templates through diagnose.rules.facts.Facts), which
-    keeps tens of thousands of records small."""
+    keeps tens of thousands of records small. A FlowRecords takes the usual UDP DNS conversations' facts as
+    columns (add_fact_columns, no dict per conversation)."""
     flows = getattr(summary, "flows", summary) or {}
     dns_udp = getattr(summary, "dns", {}) or {}
     extra_for = getattr(records, "extra_for", None)
     if extra_for is None:  # a plain list of dict records
         extra_for = records.__getitem__
     n = len(records)
+    if hasattr(records, "add_fact_columns") and getattr(dns_udp, "convs", None) is not None:
+        dns_udp = _dns_columns(records, dns_udp, flows, n)
     # conversations in order: the UDP DNS ones (tens of thousands, read as columns) and the AppFlow ones between
     flow_convs = sorted(flows)
     f = 0
@@ -147,6 +150,37 @@ def add_app_facts(records, summary) -> None:
                 _dns_udp(record, queries, responses, retransmissions, errors, time_max_ns, errors_seen, unanswered)
     for conv in flow_convs[f:]:
         _flow(records, n, conv, flows[conv], extra_for)
+
+
+class _DnsRest:
+    """The rows of a DnsFactsTable that add_app_facts still writes one by one (DnsFactsTable's column names)."""
+
+    def __init__(self, table, rows: np.ndarray):
+        for name in ("convs", "queries", "responses", "retransmissions", "errors", "time_max_ns"):
+            setattr(self, name, getattr(table, name)[rows])
+        self.errors_seen, self.unanswered = table.errors_seen, table.unanswered
+
+
+def _dns_columns(records, table, flows, n: int) -> _DnsRest:
+    """Give the usual UDP DNS conversations' facts to `records` as columns (the literal of add_app_facts, column
+    by column: same keys, order and values) and return the rest: conversations with error responses or unanswered
+    queries, or without a response (their facts vary), and any the application layer also knows as an AppFlow."""
+    convs = table.convs
+    usual = (table.responses != 0) & (convs < n)
+    for by_conv in (table.errors_seen, table.unanswered, flows):
+        if by_conv:
+            usual &= ~np.isin(convs, np.fromiter(by_conv, np.int64, len(by_conv)))
+    rows = np.flatnonzero(usual)
+    queries, responses = table.queries[rows].astype(np.int64), table.responses[rows].astype(np.int64)
+    protocol = np.empty(len(rows), object)
+    protocol[:] = "dns"
+    zeros = np.zeros(len(rows), np.int64)
+    records.add_fact_columns(convs[rows], {
+        "app_protocol": protocol, "dns_messages": queries + responses, "dns_queries": queries,
+        "dns_responses": responses, "dns_retransmissions": table.retransmissions[rows].astype(np.int64),
+        "dns_errors": table.errors[rows].astype(np.int64), "dns_time_max": table.time_max_ns[rows] / 1e9,
+        "dns_nxdomain": zeros, "dns_unanswered": zeros})
+    return _DnsRest(table, np.flatnonzero(~usual))
 
 
 def _flow(records, n: int, conv: int, flow, extra_for) -> None:

@@ -6,6 +6,7 @@ flows a finding names (its message, evidence and links read the record).
 
     records = FlowRecords(analysis)            # a Sequence: len(records), records[conv] (a dict; facts it lacks read as None), iteration
     records.extra_for(conv)["http_requests"] = 3   # application/latency facts: kept for the flows that have them
+    records.add_fact_columns(convs, {"dns_queries": counts, "latency_dns_name": [ABSENT, "a.example"]})  # or columns
     records.load(convs)                        # make the records of many flows at once (one block of columns each)
     values, present = records.column("syn_count", FieldType.UINT)
 
@@ -28,6 +29,50 @@ from diagnose.fields import FieldType as T
 from diagnose.rules.flow_fields import SECONDS_TYPES, Facts, typed_values
 
 _TCP_ONLY = {name for name, _, tcp_only in FIELDS if tcp_only}
+ABSENT = object()  # in add_fact_columns' lists: the flow's record does not hold the key
+
+
+class FactColumns:
+    """Facts of some flows as columns: `convs` sorted, per key (values, has) with has None when every flow holds
+    the key. Numbers are typed arrays when every held value has the same Python type (int, float or bool) and read
+    back as that type; other keys are object arrays. A flow's facts come out in the order of the keys."""
+
+    def __init__(self, convs, columns: dict):
+        order = np.argsort(np.asarray(convs, np.int64), kind="stable")
+        self.convs = np.asarray(convs, np.int64)[order]
+        self.columns: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        for key, values in columns.items():
+            values, has = _fact_column(values)
+            self.columns[key] = values[order], None if has is None else has[order]
+
+    def index(self, conv: int) -> int:
+        i = int(np.searchsorted(self.convs, conv))
+        return i if i < len(self.convs) and self.convs[i] == conv else -1
+
+    def row(self, i: int) -> dict:
+        out = {}
+        for key, (values, has) in self.columns.items():
+            if has is None or has[i]:
+                v = values[i]
+                out[key] = v if values.dtype == object else v.item()
+        return out
+
+
+def _fact_column(values) -> tuple[np.ndarray, np.ndarray | None]:
+    if isinstance(values, np.ndarray):
+        return values, None
+    has = [v is not ABSENT for v in values]
+    held = [v for v in values if v is not ABSENT]
+    kinds = {v.__class__ for v in held}
+    dtype = {int: np.int64, float: np.float64, bool: bool}.get(kinds.pop(), object) if len(kinds) == 1 else object
+    if dtype is object:
+        out = np.empty(len(values), object)
+        out[:] = [None if v is ABSENT else v for v in values]
+    else:
+        out = np.zeros(len(values), dtype)
+        mask = np.array(has, bool)
+        out[mask] = held
+    return out, None if all(has) else np.array(has, bool)
 _TEXT_KINDS = (STR, ADDR, ENDPOINT, MICROS)
 
 
@@ -35,7 +80,8 @@ class FlowRecords(Sequence):
     def __init__(self, analysis: FlowAnalysis):
         self.analysis = analysis
         self.n = len(analysis)
-        self.extra: dict[int, dict] = {}  # conv -> facts beyond the flow analysis (application layer, latency)
+        self.extra: dict[int, dict] = {}  # conv -> facts beyond the flow analysis written one by one (extra_for)
+        self.fact_columns: list[FactColumns] = []  # the same kind of facts of many flows as columns (after extra)
         self._base: dict[int, dict] = {}  # records made so far (flow analysis facts only)
         self._merged: dict[int, dict] = {}  # records made so far of flows with extra facts (both kinds of facts)
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (raw values, present)
@@ -49,14 +95,15 @@ class FlowRecords(Sequence):
     def __getitem__(self, conv: int) -> dict:
         if not 0 <= conv < self.n:
             raise IndexError(conv)
-        extra = self.extra.get(conv)
-        if extra:
-            merged = self._merged.get(conv)
-            if merged is None:  # made once and kept instead of the flow analysis's record (one dict per flow)
-                if conv not in self._base:
-                    self.load((conv,))
-                merged = self._merged[conv] = Facts(self._base.pop(conv))
-                merged.update(extra)
+        merged = self._merged.get(conv)
+        if merged is not None:
+            return merged
+        extra = self.extra_of(conv)
+        if extra:  # made once and kept instead of the flow analysis's record (one dict per flow)
+            if conv not in self._base:
+                self.load((conv,))
+            merged = self._merged[conv] = self._base.pop(conv)  # a Facts of its own (load): completed in place
+            merged.update(extra)
             return merged
         if conv not in self._base:
             self.load((conv,))
@@ -66,7 +113,7 @@ class FlowRecords(Sequence):
         """Every record, a block at a time (nothing kept)."""
         for cols in self.analysis.iter_columns(BLOCK):
             for i, rec in enumerate(column_records(cols), cols.lo):
-                extra = self.extra.get(i)
+                extra = self.extra_of(i)
                 yield {**rec, **extra} if extra else rec
 
     def extra_for(self, conv: int) -> dict:
@@ -74,6 +121,29 @@ class FlowRecords(Sequence):
         self._extra_found = None  # the caller writes to it
         self._merged.pop(conv, None)
         return self.extra.setdefault(conv, {})
+
+    def add_fact_columns(self, convs, columns: dict) -> None:
+        """Facts of many flows at once, as columns over `convs`: per key an array, or a list of Python values with
+        ABSENT where a flow does not hold the key (a dict per flow costs ~0.5-1 KB; tens of thousands of DNS
+        conversations have the same few facts). A flow's extra_for facts win over its columns' facts."""
+        if len(convs):
+            self.fact_columns.append(FactColumns(convs, columns))
+            self._extra_found = None
+            self._merged.clear()
+
+    def extra_of(self, conv: int) -> dict | None:
+        """Every extra fact of a flow (written ones first, then its columns' facts in their key order), or None."""
+        written = self.extra.get(conv)
+        out = None
+        for group in self.fact_columns:
+            i = group.index(conv)
+            if i >= 0:
+                if out is None:
+                    out = dict(written) if written else {}
+                for key, value in group.row(i).items():
+                    if written is None or key not in written:
+                        out[key] = value
+        return out if out is not None else written
 
     def load(self, convs: Iterable[int]) -> None:
         """Make the records of these flows, each block of columns computed once for all its flows."""
@@ -139,9 +209,39 @@ class FlowRecords(Sequence):
         if ftype == T.STRING:
             values[:] = ""
         present = np.zeros(self.n, bool)
+        for group in self.fact_columns:  # before the written facts, which win
+            got = group.columns.get(key)
+            if got is None:
+                continue
+            held, has = got
+            keep = group.convs < self.n
+            if has is not None:
+                keep &= has
+            if held.dtype == object:
+                keep &= np.fromiter((v is not None for v in held.tolist()), bool, len(held))
+            typed, _ = typed_values(held[keep], np.ones(int(keep.sum()), bool), ftype)
+            values[group.convs[keep]] = typed
+            present[group.convs[keep]] = True
         values[convs] = part
         present[convs] = have
         return values, present
+
+    def extra_values(self, key: str) -> tuple[list[int], list]:
+        """(flows, values) of one extra fact, over the flows whose extra facts hold it (written or columns)."""
+        convs, values = self._extra_values(key)
+        convs, values = list(convs), list(values)
+        written = self.extra
+        for group in self.fact_columns:
+            got = group.columns.get(key)
+            if got is None:
+                continue
+            held, has = got
+            for conv, value, h in zip(group.convs.tolist(), held.tolist(),
+                                      has.tolist() if has is not None else [True] * len(held)):
+                if h and conv < self.n and key not in written.get(conv, ()):
+                    convs.append(conv)
+                    values.append(value)
+        return convs, values
 
     def _extra_values(self, key: str) -> tuple[list[int], list]:
         """(flows, values or None) of one extra fact, from one sweep over the extra facts for every key the rules
@@ -178,10 +278,13 @@ class FlowRecords(Sequence):
         self.prepare(keys)
         out = [{} for _ in convs]
         idx = np.asarray(convs, np.int64)
+        extras = None
         for key in keys:
             if key not in KINDS:
-                for conv, d in zip(convs, out):
-                    d[key] = self.extra.get(conv, {}).get(key)
+                if extras is None:
+                    extras = [self.extra_of(conv) or {} for conv in convs]
+                for extra, d in zip(extras, out):
+                    d[key] = extra.get(key)
                 continue
             raw, present = self._columns[key]
             kind = KINDS[key]

@@ -96,15 +96,23 @@ LATENCY_INPUTS = ("proto", "app_protocol", "resp_h", "ts", "handshake_rtt", "syn
 _PHASE_KEYS = tuple(f"latency_{k}" for k in PHASES)
 
 
+_LATENCY_KEYS = ("latency_dns_name", *_PHASE_KEYS, "latency_total", "latency_dominant", "latency_dominant_share")
+
+
 def add_latency_facts(records, answers: DnsAnswers) -> None:
     """Split each HTTP/TLS connection's time into phases. `records`: dict records, or a FlowRecords (whose
-    application facts say which flows are candidates: only those become dicts)."""
+    application facts say which flows are candidates: only those are read, and the phases become columns)."""
     from diagnose.rules.app_facts import writable_record
 
-    extra = getattr(records, "extra", None)
-    if extra is not None:  # FlowRecords: read the facts needed from columns, make no record
-        convs = [c for c, facts in extra.items() if facts.get("app_protocol") in TIMED_PROTOCOLS]
+    columnar = hasattr(records, "add_fact_columns")
+    if columnar:  # FlowRecords: read the facts needed from columns, make no record
+        from diagnose.rules.flow_records import ABSENT
+
+        convs, protocols = records.extra_values("app_protocol")
+        convs = sorted(c for c, p in zip(convs, protocols) if p in TIMED_PROTOCOLS)
         candidates = zip(convs, records.facts_of(convs, LATENCY_INPUTS))
+        timed: list[int] = []
+        columns: dict[str, list] = {key: [] for key in _LATENCY_KEYS}
     else:
         candidates = enumerate(records)
     lookup_before = answers.lookup_before
@@ -112,27 +120,33 @@ def add_latency_facts(records, answers: DnsAnswers) -> None:
         get = record.get
         if get("proto") != "tcp" or get("app_protocol") not in TIMED_PROTOCOLS:
             continue
-        out = extra[conv] if extra is not None else writable_record(records, conv)
+        out = {} if columnar else writable_record(records, conv)
         dns = None
         found = lookup_before(get("resp_h") or "", get("ts") or 0.0)
         if found is not None:
             dns, out["latency_dns_name"] = found
         ttfb = get("http_ttfb_max")
-        if ttfb is None:
-            continue  # without a request/response the connection is not a transaction we can time
-        phases = (dns, get("handshake_rtt") or get("synack_rtt"), get("tls_handshake_time"), ttfb,
-                  get("http_ttfb_transfer"))
-        total = 0
-        dominant = largest = None
-        for name, key, value in zip(PHASES, _PHASE_KEYS, phases):
-            if value is not None:
-                out[key] = value
-                total += value
-                if largest is None or value > largest:  # the first of equal phases, as max() picks
-                    dominant, largest = name, value
-        out["latency_total"] = total
-        out["latency_dominant"] = dominant
-        out["latency_dominant_share"] = largest / total if total > 0 else None
+        if ttfb is not None:  # without a request/response the connection is not a transaction we can time
+            phases = (dns, get("handshake_rtt") or get("synack_rtt"), get("tls_handshake_time"), ttfb,
+                      get("http_ttfb_transfer"))
+            total = 0
+            dominant = largest = None
+            for name, key, value in zip(PHASES, _PHASE_KEYS, phases):
+                if value is not None:
+                    out[key] = value
+                    total += value
+                    if largest is None or value > largest:  # the first of equal phases, as max() picks
+                        dominant, largest = name, value
+            out["latency_total"] = total
+            out["latency_dominant"] = dominant
+            out["latency_dominant_share"] = largest / total if total > 0 else None
+        if columnar and out:
+            timed.append(conv)
+            for key, column in columns.items():
+                column.append(out.get(key, ABSENT))
+    if columnar:
+        records.add_fact_columns(timed, {key: column for key, column in columns.items()
+                                         if any(v is not ABSENT for v in column)})
 
 
 def phases_of(record: dict) -> dict[str, float | None]:

@@ -1,0 +1,87 @@
+"""Extra flow facts held as columns (FlowRecords.add_fact_columns) read exactly like the same facts written into
+per-flow dicts: records, rule columns, extra_values, iteration; written facts win over columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diagnose.conn.record import analyse_flows
+from diagnose.fields import FieldType
+from diagnose.rules.flow_records import ABSENT, FlowRecords
+
+DATA = Path(__file__).parent / "data"
+CAPTURE = str(DATA / "lab/tls_decrypt_keylog.pcap")
+
+# per flow: facts or None (no extra facts); a None value is held as None (present key, absent value)
+FACTS = [
+    {"app_protocol": "dns", "dns_queries": 2, "dns_time_max": 0.25, "tls_handshake_done": True},
+    None,
+    {"app_protocol": "tls", "dns_queries": 7, "dns_time_max": None, "tls_handshake_done": False,
+     "latency_dominant_share": 0.5},
+]
+KEYS = ["app_protocol", "dns_queries", "dns_time_max", "tls_handshake_done", "latency_dominant_share"]
+TYPES = {"app_protocol": FieldType.STRING, "dns_queries": FieldType.UINT, "dns_time_max": FieldType.RELTIME,
+         "tls_handshake_done": FieldType.BOOL, "latency_dominant_share": FieldType.FLOAT}
+
+
+def _pair() -> tuple[FlowRecords, FlowRecords, list[int]]:
+    written, columns = FlowRecords(analyse_flows(CAPTURE)), FlowRecords(analyse_flows(CAPTURE))
+    convs = [c for c in range(min(len(written), len(FACTS))) if FACTS[c] is not None]
+    for conv in convs:
+        written.extra_for(conv).update(FACTS[conv])
+    columns.add_fact_columns(convs[::-1], {key: [FACTS[c].get(key, ABSENT) for c in convs[::-1]] for key in KEYS})
+    return written, columns, convs
+
+
+def test_column_facts_read_like_written_facts():
+    written, columns, convs = _pair()
+    assert convs == [0, 2]
+    group = columns.fact_columns[0]
+    assert group.columns["dns_queries"][0].dtype == np.int64  # numbers typed, not objects
+    assert group.columns["tls_handshake_done"][0].dtype == bool
+    for conv in range(len(written)):
+        a, b = written[conv], columns[conv]
+        assert a == b and list(a) == list(b)
+        assert [type(v) for v in a.values()] == [type(v) for v in b.values()]
+    for key in KEYS:
+        for got, want in zip(columns.column(key, TYPES[key]), written.column(key, TYPES[key])):
+            assert got.tolist() == want.tolist() and got.dtype == want.dtype
+        assert sorted(zip(*columns.extra_values(key))) == sorted(zip(*written.extra_values(key)))
+    assert [dict(r) for r in columns] == [dict(r) for r in written]
+    assert columns.facts_of(convs, ["dns_queries", "proto"]) == written.facts_of(convs, ["dns_queries", "proto"])
+
+
+def test_written_facts_win_over_columns():
+    _, columns, convs = _pair()
+    conv = convs[0]
+    columns.extra_for(conv)["dns_queries"] = 99
+    columns.extra_for(conv)["dns_time_max"] = None  # held as None: absent for the rules, None in the record
+    assert columns[conv]["dns_queries"] == 99 and columns[conv]["dns_time_max"] is None
+    values, present = columns.column("dns_queries", FieldType.UINT)
+    assert values[conv] == 99 and present[conv]
+    _, present = columns.column("dns_time_max", FieldType.RELTIME)
+    assert not present[conv]
+    assert dict(zip(*columns.extra_values("dns_queries")))[conv] == 99
+
+
+def test_udp_dns_table_becomes_columns_with_the_same_records():
+    from diagnose.protocols.app import AppSummary, DnsFactsTable
+    from diagnose.rules.app_facts import add_app_facts
+
+    records = FlowRecords(analyse_flows(CAPTURE))
+    dicts = [dict(r) for r in records]
+    # conv 0 usual (answered, no error), 1 an error response, 2 unanswered, 3 no response at all, 9 beyond the flows
+    table = DnsFactsTable([0, 1, 2, 3, 9], [1, 2, 1, 1, 1], [1, 1, 0, 0, 1], [0, 1, 0, 0, 0], [0, 1, 0, 0, 0],
+                          [1_500_000, 2_000_000, 0, 0, 7], [0, 0, 0, 0, 0])
+    table.errors_seen[1] = [(5, "x.example", 3)]
+    table.unanswered[2] = [(8, "y.example")]
+    summary = AppSummary({}, table)
+    add_app_facts(records, summary)
+    add_app_facts(dicts, summary)
+    assert len(records.fact_columns) == 1 and records.fact_columns[0].convs.tolist() == [0]
+    assert sorted(records.extra) == [1, 2, 3]
+    for conv in range(len(records)):
+        assert records[conv] == dicts[conv] and list(records[conv]) == list(dicts[conv])
+    assert records[0]["dns_time_max"] == 0.0015 and records[1]["dns_nxdomain"] == 1
