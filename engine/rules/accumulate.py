@@ -59,12 +59,20 @@ class KeyedSpan:
 
 class KeyedFrames:
     """The first `limit` frame numbers per key, plus the total count (evidence). The kept (key, frame) pairs are
-    appended as arrays chunk by chunk and indexed by key on first read: a busy capture has evidence for tens of
-    thousands of flows, and a Python list per key held ~5x the memory."""
+    appended as arrays chunk by chunk, merged into one pair of arrays every few dozen chunks (each small numpy array
+    costs ~100 bytes besides its data) and indexed by key on first read: a busy capture has evidence for tens of
+    thousands of flows, and a Python list per key held ~5x the memory.
+
+    Counts per key are one byte, saturating at 255 (a score of evidence collections over ~10^5 flows held ~6 MB as
+    int32); the exact totals of the few keys past that are kept in a dict."""
+
+    SATURATED = 255
+    MERGE_EVERY = 32  # parts appended before they are merged
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.total = KeyedCount(np.int32)  # one per flow and evidence filter: 4 bytes each (2**31 matches per flow)
+        self._seen = np.zeros(64, np.uint8)  # matches per key, saturating
+        self._beyond: dict[int, int] = {}  # key -> exact total, for keys that saturated
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []
         self._keys: np.ndarray | None = None  # all kept pairs sorted by key (frames in arrival order within a key)
         self._frames: np.ndarray | None = None
@@ -76,36 +84,58 @@ class KeyedFrames:
         if not len(keys):
             return
         keys = keys.astype(np.int64, copy=False)
-        counts = self.total.reserve(int(keys.max()) + 1)
-        before = counts[keys]
-        np.add.at(counts, keys, 1)
-        room = before < self.limit
-        if not room.any():
+        seen = self._seen = _grow(self._seen, int(keys.max()) + 1, 0)
+        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        before = seen[uniq].astype(np.int64)
+        saturated = before == self.SATURATED
+        if saturated.any():
+            beyond = self._beyond
+            before[saturated] = [beyond[k] for k in uniq[saturated].tolist()]
+        after = before + counts
+        over = after >= self.SATURATED
+        if over.any():
+            self._beyond.update(zip(uniq[over].tolist(), after[over].tolist()))
+        seen[uniq] = np.minimum(after, self.SATURATED)
+        has_room = before < self.limit
+        if not has_room.any():
             return
-        if not (counts[keys[room]] <= self.limit).all():  # some key fills up within this chunk: keep its first
-            order = np.argsort(keys, kind="stable")
-            ordered = keys[order]
-            new_key = np.empty(len(keys), bool)
-            new_key[0] = True
-            np.not_equal(ordered[1:], ordered[:-1], out=new_key[1:])
-            starts = np.flatnonzero(new_key)
+        if (after[has_room] <= self.limit).all():
+            room = has_room[inverse]
+        else:  # some key fills up within this chunk: keep its first
+            order = np.argsort(inverse, kind="stable")
+            starts = np.cumsum(counts) - counts
             rank = np.empty(len(keys), np.int64)
-            rank[order] = np.arange(len(keys)) - np.repeat(starts, np.diff(np.append(starts, len(keys))))
-            room = before + rank < self.limit
-        self._parts.append((keys[room].astype(np.int32), frames[room].astype(np.int64, copy=False)))
+            rank[order] = np.arange(len(keys)) - np.repeat(starts, counts)
+            room = before[inverse] + rank < self.limit
+        kept = frames[room]
+        small = len(kept) and int(kept.max()) < 2**31 and int(kept.min()) >= -2**31
+        self._parts.append((keys[room].astype(np.int32), kept.astype(np.int32 if small else np.int64)))
+        if len(self._parts) >= self.MERGE_EVERY:
+            self._parts = [_concatenate(self._parts)]
         self._keys = None
 
+    def total(self, key: int) -> int:
+        """Matches of a key so far."""
+        if key in self._beyond:
+            return self._beyond[key]
+        return int(self._seen[key]) if 0 <= key < len(self._seen) else 0
+
     def get(self, key: int) -> tuple[list[int], int]:
-        counts = self.total.counts
-        total = int(counts[key]) if key < len(counts) else 0
         if self._keys is None:
-            keys = np.concatenate([k for k, _ in self._parts]) if self._parts else np.zeros(0, np.int64)
-            frames = np.concatenate([f for _, f in self._parts]) if self._parts else np.zeros(0, np.int64)
+            keys, frames = _concatenate(self._parts)
             order = np.argsort(keys, kind="stable")
             self._keys, self._frames = keys[order], frames[order]
             self._parts = [(self._keys, self._frames)]
         lo, hi = np.searchsorted(self._keys, [key, key + 1])
-        return self._frames[lo:hi].tolist(), total
+        return self._frames[lo:hi].tolist(), self.total(key)
+
+
+def _concatenate(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([k for k, _ in parts]), np.concatenate([f for _, f in parts])
 
 
 class KeyedStats:
