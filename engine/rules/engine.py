@@ -317,6 +317,11 @@ class RuleEngine:
         # the typed flow columns and the filters' cached occurrences (~40 MB on 73k flows) are not read again
         # while findings are made: `explain` rebuilds what it asks for from the records
         flow_ctx.release()
+        # nor are the prepared fact columns (~19 MB on 73k flows): the records of flagged flows are made from the
+        # flow analysis's own blocks, and the findings are the run's peak
+        release = getattr(records, "release_columns", None)
+        if release is not None:
+            release()
         _load(records, sorted({c for _, fired in verdicts.values() for c in fired}))
         for rule in self.rules:
             if rule.id in self.errors:
@@ -334,9 +339,6 @@ class RuleEngine:
                     result.group_ctx[rule.id] = gctx
             except Exception as exc:
                 self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
-        release = getattr(records, "release_columns", None)
-        if release is not None:
-            release()
         return result
 
     def _agg_columns(self, rule: Rule, ctx: ChunkContext, n: int, durations) -> dict[str, np.ndarray]:
