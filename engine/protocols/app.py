@@ -29,7 +29,7 @@ from diagnose.flows import F_FIN, F_RST, PROTO_TCP, PROTO_UDP
 from diagnose.packet import ST_REASSEMBLED
 from diagnose.protocols import classify as cls
 from diagnose.protocols.dns import HEADER_LEN, DnsMessage, DnsTracker, Malformed, parse_message, read_name
-from diagnose.protocols.http import HttpConnection, HttpHalf, parse_datagram
+from diagnose.protocols.http import HttpConnection, HttpHalf, TransactionStore, parse_datagram
 from diagnose.protocols.http2 import PREFACE, Http2Connection
 from diagnose.protocols.dnsscan import B_RESPONSE, WINDOW_NS, DnsBatch, DnsMatcher
 from diagnose.protocols.dnsscan import scan as dns_scan
@@ -261,6 +261,7 @@ class AppLayer:
         self.max_pending = max_pending  # out-of-order bytes held per direction
         self.pending_budget = PendingBudget(max_pending_total)  # ... and by all directions together
         self.flows: dict[int, AppFlow] = {}
+        self.http_store = TransactionStore()  # the HTTP/1.x transactions of every connection, as columns
         self._states = new_states(1024)
         self._views()
         self._out: AppChunk | None = None

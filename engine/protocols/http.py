@@ -14,6 +14,8 @@ truncated transaction: bytes received against the announced Content-Length.
 
 from __future__ import annotations
 
+from array import array
+
 from diagnose.reassembly import StreamConsumer
 
 # Request methods Wireshark's HTTP dissector recognises (RFC 9110, WebDAV, CalDAV, UPnP, RPC over HTTP, ...).
@@ -215,28 +217,101 @@ class MessageSummary:
 _METHOD_TEXTS = {m.decode("ascii"): m.decode("ascii") for m in METHODS}
 
 
-class HttpConnection:
-    """State shared by the two directions of one HTTP/1.x connection."""
+class TransactionStore:
+    """The HttpTransactions of many connections as columns: a busy capture keeps ~10^4 connections' transactions
+    to the end, and an object per transaction with its frame numbers and times as Python ints cost ~350 bytes (here
+    ~90 plus the URI). Rows are appended as exchanges end; `get(row)` makes the HttpTransaction again."""
 
-    __slots__ = ("ctx", "waiting", "requests", "responses", "transactions", "max_transactions",
+    _INTS = ("request_frame", "request_ts", "code", "first_frame", "first_ts", "frame", "ts", "body_bytes",
+             "content_length")  # None where absent (a presence bit each)
+    _HAS_REQUEST, _HAS_RESPONSE, _TRUNCATED = 1 << 9, 1 << 10, 1 << 11
+
+    def __init__(self):
+        self.ints = [array("q") for _ in self._INTS]
+        self.bits = array("H")
+        self.methods: list[str | None] = []  # shared texts
+        self.uris: list[str | None] = []
+        self.huge: dict[tuple[int, int], int] = {}  # (row, column) -> a value past 64 bits (a forged Content-Length)
+
+    def append(self, tx: HttpTransaction) -> int:
+        row = len(self.bits)
+        bits = (self._HAS_REQUEST if tx.has_request else 0) | (self._HAS_RESPONSE if tx.has_response else 0) | \
+            (self._TRUNCATED if tx.truncated else 0)
+        for k, (name, column) in enumerate(zip(self._INTS, self.ints)):
+            value = getattr(tx, name)
+            if value is None:
+                column.append(0)
+                continue
+            bits |= 1 << k
+            try:
+                column.append(value)
+            except OverflowError:
+                column.append(0)
+                self.huge[(row, k)] = value
+        self.bits.append(bits)
+        self.methods.append(tx.method)
+        self.uris.append(tx.uri)
+        return row
+
+    def get(self, row: int) -> HttpTransaction:
+        bits = self.bits[row]
+        tx = HttpTransaction.__new__(HttpTransaction)
+        tx.method, tx.uri = self.methods[row], self.uris[row]
+        for k, (name, column) in enumerate(zip(self._INTS, self.ints)):
+            value = None
+            if bits & (1 << k):
+                value = self.huge.get((row, k), column[row]) if self.huge else column[row]
+            setattr(tx, name, value)
+        tx.has_request = bool(bits & self._HAS_REQUEST)
+        tx.has_response = bool(bits & self._HAS_RESPONSE)
+        tx.truncated = bool(bits & self._TRUNCATED)
+        return tx
+
+
+class HttpConnection:
+    """State shared by the two directions of one HTTP/1.x connection. Its transactions are rows of the emitter's
+    TransactionStore (`ctx.http_store`; a store of its own when the emitter has none)."""
+
+    __slots__ = ("ctx", "waiting", "requests", "responses", "store", "rows", "max_transactions",
                  "dropped_transactions", "on_upgrade", "malformed")
 
     def __init__(self, ctx, on_upgrade=None, max_transactions: int = 10000):
         self.ctx = ctx  # the AppLayer's emitter: ctx.frame(row), ctx.ts(row), ctx.emit(kind, row, obj)
-        self.waiting: list[HttpMessage] = []  # requests without a response yet (few: a list is smaller than a deque)
+        # requests without a response yet (few: a list is smaller than a deque), made for the first one: most
+        # connections end with none waiting, and an empty list costs 56 bytes
+        self.waiting: list[HttpMessage] | tuple = ()
         self.requests = 0
         self.responses = 0
-        self.transactions: list[HttpTransaction] = []
+        store = getattr(ctx, "http_store", None)
+        self.store: TransactionStore = store if store is not None else TransactionStore()
+        self.rows: int | list[int] | None = None  # the store's rows of this connection (most have one)
         self.max_transactions = max_transactions
         self.dropped_transactions = 0
         self.on_upgrade = on_upgrade  # callback(protocol, half, row) when the connection switches protocol
         self.malformed = 0
 
+    @property
+    def transactions(self) -> list[HttpTransaction]:
+        """The recorded exchanges in order (made from the store at each call)."""
+        rows = self.rows
+        if rows is None:
+            return []
+        get = self.store.get
+        return [get(rows)] if isinstance(rows, int) else [get(r) for r in rows]
+
     def record(self, tx: HttpTransaction) -> None:
-        if len(self.transactions) < self.max_transactions:
-            self.transactions.append(tx)
-        else:
+        rows = self.rows
+        count = 0 if rows is None else 1 if isinstance(rows, int) else len(rows)
+        if count >= self.max_transactions:
             self.dropped_transactions += 1
+            return
+        row = self.store.append(tx)
+        if rows is None:
+            self.rows = row
+        elif isinstance(rows, int):
+            self.rows = [rows, row]
+        else:
+            rows.append(row)
 
 
 def _parse_head(block: bytes, msg: HttpMessage) -> bool:
@@ -533,7 +608,10 @@ class HttpHalf(StreamConsumer):
         if msg.is_request:
             conn.requests += 1
             msg.number = conn.requests
-            conn.waiting.append(msg)
+            if conn.waiting:
+                conn.waiting.append(msg)
+            else:
+                conn.waiting = [msg]
             ctx.emit("http", row, msg)
             return
         conn.responses += 1
@@ -544,6 +622,8 @@ class HttpHalf(StreamConsumer):
             request = conn.waiting[0]
             if final:
                 conn.waiting.pop(0)
+                if not conn.waiting:
+                    conn.waiting = ()
         if request is not None:
             msg.request = request
             msg.time_ns = msg.ts - request.ts
@@ -556,7 +636,11 @@ class HttpHalf(StreamConsumer):
         msg.complete = False
         if msg.is_request or msg.code is None:
             return
-        request = self.conn.waiting.pop(0) if self.conn.waiting else None
+        request = None
+        if self.conn.waiting:
+            request = self.conn.waiting.pop(0)
+            if not self.conn.waiting:
+                self.conn.waiting = ()
         self.conn.record(HttpTransaction(request, msg, truncated=True))
 
     def _upgrade(self, protocol: str, row: int, block: bytes) -> None:
