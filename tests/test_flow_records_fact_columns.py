@@ -53,6 +53,24 @@ def test_column_facts_read_like_written_facts():
     assert columns.facts_of(convs, ["dns_queries", "proto"]) == written.facts_of(convs, ["dns_queries", "proto"])
 
 
+def test_rows_read_like_written_facts():
+    written, _, convs = _pair()
+    rows = FlowRecords(analyse_flows(CAPTURE))
+    for conv in convs:
+        rows.add_extra(conv, {k: v for k, v in FACTS[conv].items() if k != "latency_dominant_share"})
+    rows.add_extra(convs[-1], {"latency_dominant_share": 0.5})  # given twice: updates
+    assert rows.rows[convs[0]][0] is not rows.rows[convs[-1]][0]
+    for conv in range(len(written)):
+        assert rows[conv] == written[conv] and list(rows[conv]) == list(written[conv])
+    for key in KEYS:
+        for got, want in zip(rows.column(key, TYPES[key]), written.column(key, TYPES[key])):
+            assert got.tolist() == want.tolist() and got.dtype == want.dtype
+        assert sorted(zip(*rows.extra_values(key))) == sorted(zip(*written.extra_values(key)))
+    assert [dict(r) for r in rows] == [dict(r) for r in written]
+    rows.extra_for(convs[0])["dns_queries"] = 99  # written facts win over a row
+    assert rows[convs[0]]["dns_queries"] == 99 and rows.column("dns_queries", FieldType.UINT)[0][convs[0]] == 99
+
+
 def test_written_facts_win_over_columns():
     _, columns, convs = _pair()
     conv = convs[0]
@@ -81,7 +99,7 @@ def test_udp_dns_table_becomes_columns_with_the_same_records():
     add_app_facts(records, summary)
     add_app_facts(dicts, summary)
     assert len(records.fact_columns) == 1 and records.fact_columns[0].convs.tolist() == [0]
-    assert sorted(records.extra) == [1, 2, 3]
+    assert sorted(records.rows) == [1, 2, 3] and not records.extra
     for conv in range(len(records)):
         assert records[conv] == dicts[conv] and list(records[conv]) == list(dicts[conv])
     assert records[0]["dns_time_max"] == 0.0015 and records[1]["dns_nxdomain"] == 1

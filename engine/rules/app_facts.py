@@ -123,12 +123,14 @@ def add_app_facts(records, summary) -> None:
     columns (add_fact_columns, no dict per conversation)."""
     flows = getattr(summary, "flows", summary) or {}
     dns_udp = getattr(summary, "dns", {}) or {}
-    extra_for = getattr(records, "extra_for", None)
-    if extra_for is None:  # a plain list of dict records
-        extra_for = records.__getitem__
     n = len(records)
-    if hasattr(records, "add_fact_columns") and getattr(dns_udp, "convs", None) is not None:
-        dns_udp = _dns_columns(records, dns_udp, flows, n)
+    add_extra = getattr(records, "add_extra", None)
+    if add_extra is not None:  # FlowRecords: each flow's facts are written to a dict of its own, then kept compact
+        if getattr(dns_udp, "convs", None) is not None:
+            dns_udp = _dns_columns(records, dns_udp, flows, n)
+        extra_for = _Compact(add_extra)
+    else:
+        extra_for = getattr(records, "extra_for", None) or records.__getitem__  # or a plain list of dict records
     # conversations in order: the UDP DNS ones (tens of thousands, read as columns) and the AppFlow ones between
     flow_convs = sorted(flows)
     f = 0
@@ -150,6 +152,29 @@ def add_app_facts(records, summary) -> None:
                 _dns_udp(record, queries, responses, retransmissions, errors, time_max_ns, errors_seen, unanswered)
     for conv in flow_convs[f:]:
         _flow(records, n, conv, flows[conv], extra_for)
+    if isinstance(extra_for, _Compact):
+        extra_for.flush()
+
+
+class _Compact:
+    """extra_for for FlowRecords.add_extra: hands out a new dict per flow and gives the previous one to add_extra
+    when the next flow's is asked for (one flow's dict alive at a time)."""
+
+    def __init__(self, add_extra):
+        self.add_extra = add_extra
+        self.conv: int | None = None
+        self.facts: dict = {}
+
+    def __call__(self, conv: int) -> dict:
+        if conv != self.conv:
+            self.flush()
+            self.conv, self.facts = conv, {}
+        return self.facts
+
+    def flush(self) -> None:
+        if self.conv is not None and self.facts:
+            self.add_extra(self.conv, self.facts)
+        self.conv, self.facts = None, {}
 
 
 class _DnsRest:

@@ -81,6 +81,8 @@ class FlowRecords(Sequence):
         self.analysis = analysis
         self.n = len(analysis)
         self.extra: dict[int, dict] = {}  # conv -> facts beyond the flow analysis written one by one (extra_for)
+        self.rows: dict[int, tuple[tuple, tuple]] = {}  # conv -> (keys, values): a flow's facts given at once
+        self._signatures: dict[tuple, tuple] = {}  # one keys tuple shared by the rows with the same keys
         self.fact_columns: list[FactColumns] = []  # the same kind of facts of many flows as columns (after extra)
         self._base: dict[int, dict] = {}  # records made so far (flow analysis facts only)
         self._merged: dict[int, dict] = {}  # records made so far of flows with extra facts (both kinds of facts)
@@ -122,6 +124,18 @@ class FlowRecords(Sequence):
         self._merged.pop(conv, None)
         return self.extra.setdefault(conv, {})
 
+    def add_extra(self, conv: int, facts: dict) -> None:
+        """A flow's extra facts, given at once and kept as a tuple of values (a ~45-key dict costs ~2.3 KB, its
+        values ~0.4 KB; the keys are shared). Given twice, the later facts update the earlier ones."""
+        if conv in self.rows:
+            keys, values = self.rows[conv]
+            facts = {**dict(zip(keys, values)), **facts}
+        keys = tuple(facts)
+        keys = self._signatures.setdefault(keys, keys)
+        self.rows[conv] = keys, tuple(facts.values())
+        self._extra_found = None
+        self._merged.pop(conv, None)
+
     def add_fact_columns(self, convs, columns: dict) -> None:
         """Facts of many flows at once, as columns over `convs`: per key an array, or a list of Python values with
         ABSENT where a flow does not hold the key (a dict per flow costs ~0.5-1 KB; tens of thousands of DNS
@@ -132,18 +146,22 @@ class FlowRecords(Sequence):
             self._merged.clear()
 
     def extra_of(self, conv: int) -> dict | None:
-        """Every extra fact of a flow (written ones first, then its columns' facts in their key order), or None."""
-        written = self.extra.get(conv)
-        out = None
+        """Every extra fact of a flow, or None: its row (add_extra), its columns' facts (add_fact_columns) and the
+        facts written with extra_for, each later source updating the earlier ones."""
+        row = self.rows.get(conv)
+        out = dict(zip(*row)) if row is not None else None
         for group in self.fact_columns:
             i = group.index(conv)
             if i >= 0:
                 if out is None:
-                    out = dict(written) if written else {}
-                for key, value in group.row(i).items():
-                    if written is None or key not in written:
-                        out[key] = value
-        return out if out is not None else written
+                    out = {}
+                out.update(group.row(i))
+        written = self.extra.get(conv)
+        if out is None:
+            return written
+        if written:
+            out.update(written)
+        return out
 
     def load(self, convs: Iterable[int]) -> None:
         """Make the records of these flows, each block of columns computed once for all its flows."""
@@ -200,37 +218,42 @@ class FlowRecords(Sequence):
             self.prepare((key,))
             raw, present = self._columns[key]
             return _typed(raw, present, KINDS[key], ftype)
-        convs, found = self._extra_values(key)
-        raw = np.empty(len(found), object)
-        raw[:] = found
-        have = np.fromiter((v is not None for v in found), bool, len(found))
-        part, _ = typed_values(raw, have, ftype)
-        values = np.empty(self.n, object) if ftype == T.STRING else np.zeros(self.n, part.dtype)
-        if ftype == T.STRING:
-            values[:] = ""
-        present = np.zeros(self.n, bool)
-        for group in self.fact_columns:  # before the written facts, which win
-            got = group.columns.get(key)
-            if got is None:
+        (row_convs, row_found), (convs, found) = self._extra_values(key)
+        values = present = None
+        for part in ((row_convs, row_found), None, (convs, found)):
+            if part is None:  # between the rows and the written facts: the columns
+                for group in self.fact_columns:
+                    got = group.columns.get(key)
+                    if got is None:
+                        continue
+                    held, has = got
+                    keep = group.convs < self.n
+                    if has is not None:
+                        keep &= has
+                    if held.dtype == object:
+                        keep &= np.fromiter((v is not None for v in held.tolist()), bool, len(held))
+                    typed, _ = typed_values(held[keep], np.ones(int(keep.sum()), bool), ftype)
+                    values[group.convs[keep]] = typed
+                    present[group.convs[keep]] = True
                 continue
-            held, has = got
-            keep = group.convs < self.n
-            if has is not None:
-                keep &= has
-            if held.dtype == object:
-                keep &= np.fromiter((v is not None for v in held.tolist()), bool, len(held))
-            typed, _ = typed_values(held[keep], np.ones(int(keep.sum()), bool), ftype)
-            values[group.convs[keep]] = typed
-            present[group.convs[keep]] = True
-        values[convs] = part
-        present[convs] = have
+            part_convs, part_found = part
+            raw = np.empty(len(part_found), object)
+            raw[:] = part_found
+            have = np.fromiter((v is not None for v in part_found), bool, len(part_found))
+            part, _ = typed_values(raw, have, ftype)
+            if values is None:
+                values = np.empty(self.n, object) if ftype == T.STRING else np.zeros(self.n, part.dtype)
+                if ftype == T.STRING:
+                    values[:] = ""
+                present = np.zeros(self.n, bool)
+            values[part_convs] = part
+            present[part_convs] = have
         return values, present
 
     def extra_values(self, key: str) -> tuple[list[int], list]:
-        """(flows, values) of one extra fact, over the flows whose extra facts hold it (written or columns)."""
-        convs, values = self._extra_values(key)
-        convs, values = list(convs), list(values)
-        written = self.extra
+        """(flows, values) of one extra fact, over the flows whose extra facts hold it (rows, columns, written)."""
+        (row_convs, row_values), written = self._extra_values(key)
+        found = dict(zip(row_convs, row_values))
         for group in self.fact_columns:
             got = group.columns.get(key)
             if got is None:
@@ -238,38 +261,40 @@ class FlowRecords(Sequence):
             held, has = got
             for conv, value, h in zip(group.convs.tolist(), held.tolist(),
                                       has.tolist() if has is not None else [True] * len(held)):
-                if h and conv < self.n and key not in written.get(conv, ()):
-                    convs.append(conv)
-                    values.append(value)
-        return convs, values
+                if h and conv < self.n:
+                    found[conv] = value
+        found.update(zip(*written))
+        return list(found), list(found.values())
 
-    def _extra_values(self, key: str) -> tuple[list[int], list]:
-        """(flows, values or None) of one extra fact, from one sweep over the extra facts for every key the rules
-        read. The flows' dicts are grouped by their keys (the application layer writes the facts of one kind of
-        flow in one order), and each group's wanted values are read with one itemgetter per dict: a lookup per key
-        and flow cost ~0.2 s for 20 keys of 64k flows."""
+    def _extra_values(self, key: str) -> tuple[tuple[list[int], list], tuple[list[int], list]]:
+        """((flows, values or None) from the rows, the same from the written facts) of one extra fact, from one
+        sweep over the extra facts for every key the rules read. The flows are grouped by their keys (the
+        application layer writes the facts of one kind of flow in one order), and each group's wanted values are
+        read with one itemgetter per flow: a lookup per key and flow cost ~0.2 s for 20 keys of 64k flows."""
         found = self._extra_found
         if found is None or key not in found:
             wanted = {*self._extra_keys, key}
-            groups: dict[tuple, tuple[list, list]] = {}
+            groups: dict[tuple, tuple[list, list]] = {}  # (source, keys) -> (flows, value tuples or dicts)
             n = self.n
-            for conv, facts in self.extra.items():  # only the flows that have extra facts
-                if conv < n:
-                    signature = tuple(facts)
-                    group = groups.get(signature)
-                    if group is None:
-                        group = groups[signature] = ([], [])
-                    group[0].append(conv)
-                    group[1].append(facts)
-            found = {k: ([], []) for k in wanted}
-            for signature, (convs, dicts) in groups.items():
+            for source, items in ((0, ((c, k, v) for c, (k, v) in self.rows.items())),
+                                  (1, ((c, tuple(f), f) for c, f in self.extra.items()))):
+                for conv, signature, facts in items:
+                    if conv < n:
+                        group = groups.get((source, signature))
+                        if group is None:
+                            group = groups[(source, signature)] = ([], [])
+                        group[0].append(conv)
+                        group[1].append(facts)
+            found = {k: (([], []), ([], [])) for k in wanted}
+            for (source, signature), (convs, items) in groups.items():
                 keys = [k for k in signature if k in wanted]
                 if not keys:
                     continue
-                rows = list(map(itemgetter(*keys), dicts))
+                getter = itemgetter(*(signature.index(k) for k in keys)) if source == 0 else itemgetter(*keys)
+                rows = list(map(getter, items))
                 for k, column in zip(keys, zip(*rows) if len(keys) > 1 else (rows,)):
-                    found[k][0].extend(convs)
-                    found[k][1].extend(column)
+                    found[k][source][0].extend(convs)
+                    found[k][source][1].extend(column)
             self._extra_found = found
         return found[key]
 
