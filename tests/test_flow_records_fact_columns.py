@@ -103,3 +103,22 @@ def test_udp_dns_table_becomes_columns_with_the_same_records():
     for conv in range(len(records)):
         assert records[conv] == dicts[conv] and list(records[conv]) == list(dicts[conv])
     assert records[0]["dns_time_max"] == 0.0015 and records[1]["dns_nxdomain"] == 1
+
+
+def test_prepared_integer_columns_are_narrow_and_read_the_same():
+    from diagnose.rules.flow_fields import FlowColumns
+
+    records = FlowRecords(analyse_flows(CAPTURE))
+    keys = {"syn_count": FieldType.UINT, "resp_p": FieldType.UINT, "first_frame": FieldType.UINT,
+            "duration": FieldType.RELTIME, "handshake_rtt": FieldType.RELTIME, "ts": FieldType.TIME,
+            "orig_bytes": FieldType.UINT, "rst_seen": FieldType.BOOL}
+    records.prepare(keys)
+    assert records._columns["syn_count"][0].dtype.itemsize == 1
+    assert records._columns["resp_p"][0].dtype.itemsize <= 2
+    dicts = FlowColumns([dict(r) for r in records])
+    for key, ftype in keys.items():
+        got, want = records.column(key, ftype), dicts.column(key, ftype)
+        assert got[1].tolist() == want[1].tolist()
+        assert got[0][got[1]].tolist() == want[0][want[1]].tolist()
+    facts = records.facts_of(list(range(len(records))), list(keys))
+    assert facts == [{k: r.get(k) for k in keys} for r in (dict(r) for r in records)]

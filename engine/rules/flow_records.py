@@ -205,6 +205,8 @@ class FlowRecords(Sequence):
                 out[key][0][lo:hi] = values
                 out[key][1][lo:hi] = present
             del cols
+        for key, (values, present) in out.items():
+            out[key] = _narrow(values), present
         self._columns.update(out)
 
     def release_columns(self) -> None:
@@ -322,6 +324,23 @@ class FlowRecords(Sequence):
 
 
 _ADDRESS_KEYS = [name for name, kind, _ in FIELDS if kind in (ADDR, ENDPOINT)]
+
+
+_NARROW = (np.uint8, np.uint16, np.int16, np.uint32, np.int32)
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """An integer column in the smallest integer type holding all its values (counts, ports, frame numbers need
+    far fewer than 64 bits: ~11 MB of the rules' 19 MB of columns on 73k flows were int64). Readers convert with
+    astype, which gives the same numbers."""
+    if values.dtype.kind not in "iu" or values.dtype.itemsize <= 1 or not len(values):
+        return values
+    lo, hi = int(values.min()), int(values.max())
+    for dtype in _NARROW:
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype) if np.dtype(dtype).itemsize < values.dtype.itemsize else values
+    return values
 
 
 def _take(cols: FlowColumns, rows: np.ndarray) -> FlowColumns:
