@@ -49,12 +49,26 @@ class FactColumns:
         i = int(np.searchsorted(self.convs, conv))
         return i if i < len(self.convs) and self.convs[i] == conv else -1
 
-    def row(self, i: int) -> dict:
-        out = {}
+    def find(self, convs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into convs, rows) of the flows of `convs` that this group holds."""
+        if not len(self.convs) or not len(convs):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        rows = np.minimum(np.searchsorted(self.convs, convs), len(self.convs) - 1)
+        hit = np.flatnonzero(self.convs[rows] == convs)
+        return hit, rows[hit]
+
+    def rows(self, rows: np.ndarray) -> list[dict]:
+        """The facts of these rows, a dict each (typed values read back as Python numbers)."""
+        out = [{} for _ in range(len(rows))]
         for key, (values, has) in self.columns.items():
-            if has is None or has[i]:
-                v = values[i]
-                out[key] = v if values.dtype == object else v.item()
+            taken = values[rows].tolist()
+            if has is None:
+                for d, v in zip(out, taken):
+                    d[key] = v
+            else:
+                for d, v, h in zip(out, taken, has[rows].tolist()):
+                    if h:
+                        d[key] = v
         return out
 
 
@@ -84,8 +98,7 @@ class FlowRecords(Sequence):
         self.rows: dict[int, tuple[tuple, tuple]] = {}  # conv -> (keys, values): a flow's facts given at once
         self._signatures: dict[tuple, tuple] = {}  # one keys tuple shared by the rows with the same keys
         self.fact_columns: list[FactColumns] = []  # the same kind of facts of many flows as columns (after extra)
-        self._base: dict[int, dict] = {}  # records made so far (flow analysis facts only)
-        self._merged: dict[int, dict] = {}  # records made so far of flows with extra facts (both kinds of facts)
+        self._made: dict[int, dict] = {}  # records made so far (a Facts each, its extra facts included)
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (raw values, present)
         self._extra_keys: set[str] = set()  # extra facts the rules read (prepare)
         self._extra_found: dict[str, tuple[list, list]] | None = None  # key -> (convs, values): one sweep for all
@@ -97,31 +110,22 @@ class FlowRecords(Sequence):
     def __getitem__(self, conv: int) -> dict:
         if not 0 <= conv < self.n:
             raise IndexError(conv)
-        merged = self._merged.get(conv)
-        if merged is not None:
-            return merged
-        extra = self.extra_of(conv)
-        if extra:  # made once and kept instead of the flow analysis's record (one dict per flow)
-            if conv not in self._base:
-                self.load((conv,))
-            merged = self._merged[conv] = self._base.pop(conv)  # a Facts of its own (load): completed in place
-            merged.update(extra)
-            return merged
-        if conv not in self._base:
+        got = self._made.get(conv)
+        if got is None:
             self.load((conv,))
-        return self._base[conv]
+            got = self._made[conv]
+        return got
 
     def __iter__(self) -> Iterator[dict]:
         """Every record, a block at a time (nothing kept)."""
         for cols in self.analysis.iter_columns(BLOCK):
-            for i, rec in enumerate(column_records(cols), cols.lo):
-                extra = self.extra_of(i)
+            for rec, extra in zip(column_records(cols), self.extras_of(range(cols.lo, cols.lo + len(cols)))):
                 yield {**rec, **extra} if extra else rec
 
     def extra_for(self, conv: int) -> dict:
         """The dict holding this flow's extra facts: write to it."""
         self._extra_found = None  # the caller writes to it
-        self._merged.pop(conv, None)
+        self._made.pop(conv, None)
         return self.extra.setdefault(conv, {})
 
     def add_extra(self, conv: int, facts: dict) -> None:
@@ -134,7 +138,7 @@ class FlowRecords(Sequence):
         keys = self._signatures.setdefault(keys, keys)
         self.rows[conv] = keys, tuple(facts.values())
         self._extra_found = None
-        self._merged.pop(conv, None)
+        self._made.pop(conv, None)
 
     def add_fact_columns(self, convs, columns: dict) -> None:
         """Facts of many flows at once, as columns over `convs`: per key an array, or a list of Python values with
@@ -143,30 +147,48 @@ class FlowRecords(Sequence):
         if len(convs):
             self.fact_columns.append(FactColumns(convs, columns))
             self._extra_found = None
-            self._merged.clear()
+            self._made.clear()
 
     def extra_of(self, conv: int) -> dict | None:
-        """Every extra fact of a flow, or None: its row (add_extra), its columns' facts (add_fact_columns) and the
-        facts written with extra_for, each later source updating the earlier ones."""
-        row = self.rows.get(conv)
-        out = dict(zip(*row)) if row is not None else None
-        for group in self.fact_columns:
-            i = group.index(conv)
-            if i >= 0:
-                if out is None:
-                    out = {}
-                out.update(group.row(i))
-        written = self.extra.get(conv)
-        if out is None:
-            return written
+        """Every extra fact of a flow, or None (see extras_of)."""
+        return self.extras_of([conv])[0]
+
+    def extras_of(self, convs: Sequence[int]) -> list[dict | None]:
+        """Every extra fact of each flow, or None: its row (add_extra), its columns' facts (add_fact_columns) and the
+        facts written with extra_for, each later source updating the earlier ones. Columns are searched for all
+        the flows at once."""
+        out: list[dict | None] = [None] * len(convs)
+        rows = self.rows
+        if rows:
+            for j, conv in enumerate(convs):
+                row = rows.get(conv)
+                if row is not None:
+                    out[j] = dict(zip(*row))
+        if self.fact_columns and len(convs):
+            wanted = np.asarray(convs, np.int64)
+            for group in self.fact_columns:
+                hit, at = group.find(wanted)
+                for j, facts in zip(hit.tolist(), group.rows(at)):
+                    if out[j] is None:
+                        out[j] = facts
+                    else:
+                        out[j].update(facts)
+        written = self.extra
         if written:
-            out.update(written)
+            for j, conv in enumerate(convs):
+                facts = written.get(conv)
+                if facts is not None:
+                    if out[j] is None:
+                        out[j] = facts
+                    else:
+                        out[j].update(facts)
         return out
 
     def load(self, convs: Iterable[int]) -> None:
         """Make the records of these flows, each block of columns computed once for all its flows."""
         wanted = sorted({int(c) for c in convs
-                         if int(c) not in self._base and int(c) not in self._merged and 0 <= int(c) < self.n})
+                         if int(c) not in self._made and 0 <= int(c) < self.n})
+        extras = dict(zip(wanted, self.extras_of(wanted)))
         i = 0
         while i < len(wanted):
             lo = wanted[i] // BLOCK * BLOCK
@@ -176,7 +198,10 @@ class FlowRecords(Sequence):
             rows = np.array(wanted[i:j], np.int64) - lo
             cols = self.analysis.columns(lo, min(lo + BLOCK, self.n))
             for conv, rec in zip(wanted[i:j], column_records(_take(cols, rows))):
-                self._base[conv] = Facts(rec)  # as templates read it: findings share it instead of a copy each
+                facts = self._made[conv] = Facts(rec)  # as templates read it: findings share it, not a copy each
+                extra = extras[conv]
+                if extra:
+                    facts.update(extra)
             i = j
 
     # ---- columns for the rules -----------------------------------------------------------------------------------
@@ -261,10 +286,10 @@ class FlowRecords(Sequence):
             if got is None:
                 continue
             held, has = got
-            for conv, value, h in zip(group.convs.tolist(), held.tolist(),
-                                      has.tolist() if has is not None else [True] * len(held)):
-                if h and conv < self.n:
-                    found[conv] = value
+            keep = group.convs < self.n
+            if has is not None:
+                keep &= has
+            found.update(zip(group.convs[keep].tolist(), held[keep].tolist()))
         found.update(zip(*written))
         return list(found), list(found.values())
 
@@ -309,7 +334,7 @@ class FlowRecords(Sequence):
         for key in keys:
             if key not in KINDS:
                 if extras is None:
-                    extras = [self.extra_of(conv) or {} for conv in convs]
+                    extras = [facts or {} for facts in self.extras_of(convs)]
                 for extra, d in zip(extras, out):
                     d[key] = extra.get(key)
                 continue
