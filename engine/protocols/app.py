@@ -38,6 +38,7 @@ from diagnose.protocols.select import (DONE, EVENT, IGNORE, MAX_ATTEMPTS, TRACK,
 from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
 from diagnose.reassembly import Direction, PendingBudget, StreamConsumer
+from diagnose.tablegrowth import grown
 
 def _hosts(conv) -> tuple:
     """The two addresses of a conversation, in a canonical order (ports left out)."""
@@ -262,7 +263,7 @@ class AppLayer:
         self.pending_budget = PendingBudget(max_pending_total)  # ... and by all directions together
         self.flows: dict[int, AppFlow] = {}
         self.http_store = TransactionStore()  # the HTTP/1.x transactions of every connection, as columns
-        self._states = new_states(1024)
+        self._states = new_states()
         self._views()
         self._out: AppChunk | None = None
         self._frames = None
@@ -288,7 +289,7 @@ class AppLayer:
         st = self._states
         self._v_mode, self._v_attempts, self._v_passed = st["mode"], st["attempts"], st["passed"]
         self._v_used, self._v_ack, self._v_ack_ok = st["used"], st["ack"], st["ack_ok"]
-        self._v_done = st["done_row"]
+        self._v_done = st["done_end"]  # 1 + row, 0 = none
         self._v_nxt, self._v_nxt_ok, self._v_skip, self._v_watch = st["nxt"], st["nxt_ok"], st["skip"], \
             st["watch_close"]
 
@@ -333,9 +334,7 @@ class AppLayer:
         if n == 0:
             return out
         if len(conversations) > len(self._states):
-            grown = new_states(max(len(conversations), len(self._states) * 3 // 2))
-            grown[: len(self._states)] = self._states
-            self._states = grown
+            self._states = grown(self._states, len(conversations))
             self._views()
         self._base_seq = conversations["base_seq"]
         self._base_set = conversations["base_set"]
@@ -441,6 +440,8 @@ class AppLayer:
                     d.close(None, "connection closed")
             flow.dirs = _NO_DIRECTIONS  # shared: a retired flow gets no more events (the kernel ignores it)
             flow.closed = _BOTH_CLOSED
+            if flow.http is not None:
+                flow.http.on_upgrade = None  # a bound method of the flow (~60 bytes each): nothing upgrades now
             self._v_mode[c] = IGNORE
 
     def _tcp_fallback(self, dns: "DnsFactsTable") -> None:
@@ -483,7 +484,7 @@ class AppLayer:
         table = self._table
         for c, d, frame, ts, row in zip(table["conv"][rows].tolist(), table["dir"][rows].tolist(),
                                         self._frames[rows].tolist(), self._ts[rows].tolist(), rows.tolist()):
-            if self._v_done.item(c, d) == row:
+            if self._v_done.item(c, d) == row + 1:
                 flow = self.flows.get(c)
                 if flow is not None:
                     self._cur_row, self._cur_frame, self._cur_ts = row, frame, ts
@@ -492,8 +493,8 @@ class AppLayer:
 
     def _settle(self, flow: AppFlow, c: int, d: int) -> None:
         """Give direction d the bytes the kernel consumed, ending at its done row; refresh the kernel's view."""
-        row = self._v_done.item(c, d)
-        self._v_done[c, d] = -1
+        row = self._v_done.item(c, d) - 1
+        self._v_done[c, d] = 0
         direction = flow.dirs[d]
         used = self._v_used.item(c, d)
         self._v_used[c, d] = 0
@@ -589,10 +590,10 @@ class AppLayer:
     def _tcp_event(self, flow: AppFlow, c: int, i: int, d: int, seq: int, flags: int, data: bytes,
                    plen: int) -> None:
         done = self._v_done
-        if done.item(c, 0) >= 0 or done.item(c, 1) >= 0:
+        if done.item(c, 0) or done.item(c, 1):
             saved = self._cur_row, self._cur_frame, self._cur_ts
             for k in (0, 1):
-                if done.item(c, k) >= 0:
+                if done.item(c, k):
                     self._cur_row = -1
                     self._settle(flow, c, k)
             self._cur_row, self._cur_frame, self._cur_ts = saved
@@ -685,7 +686,7 @@ class AppLayer:
                 when = dt.datetime.fromtimestamp(when_ns / 1e9, tz=dt.timezone.utc)
                 flow.chain = check_chain(s.certificates, when=when, hostname=s.sni, ca_file=self.ca_file,
                                          use_system=self.use_system_store)
-        states = self._states
+        states = self._states[: len(self._convs) if self._convs is not None else 0]  # not the reserved rows
         dns_convs = np.nonzero(states["app"] != 0)[0]
         picked = states[dns_convs]
         dns = DnsFactsTable(dns_convs, *(picked[name] for name in DnsFactsTable.COUNTS))
@@ -705,7 +706,7 @@ class AppLayer:
     def _drop_kernel_state(self) -> None:
         """Free what only the per-chunk kernels needed (~15 MB on 10^5 conversations): their per-conversation
         state, the DNS transaction table and the last chunk's arrays."""
-        self._states = new_states(0)
+        self._states = new_states(0)  # the reserved map is returned to the system
         self._views()
         self._dns = DnsMatcher(1)
         self._dns_open = {}

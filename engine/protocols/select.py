@@ -15,6 +15,7 @@ import numpy as np
 
 from diagnose.jit import kernel
 from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
+from diagnose.tablegrowth import reserved, zeroed
 
 UNSEEN, IGNORE, TRACK = 0, 1, 2
 # what a tracked conversation speaks, as far as the kernel must know
@@ -29,12 +30,12 @@ CONV_STATE_DTYPE = np.dtype([
     ("passed", np.uint8),  # bit d: direction d had payload before the flow was recognised
     ("watch_close", np.uint8),  # FIN/RST packets are events (a parser waits for the end of the connection)
     ("blocked", np.uint8),  # scratch: has an unhandled event in this chunk
-    ("last_row", np.int32),  # scratch: last row of this conversation seen in the chunk (for next_row)
+    ("last_end", np.int32),  # scratch: 1 + last row of this conversation seen in the chunk (for next_row), 0 = none
     ("nxt", np.uint32, (2,)),  # next sequence number Python expects, per direction
     ("nxt_ok", np.uint8, (2,)),
     ("skip", np.int64, (2,)),  # bytes from nxt the parser does not need
     ("used", np.int64, (2,)),  # bytes the kernel consumed since Python last looked
-    ("done_row", np.int32, (2,)),  # row whose bytes ended the skipped run (Python settles it), -1 = none
+    ("done_end", np.int32, (2,)),  # 1 + row whose bytes ended the skipped run (Python settles it), 0 = none
     ("ack", np.uint32, (2,)),  # highest ACK sent by each direction
     ("ack_ok", np.uint8, (2,)),
     ("app", np.uint8),
@@ -48,11 +49,11 @@ CONV_STATE_DTYPE = np.dtype([
 ], align=True)
 
 
-def new_states(n: int) -> np.ndarray:
-    s = np.zeros(n, CONV_STATE_DTYPE)
-    s["last_row"] = -1
-    s["done_row"] = -1
-    return s
+def new_states(n: int | None = None) -> np.ndarray:
+    """Zeroed states (every field's "nothing yet" is 0): n rows, or rows reserved up front and mapped only as
+    conversations write them (diagnose.tablegrowth), so ~10^5 conversations need no growth (a growth holds the
+    old and the new table at once) and no spare rows in memory."""
+    return reserved(CONV_STATE_DTYPE) if n is None else zeroed(n, CONV_STATE_DTYPE)
 
 
 @kernel
@@ -153,12 +154,12 @@ def _step(buf, table, i, states, max_attempts):
         return EVENT
     if plen <= 0:
         return NOTHING
-    if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen <= st.skip[d] and st.done_row[d] < 0:
+    if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen <= st.skip[d] and st.done_end[d] == 0:
         st.nxt[d] = st.nxt[d] + np.uint32(plen)
         st.skip[d] -= plen
         st.used[d] += plen
         if st.skip[d] == 0:  # this packet ends the body: Python attributes the PDU to it later
-            st.done_row[d] = i
+            st.done_end[d] = i + 1
             return DONE
         return NOTHING
     return EVENT
@@ -178,9 +179,9 @@ def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempt
         if c < 0:
             continue
         st = states[c]
-        if st.last_row >= 0:
-            next_row[st.last_row] = i
-        st.last_row = i
+        if st.last_end > 0:
+            next_row[st.last_end - 1] = i
+        st.last_end = i + 1
         if st.blocked != 0:
             continue
         what = _step(buf, table, i, states, max_attempts)
@@ -228,5 +229,5 @@ def end_chunk(table, states):
     for i in range(table.shape[0]):
         c = table[i].conv
         if c >= 0:
-            states[c].last_row = -1
+            states[c].last_end = 0
             states[c].blocked = 0
