@@ -110,25 +110,24 @@ def add_latency_facts(records, answers: DnsAnswers) -> None:
 
         convs, protocols = records.extra_values("app_protocol")
         convs = sorted(c for c, p in zip(convs, protocols) if p in TIMED_PROTOCOLS)
-        candidates = zip(convs, records.facts_of(convs, LATENCY_INPUTS))
+        lists = records.fact_lists(convs, LATENCY_INPUTS)  # a list per fact, not a dict per flow
+        candidates = zip(convs, zip(*(lists[key] for key in LATENCY_INPUTS)))
         timed: list[int] = []
         columns: dict[str, list] = {key: [] for key in _LATENCY_KEYS}
     else:
-        candidates = enumerate(records)
+        candidates = ((conv, tuple(map(record.get, LATENCY_INPUTS))) for conv, record in enumerate(records))
     lookup_before = answers.lookup_before
-    for conv, record in candidates:
-        get = record.get
-        if get("proto") != "tcp" or get("app_protocol") not in TIMED_PROTOCOLS:
+    for conv, (proto, app_protocol, resp_h, ts, handshake_rtt, synack_rtt, tls_handshake_time, ttfb,
+               ttfb_transfer) in candidates:
+        if proto != "tcp" or app_protocol not in TIMED_PROTOCOLS:
             continue
         out = {} if columnar else writable_record(records, conv)
         dns = None
-        found = lookup_before(get("resp_h") or "", get("ts") or 0.0)
+        found = lookup_before(resp_h or "", ts or 0.0)
         if found is not None:
             dns, out["latency_dns_name"] = found
-        ttfb = get("http_ttfb_max")
         if ttfb is not None:  # without a request/response the connection is not a transaction we can time
-            phases = (dns, get("handshake_rtt") or get("synack_rtt"), get("tls_handshake_time"), ttfb,
-                      get("http_ttfb_transfer"))
+            phases = (dns, handshake_rtt or synack_rtt, tls_handshake_time, ttfb, ttfb_transfer)
             total = 0
             dominant = largest = None
             for name, key, value in zip(PHASES, _PHASE_KEYS, phases):
