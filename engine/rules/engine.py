@@ -222,6 +222,7 @@ class RuleEngine:
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self.errors: dict[str, str] = {}
+        self._rule_context: dict[str, dict] = {}  # what every finding of a rule shows its templates alike
 
     # ---- the pass ----------------------------------------------------------------------------------------------------
     def feed(self, ctx: ChunkContext) -> None:
@@ -438,7 +439,12 @@ class RuleEngine:
 
     def _finding(self, rule: Rule, flows: list[FlowRef], frames: list[int], total: int, agg: dict, record,
                  key, template_capture, *, start, end) -> Finding:
-        params = {p.name: p.value.python for p in rule.params.values()}
+        shared = self._rule_context.get(rule.id)
+        if shared is None:  # one of each per rule, not per finding (thousands on a busy capture); templates only read
+            shared = self._rule_context[rule.id] = {
+                "param": {p.name: p.value.python for p in rule.params.values()},
+                "rule": {"id": rule.id, "title": rule.title, "severity": rule.severity},
+                "key": {}, "symptoms": [], "flows": []}
         values: dict[str, Any] = {f"agg.{k}": v for k, v in agg.items()}
         for name in rule.when.compiled.fields:
             if name.startswith("flow.") and record is not None:
@@ -457,11 +463,11 @@ class RuleEngine:
                           start=start, end=end, evidence=sorted(frames), evidence_total=total, values=values,
                           key=key)
         context = {
-            "flow": _as_facts(record), "capture": template_capture, "param": params, "agg": agg, "key": key or {},
-            "rule": {"id": rule.id, "title": rule.title, "severity": rule.severity},
+            "flow": _as_facts(record), "capture": template_capture, "param": shared["param"], "agg": agg,
+            "key": key or shared["key"], "rule": shared["rule"],
             "finding": {"evidence": finding.evidence, "evidence_total": total, "start": start, "end": end,
                         "flows": len(flows)},
-            "group": None, "symptoms": [], "flows": [],
+            "group": None, "symptoms": shared["symptoms"], "flows": shared["flows"],
         }
         # messages are rendered once grouping has decided which findings survive (see finalize): thousands of
         # flows merged into one group need one rendering, not thousands
