@@ -106,31 +106,17 @@ def _frame_hash(buf, words, start, length):
     return _mix(h ^ np.uint64(length))
 
 
-# _scan's per-chunk totals (out[...]): the capinfos counts come from the same loop over the rows, which reads each
-# row once instead of a dozen strided numpy passes over the chunk's rows
+# _scan_chunk's per-chunk totals (out[...]): the capinfos counts come from the same loop over the rows, which reads
+# each row once instead of a dozen strided numpy passes over the chunk's rows
 T_WIRE, T_CAPTURED, T_TS_MAX, T_TIME_BACK, T_SNAPLEN_CUT, T_TRUNCATED, T_MALFORMED, T_UNDECODED, T_LINK_MIXED = range(9)
 
 
 @kernel
-def _hash_frames(buf, words, table, out):
-    for i in range(table.shape[0]):
-        out[i] = _frame_hash(buf, words, table[i].data, table[i].caplen)
-
-
-def frame_hashes(buf: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """The duplicate-detection hash of every frame of a chunk. It reads every captured byte (~150 ms on 1M
-    packets) and depends on nothing but the chunk, so the pass computes it ahead, on the decoding thread, while the
-    buffer is still in cache (CaptureFacts.prepare)."""
-    out = np.empty(len(table), np.uint64)
-    _hash_frames(buf, _words(buf), table, out)
-    return out
-
-
-@kernel
-def _scan(hashes, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_ts, totals):
-    """Mark duplicated frames (hashes: frame_hashes) and offload super-segments; conv_mss[conv, dir] holds the MSS
-    each side announced. `totals` gets the chunk's counts (T_*); `prev_ts` is the timestamp before the chunk's
-    first row."""
+def _scan_chunk(buf, words, table, dup_hash, dup_ts, out_dup, prev_ts, totals):
+    """What reads only the chunk, in order: mark duplicated frames (a copy of a frame within DUPLICATE_WINDOW_NS,
+    by hash of its bytes) and count the chunk's capinfos totals (T_*); `prev_ts` is the timestamp before the
+    chunk's first row. Hashing reads every captured byte (~150 ms on 1M packets): the pass runs this ahead, on the
+    decoding thread, while the buffer is still in cache (CaptureFacts.prepare)."""
     mask = dup_hash.shape[0] - 1
     wire = captured = back = cut = truncated = malformed = undecoded = mixed = 0
     ts_max = table[0].ts
@@ -155,11 +141,28 @@ def _scan(hashes, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_ts, 
             undecoded += 1
         if r.linktype != link0:
             mixed = 1
-        h = hashes[i]
+        h = _frame_hash(buf, words, r.data, r.caplen)
         s = np.int64(h & np.uint64(mask))
         out_dup[i] = dup_hash[s] == h and r.ts - dup_ts[s] <= DUPLICATE_WINDOW_NS and r.ts >= dup_ts[s]
         dup_hash[s] = h
         dup_ts[s] = r.ts
+    totals[T_WIRE] = wire
+    totals[T_CAPTURED] = captured
+    totals[T_TS_MAX] = ts_max
+    totals[T_TIME_BACK] = back
+    totals[T_SNAPLEN_CUT] = cut
+    totals[T_TRUNCATED] = truncated
+    totals[T_MALFORMED] = malformed
+    totals[T_UNDECODED] = undecoded
+    totals[T_LINK_MIXED] = mixed
+
+
+@kernel
+def _oversize(table, conv_mss, out_big):
+    """Mark offload super-segments: IP datagrams longer than Ethernet's MTU, or TCP payloads longer than the MSS
+    the peer announced (conv_mss[conv, dir], kept across chunks; needs the flow columns)."""
+    for i in range(table.shape[0]):
+        r = table[i]
         big = False
         if r.ipv != 0 and (r.status & ST_IP_FRAGMENT) == 0 and r.ip_len > ETHERNET_MTU and r.linktype == 1:
             big = True
@@ -171,15 +174,6 @@ def _scan(hashes, table, dup_hash, dup_ts, conv_mss, out_dup, out_big, prev_ts, 
             if peer > 0 and r.payload_len > peer:
                 big = True
         out_big[i] = big
-    totals[T_WIRE] = wire
-    totals[T_CAPTURED] = captured
-    totals[T_TS_MAX] = ts_max
-    totals[T_TIME_BACK] = back
-    totals[T_SNAPLEN_CUT] = cut
-    totals[T_TRUNCATED] = truncated
-    totals[T_MALFORMED] = malformed
-    totals[T_UNDECODED] = undecoded
-    totals[T_LINK_MIXED] = mixed
 
 
 def _words(buf: np.ndarray) -> np.ndarray:
@@ -222,14 +216,21 @@ class CaptureFacts:
         self._prev_ts: int | None = None
 
     def prepare(self, chunk) -> None:
-        """The part of update that reads only the chunk (frame hashes, checksums), for the pass to run ahead
-        (diagnose.pipeline.Pass); update finds the results in chunk.extra."""
+        """The part of update that reads only the chunk (duplicates, capinfos counts, checksums), for the pass to
+        run ahead (diagnose.pipeline.Pass): it must see the chunks in order, as update does. update finds the
+        results in chunk.extra. The duplicate table and the time order belong to this part alone."""
         chunk.extra.update(self._chunk_inputs(chunk.buf, chunk.table))
 
     def _chunk_inputs(self, buf: np.ndarray, table: np.ndarray) -> dict:
         from diagnose.decode import verify_checksums
 
-        inputs = {"frame_hashes": frame_hashes(buf, table)}
+        n = len(table)
+        inputs = {"duplicates": np.zeros(n, np.bool_), "totals": np.zeros(9, np.int64)}
+        if n:
+            first_ts = int(table[0]["ts"])
+            _scan_chunk(buf, _words(buf), table, self._dup_hash, self._dup_ts, inputs["duplicates"],
+                        self._prev_ts if self._prev_ts is not None else first_ts, inputs["totals"])
+            self._prev_ts = int(table[n - 1]["ts"])
         if self.verify_checksums:
             inputs["checksums"] = verify_checksums(buf, table)
         return inputs
@@ -241,26 +242,23 @@ class CaptureFacts:
         n = len(table)
         if not n:
             return
+        if not prepared or "totals" not in prepared:
+            prepared = self._chunk_inputs(buf, table)
         if n_convs > len(self._conv_mss):
             grown = np.zeros((max(n_convs, 2 * len(self._conv_mss)), 2), np.int64)
             grown[: len(self._conv_mss)] = self._conv_mss
             self._conv_mss = grown
-        dup = np.zeros(n, np.bool_)
+        dup = prepared["duplicates"]
         big = np.zeros(n, np.bool_)
-        totals = np.zeros(9, np.int64)
+        _oversize(table, self._conv_mss, big)
         first_ts = int(table[0]["ts"])
-        if not prepared or "frame_hashes" not in prepared:
-            prepared = self._chunk_inputs(buf, table)
-        _scan(prepared["frame_hashes"], table, self._dup_hash, self._dup_ts, self._conv_mss, dup, big,
-              self._prev_ts if self._prev_ts is not None else first_ts, totals)
-        wire, captured, ts_max, back, cut, truncated, malformed, undecoded, mixed = totals.tolist()
+        wire, captured, ts_max, back, cut, truncated, malformed, undecoded, mixed = prepared["totals"].tolist()
         self.packets += n
         self.wire_bytes += wire
         self.captured_bytes += captured
         self.first_ts = first_ts if self.first_ts is None else self.first_ts
         self.last_ts = ts_max if self.last_ts is None else max(self.last_ts, ts_max)
         self.out_of_order_time += back
-        self._prev_ts = int(table[n - 1]["ts"])
         self.snaplen_cut += cut
         self.truncated_headers += truncated
         self.malformed += malformed
