@@ -1,4 +1,4 @@
-"""KeyedFrames keeps exact totals past its one-byte counters (keys with hundreds of matches, limits above 255) and
+"""KeyedFrames keeps exact totals for keys with hundreds of matches (limits below and above 255) and
 frame numbers beyond 32 bits, across merged parts."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 from diagnose.rules.accumulate import KeyedFrames
 
 
-def test_totals_and_kept_frames_past_the_saturating_counters():
+def test_totals_and_kept_frames_across_merged_parts():
     rng = np.random.default_rng(11)
     for limit in (1, 7, 254, 255, 256, 1000):
         kept = KeyedFrames(limit)
