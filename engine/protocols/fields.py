@@ -409,22 +409,31 @@ def frame_values(chunk, name: str) -> dict[int, list]:
     A protocol field (dns, http, tls, ...) occurs once per frame that shows the protocol. `tls` is also shown by a
     frame that starts a record it does not complete (Wireshark's TLS dissector ran on it and asked for more)."""
     _, _, _, kind, getter, _ = BY_NAME[name]
-    pairs = chunk.rows(kind) if hasattr(chunk, "rows") else chunk.items.get(kind, ())
     if name in PROTOCOL_FIELDS:
-        rows = {row for row, obj in pairs if getter(obj)}
+        rows = {row for row, obj in _pdus(chunk, kind) if getter(obj)}
         if name == "tls":
-            rows.update(row for row, _ in (chunk.rows("tls_start") if hasattr(chunk, "rows")
-                                           else chunk.items.get("tls_start", ())))
+            rows.update(row for row, _ in _pdus(chunk, "tls_start"))
         return {row: [PRESENT] for row in sorted(rows)}
     out: dict[int, list] = {}
-    for row, obj in pairs:
+    for row, values in _pdu_values(chunk, kind, getter):
+        out.setdefault(row, []).extend(values)
+    return out
+
+
+def _pdus(chunk, kind: str):
+    """(row, PDU) pairs of one kind in an AppChunk (or a test's stand-in with an `items` dict)."""
+    return chunk.rows(kind) if hasattr(chunk, "rows") else chunk.items.get(kind, ())
+
+
+def _pdu_values(chunk, kind: str, getter):
+    """(row, values) of the PDUs of one kind that have values for a field, in PDU order."""
+    for row, obj in _pdus(chunk, kind):
         try:
             values = getter(obj)
         except (AttributeError, TypeError, IndexError):  # a PDU too damaged to have this field
             continue
         if values:
-            out.setdefault(row, []).extend(values)
-    return out
+            yield row, values
 
 
 def _convert(ftype: str, value):
@@ -473,17 +482,11 @@ def occurrences(chunk, name: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]
     rows: list[int] = []
     flat: list = []
     many = False  # a PDU with several values, or a frame completing several PDUs
-    pairs = chunk.rows(kind) if hasattr(chunk, "rows") else chunk.items.get(kind, ())
-    for row, obj in pairs:
-        try:
-            values = getter(obj)
-        except (AttributeError, TypeError, IndexError):  # a PDU too damaged to have this field
-            continue
-        if values:
-            if len(values) != 1 or (rows and rows[-1] == row):
-                many = True
-            rows.append(row)
-            flat.append(values)
+    for row, values in _pdu_values(chunk, kind, getter):
+        if len(values) != 1 or (rows and rows[-1] == row):
+            many = True
+        rows.append(row)
+        flat.append(values)
     if not rows:
         return []
     if many or len(set(rows)) != len(rows):

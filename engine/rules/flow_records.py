@@ -263,19 +263,13 @@ class FlowRecords(Sequence):
         values = present = None
         for part in ((row_convs, row_found), None, (convs, found)):
             if part is None:  # between the rows and the written facts: the columns
-                for group in self.fact_columns:
-                    got = group.columns.get(key)
-                    if got is None:
-                        continue
-                    held, has = got
-                    keep = group.convs < self.n
-                    if has is not None:
-                        keep &= has
+                for held_convs, held in self._held(key):
                     if held.dtype == object:
-                        keep &= np.fromiter((v is not None for v in held.tolist()), bool, len(held))
-                    typed, _ = typed_values(held[keep], np.ones(int(keep.sum()), bool), ftype)
-                    values[group.convs[keep]] = typed
-                    present[group.convs[keep]] = True
+                        not_none = np.fromiter((v is not None for v in held.tolist()), bool, len(held))
+                        held_convs, held = held_convs[not_none], held[not_none]
+                    typed, _ = typed_values(held, np.ones(len(held), bool), ftype)
+                    values[held_convs] = typed
+                    present[held_convs] = True
                 continue
             part_convs, part_found = part
             raw = np.empty(len(part_found), object)
@@ -295,6 +289,13 @@ class FlowRecords(Sequence):
         """(flows, values) of one extra fact, over the flows whose extra facts hold it (rows, columns, written)."""
         (row_convs, row_values), written = self._extra_values(key)
         found = dict(zip(row_convs, row_values))
+        for held_convs, held in self._held(key):
+            found.update(zip(held_convs.tolist(), held.tolist()))
+        found.update(zip(*written))
+        return list(found), list(found.values())
+
+    def _held(self, key: str):
+        """(flows, values) of one fact in each group of fact columns that holds it, for the flows that have it."""
         for group in self.fact_columns:
             got = group.columns.get(key)
             if got is None:
@@ -303,9 +304,7 @@ class FlowRecords(Sequence):
             keep = group.convs < self.n
             if has is not None:
                 keep &= has
-            found.update(zip(group.convs[keep].tolist(), held[keep].tolist()))
-        found.update(zip(*written))
-        return list(found), list(found.values())
+            yield group.convs[keep], held[keep]
 
     def _extra_values(self, key: str) -> tuple[tuple[list[int], list], tuple[list[int], list]]:
         """((flows, values or None) from the rows, the same from the written facts) of one extra fact, from one
