@@ -29,7 +29,7 @@ import types
 from functools import lru_cache
 from pathlib import Path
 
-from diagnose.resources import user_cache_dir
+from diagnose.resources import save_whole, user_cache_dir
 
 if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = str(user_cache_dir() / "numba")
@@ -80,13 +80,7 @@ def _runtime_library(target_context):
         library.add_ir_module(ir_module)
         library.finalize()
     _, _, (object_code, bitcode) = library.serialize_using_object_code()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(len(object_code).to_bytes(8, "little") + object_code + bitcode)
-        os.replace(partial, path)
-    except OSError:  # a read-only cache only costs the compile next time
-        pass
+    save_whole(path, len(object_code).to_bytes(8, "little") + object_code + bitcode)
     return library
 
 

@@ -24,3 +24,16 @@ def user_cache_dir() -> Path:
     """Where compiled artefacts are kept between runs (numba kernels, filter parsers, playbook message templates):
     $XDG_CACHE_HOME/diagnose, else ~/.cache/diagnose. Never site-packages, which may be read-only."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diagnose"
+
+
+def save_whole(path: Path, data: bytes) -> None:
+    """Put a cache file in place: written under a name of this process's own, then renamed, so a process starting
+    beside this one reads the old file or the whole new one, never half of it. A cache that cannot be written
+    (read-only home, full disk) only costs the rebuild next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError:
+        pass

@@ -8,7 +8,7 @@ what the caret shows.
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from diagnose.errors import FilterError
-from diagnose.resources import data_dir, user_cache_dir
+from diagnose.resources import data_dir, save_whole, user_cache_dir
 
 _OPTIONS = {"parser": "lalr", "lexer": "basic", "propagate_positions": True, "maybe_placeholders": True}
 
@@ -43,8 +43,8 @@ def load_parser(grammar_file: str) -> Lark:
 
 def cached_parser(text: str, folder: Path) -> Lark:
     """Building the LALR tables takes 40 ms (display filters) to 110 ms (BPF) at every start; a saved parser loads in
-    under 10. The file is named by a digest of the grammar, lark's version and the options, written whole before
-    it is renamed into place (processes may start side by side), and rebuilt when it cannot be loaded."""
+    under 10. The file is named by a digest of the grammar, lark's version and the options, put in place whole
+    (resources.save_whole), and rebuilt when it cannot be loaded."""
     key = hashlib.sha256(repr((text, lark.__version__, sorted(_OPTIONS.items()))).encode()).hexdigest()[:24]
     path = folder / f"{key}.lark"
     try:
@@ -53,14 +53,9 @@ def cached_parser(text: str, folder: Path) -> Lark:
     except Exception:  # absent, unreadable or damaged: build it as if there were no cache
         pass
     parser = Lark(text, **_OPTIONS)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        with partial.open("wb") as f:
-            parser.save(f)
-        os.replace(partial, path)
-    except OSError:  # a read-only cache only costs the build next time
-        pass
+    saved = io.BytesIO()
+    parser.save(saved)
+    save_whole(path, saved.getvalue())
     return parser
 
 

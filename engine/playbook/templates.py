@@ -21,7 +21,7 @@ import jinja2
 from jinja2 import StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from diagnose.resources import user_cache_dir
+from diagnose.resources import save_whole, user_cache_dir
 
 # the names a message template can read
 TEMPLATE_ROOTS = ("flow", "capture", "param", "agg", "key", "group", "finding", "symptoms", "rule", "flows")
@@ -310,13 +310,7 @@ def compile_cached(env: MessageEnvironment, source: str):
         pass
     if not isinstance(code, types.CodeType):
         code = env.compile(source)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_bytes(marshal.dumps(code))
-            os.replace(partial, path)  # written whole, then renamed: processes start side by side
-        except OSError:  # a read-only cache only costs the compile next time
-            pass
+        save_whole(path, marshal.dumps(code))
     return env.template_class.from_code(env, code, env.make_globals(None), None)  # what from_string makes
 
 
