@@ -232,6 +232,19 @@ class _Encoder:
             self.heads[level] = heads
         return heads
 
+    def _items(self, items, encode, heads: dict) -> None:
+        """A finding's list of objects (flows, symptoms) at the finding's indentation: '[]' when empty."""
+        out = self.out
+        if not items:
+            out.append("[]")
+            return
+        out.append(heads["list"])
+        for i, item in enumerate(items):
+            if i:
+                out.append(heads["list.sep"])
+            encode(item)
+        out.append(heads["list.end"])
+
     def finding(self, f: Finding, level: int) -> None:
         """What mapping(f.to_dict(capture), level) writes, without making the dict: the keys, their order and the
         optional ones are Finding.to_dict's."""
@@ -246,16 +259,7 @@ class _Encoder:
             else:
                 self.value(text, inner_level)
         out.append(heads["flows"])
-        flows = f.flows
-        if flows:
-            out.append(heads["list"])
-            for i, ref in enumerate(flows):
-                if i:
-                    out.append(heads["list.sep"])
-                self.mapping(ref.to_dict(), level + 2)
-            out.append(heads["list.end"])
-        else:
-            out.append("[]")
+        self._items(f.flows, lambda ref: self.mapping(ref.to_dict(), level + 2), heads)
         out.append(heads["start"])
         self.value(f.start, inner_level)
         out.append(heads["end"])
@@ -294,16 +298,7 @@ class _Encoder:
         out.append(heads["references"])
         self.sequence(list(f.references), inner_level)
         out.append(heads["symptoms"])
-        symptoms = f.symptoms
-        if symptoms:
-            out.append(heads["list"])
-            for i, symptom in enumerate(symptoms):
-                if i:
-                    out.append(heads["list.sep"])
-                self.finding(symptom, level + 2)
-            out.append(heads["list.end"])
-        else:
-            out.append("[]")
+        self._items(f.symptoms, lambda symptom: self.finding(symptom, level + 2), heads)
         out.append(heads["impact"])
         self.value(f.impact, inner_level)
         if f.original_severity is not None:
