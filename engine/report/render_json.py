@@ -232,6 +232,16 @@ class _Encoder:
             self.heads[level] = heads
         return heads
 
+    def _texts(self, pairs, level: int) -> None:
+        """A finding's text fields, each after its key head: a string encoded at once, anything else as a value."""
+        out = self.out
+        for head, text in pairs:
+            out.append(head)
+            if type(text) is str:
+                out.append(encode_basestring(text))
+            else:
+                self.value(text, level)
+
     def _items(self, items, encode, heads: dict) -> None:
         """A finding's list of objects (flows, symptoms) at the finding's indentation: '[]' when empty."""
         out = self.out
@@ -252,12 +262,7 @@ class _Encoder:
         heads = self._finding_heads(level)
         inner_level = level + 1
         texts = (f.rule_id, f.playbook, f.title, f.severity, f.status, f.scope, f.message, f.about())
-        for head, text in zip(heads["texts"], texts):
-            out.append(head)
-            if type(text) is str:
-                out.append(encode_basestring(text))
-            else:
-                self.value(text, inner_level)
+        self._texts(zip(heads["texts"], texts), inner_level)
         out.append(heads["flows"])
         self._items(f.flows, lambda ref: self.mapping(ref.to_dict(), level + 2), heads)
         out.append(heads["start"])
@@ -289,12 +294,7 @@ class _Encoder:
         self.value(f.key, inner_level)
         out.append(heads["group"])
         self.value(f.group, inner_level)
-        for head, text in ((heads["explanation"], f.explanation), (heads["advice"], f.advice)):
-            out.append(head)
-            if type(text) is str:
-                out.append(encode_basestring(text))
-            else:
-                self.value(text, inner_level)
+        self._texts(((heads["explanation"], f.explanation), (heads["advice"], f.advice)), inner_level)
         out.append(heads["references"])
         self.sequence(list(f.references), inner_level)
         out.append(heads["symptoms"])
