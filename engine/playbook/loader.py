@@ -14,9 +14,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import TemplateSyntaxError, meta
-from jinja2.exceptions import TemplateAssertionError
-
 from diagnose.errors import FilterError
 from diagnose.fields import FieldType, all_fields, lookup
 from diagnose.playbook import expressions as ex
@@ -381,6 +378,9 @@ class _Reader:
         text = node.value
         if "{" not in text:  # plain text (most explanations and advice): no tag to parse, no name to check
             return LazyTemplate(text)
+        from jinja2 import TemplateSyntaxError, meta  # here: a rule set read from the cache needs no jinja2
+        from jinja2.exceptions import TemplateAssertionError
+
         env = environment()
         try:
             tree = env.parse(text)
@@ -506,11 +506,17 @@ class _Reader:
                         ca_file=str(keys["ca_file"].value) if "ca_file" in keys else None)
 
 
-def _param_getter(param: Param):
-    """A parameter as a filter constant: its current value (after --set), durations in ns like reltime fields."""
-    def value(ctx):
-        return param.value.number
-    return value
+class _param_getter:
+    """A parameter as a filter constant: its current value (after --set), durations in ns like reltime fields.
+    (A class rather than a closure so that a rule set can be pickled into the cache: playbook/cache.py.)"""
+
+    __slots__ = ("param",)
+
+    def __init__(self, param: Param):
+        self.param = param
+
+    def __call__(self, ctx):
+        return self.param.value.number
 
 
 def agg_key(rule_id: str, name: str) -> str:
@@ -518,12 +524,16 @@ def agg_key(rule_id: str, name: str) -> str:
     return f"{rule_id}:{name}"
 
 
-def _agg_getter(rule_id: str, name: str):
-    key = agg_key(rule_id, name)
+class _agg_getter:
+    """An aggregate's per-row values, from where the engine put them (a class so that it pickles)."""
 
-    def values(ctx):
-        return ctx.extra["agg"][key]
-    return values
+    __slots__ = ("key",)
+
+    def __init__(self, rule_id: str, name: str):
+        self.key = agg_key(rule_id, name)
+
+    def __call__(self, ctx):
+        return ctx.extra["agg"][self.key]
 
 
 def _agg_type(function: str, ftype: FieldType) -> str:

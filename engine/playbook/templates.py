@@ -16,12 +16,17 @@ import os
 import sys
 import types
 from functools import lru_cache
-
-import jinja2
-from jinja2 import StrictUndefined, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING
 
 from diagnose.resources import save_whole, user_cache_dir
+
+if TYPE_CHECKING:
+    from jinja2 import nodes
+
+    from diagnose.playbook.message_environment import MessageEnvironment
+
+# jinja2 (~25 ms, ~5 MB) is imported when a template is first parsed or rendered, not with this module: a rule set
+# read from the cache (playbook/cache.py) holds its templates as text until a finding needs one.
 
 # the names a message template can read
 TEMPLATE_ROOTS = ("flow", "capture", "param", "agg", "key", "group", "finding", "symptoms", "rule", "flows")
@@ -233,29 +238,6 @@ FILTERS = {
 }
 
 
-_NO_ATTRIBUTE = object()
-
-
-class MessageEnvironment(SandboxedEnvironment):
-    """The sandbox with a cheaper `flow.client`: the values templates read are dicts, whose keys the sandbox finds
-    only after getattr has raised AttributeError (~0.45 us each, a dozen per message). getattr with a default
-    answers "no such attribute" without raising; every other step is the sandbox's own."""
-
-    def getattr(self, obj, attribute):
-        value = getattr(obj, attribute, _NO_ATTRIBUTE)
-        if value is _NO_ATTRIBUTE:
-            try:
-                return obj[attribute]
-            except (TypeError, LookupError):
-                return self.undefined(obj=obj, name=attribute)
-        fmt = self.wrap_str_format(value)
-        if fmt is not None:
-            return fmt
-        if self.is_safe_attribute(obj, attribute, value):
-            return value
-        return self.unsafe_undefined(obj, attribute)
-
-
 _COMPILER_OPTIONS = ("block_start_string", "block_end_string", "variable_start_string", "variable_end_string",
                      "comment_start_string", "comment_end_string", "line_statement_prefix", "line_comment_prefix",
                      "trim_blocks", "lstrip_blocks", "newline_sequence", "keep_trailing_newline", "optimized",
@@ -282,6 +264,8 @@ def _compiler_signature(env: MessageEnvironment) -> str:
                 files[path] = (stat.st_size, stat.st_mtime_ns)
             except OSError:
                 files[path] = None
+    import jinja2
+
     signature = (importlib.util.MAGIC_NUMBER, jinja2.__version__, type(env).__module__, type(env).__qualname__,
                  tuple(_described(o) for o in options), sorted(env.extensions),
                  tuple((name, _described(f)) for name, f in functions), sorted(files.items()))
@@ -316,6 +300,10 @@ def compile_cached(env: MessageEnvironment, source: str):
 
 @lru_cache(maxsize=1)
 def environment() -> MessageEnvironment:
+    from jinja2 import StrictUndefined
+
+    from diagnose.playbook.message_environment import MessageEnvironment
+
     env = MessageEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(FILTERS)
@@ -338,6 +326,10 @@ class LazyTemplate:
         self._compiled = compiled
         self._globals = None
         self._text = None  # the text of a template without tags, False for one with tags, None until known
+
+    def __reduce__(self):
+        # pickled (playbook/cache.py) as its text: compiled again, from the template code cache, when first rendered
+        return LazyTemplate, (self.source,)
 
     def compiled(self):
         if self._compiled is None:
@@ -384,20 +376,28 @@ def _has_tags(env, source: str) -> bool:
         start in source for start in (env.variable_start_string, env.block_start_string, env.comment_start_string))
 
 
-# Node kinds whose compilation cannot fail once their filters and tests exist, and that declare no names. A plain
-# template is made of these, plus `{% set NAME = ... %}` at its top level: the names it reads from the context are
-# then its loaded Name nodes, less those a top-level set declared before them.
-_PLAIN_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Getitem,
-                nodes.Slice, nodes.Const, nodes.Filter, nodes.Test, nodes.If, nodes.CondExpr, nodes.And, nodes.Or,
-                nodes.Not, nodes.Neg, nodes.Pos, nodes.Compare, nodes.Operand, nodes.Add, nodes.Sub, nodes.Mul,
-                nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.Concat, nodes.Call, nodes.Keyword,
-                nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair)
+@lru_cache(maxsize=1)
+def _plain_nodes() -> tuple[type, ...]:
+    """Node kinds whose compilation cannot fail once their filters and tests exist, and that declare no names. A
+    plain template is made of these, plus `{% set NAME = ... %}` at its top level: the names it reads from the
+    context are then its loaded Name nodes, less those a top-level set declared before them."""
+    from jinja2 import nodes
+
+    return (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Getitem,
+            nodes.Slice, nodes.Const, nodes.Filter, nodes.Test, nodes.If, nodes.CondExpr, nodes.And, nodes.Or,
+            nodes.Not, nodes.Neg, nodes.Pos, nodes.Compare, nodes.Operand, nodes.Add, nodes.Sub, nodes.Mul,
+            nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.Concat, nodes.Call, nodes.Keyword,
+            nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair)
+
+
 _SPECIAL_NAMES = frozenset(("self", "loop", "caller", "varargs", "kwargs"))  # the compiler may declare these
 
 
 def plain_names(tree: nodes.Template) -> set[str] | None:
     """The context names a plain template reads (what jinja2.meta.find_undeclared_variables says, without compiling
     it), when every filter and test it uses exists; None when only compiling can tell (then compile it, use meta)."""
+    from jinja2 import nodes
+
     env = environment()
     declared: set[str] = set()
     undeclared: set[str] = set()
@@ -418,12 +418,15 @@ def plain_names(tree: nodes.Template) -> set[str] | None:
 
 
 def _plain_loads(root: nodes.Node, env) -> set[str] | None:
+    from jinja2 import nodes
+
+    plain = _plain_nodes()
     names: set[str] = set()
     stack: list[nodes.Node] = [root]
     while stack:
         node = stack.pop()
         kind = type(node)
-        if kind not in _PLAIN_NODES:
+        if kind not in plain:
             return None
         if kind is nodes.Name:
             if node.ctx != "load" or node.name in _SPECIAL_NAMES:
@@ -440,6 +443,8 @@ def _plain_loads(root: nodes.Node, env) -> set[str] | None:
 
 def attribute_paths(tree: nodes.Template, root: str) -> list[tuple[str, int]]:
     """`root.a.b` paths read by a template (dotted, with the template line), for checking names of facts."""
+    from jinja2 import nodes
+
     found: list[tuple[str, int]] = []
     for node in tree.find_all(nodes.Getattr):
         parts = []
@@ -456,3 +461,12 @@ def attribute_paths(tree: nodes.Template, root: str) -> list[tuple[str, int]]:
         if not any(k.startswith(path + ".") for k, _ in kept):
             kept.append((path, line))
     return kept
+
+
+def __getattr__(name: str):
+    # MessageEnvironment lives with jinja2 in its own module (imported when first asked for, like environment())
+    if name == "MessageEnvironment":
+        from diagnose.playbook.message_environment import MessageEnvironment
+
+        return MessageEnvironment
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
