@@ -68,13 +68,17 @@ class AnalysisPass:
         self.per_iface: dict[int, int] = {}
 
     def contexts(self):
+        from concurrent.futures import ThreadPoolExecutor
+
         from diagnose.fields import ChunkContext
         from diagnose.tcp import fields as tcp_fields
 
         first_ts = prev_ts = None
         info = self.run.capture.info
         secrets_seen = 0
-        with self.run.capture:
+        # The flow analyses are kernels that drop the GIL and write only their own state: they run on a second
+        # thread while the application layer (Python) reads the same chunk here.
+        with self.run.capture, ThreadPoolExecutor(1, thread_name_prefix="diagnose-flows") as beside:
             for chunk in self.run.chunks(prepare=self.capture_facts.prepare):
                 if len(info.secrets) > secrets_seen:  # decryption secrets blocks come before their packets
                     self.keylog.add_secrets(info.secrets[secrets_seen:])
@@ -85,15 +89,15 @@ class AnalysisPass:
                     continue
                 if first_ts is None:
                     first_ts = int(table["ts"][0])
-                rows = self.tcp.update(table, chunk.buf)
-                self.states.update(chunk.buf, table, self.run.flows.count)
-                self.flow_facts.update(table, self.run.flows.count, self.run.flows.tcp_streams, rows)
-                self.capture_facts.update(chunk.buf, table, self.run.flows.count, chunk.extra)
-                app_chunk = self.app.update(chunk.buf, table, self.run.flows.conversations)
-                if self.want_dns_answers:
-                    self.dns_answers.update(app_chunk)
-                for iface, count in zip(*np.unique(table["iface"], return_counts=True)):
-                    self.per_iface[int(iface)] = self.per_iface.get(int(iface), 0) + int(count)
+                flow_analyses = beside.submit(self._flow_analyses, chunk)
+                try:
+                    app_chunk = self.app.update(chunk.buf, table, self.run.flows.conversations)
+                    if self.want_dns_answers:
+                        self.dns_answers.update(app_chunk)
+                    for iface, count in zip(*np.unique(table["iface"], return_counts=True)):
+                        self.per_iface[int(iface)] = self.per_iface.get(int(iface), 0) + int(count)
+                finally:
+                    rows = flow_analyses.result()  # the next chunk's flows.update must not overlap them
                 ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts,
                                    file_big_endian=getattr(info, "big_endian", False),
                                    capture_format=getattr(info, "format", None))
@@ -104,6 +108,16 @@ class AnalysisPass:
                 if self.tick is not None:
                     self.tick()
         self.app_flows = self.app.finish()
+
+    def _flow_analyses(self, chunk) -> np.ndarray:
+        """Wireshark's TCP analysis, Zeek's connection states, the flow and capture facts of one chunk; returns the
+        chunk's TCP analysis rows."""
+        table, buf, flows = chunk.table, chunk.buf, self.run.flows
+        rows = self.tcp.update(table, buf)
+        self.states.update(buf, table, flows.count)
+        self.flow_facts.update(table, flows.count, flows.tcp_streams, rows)
+        self.capture_facts.update(buf, table, flows.count, chunk.extra)
+        return rows
 
     def records(self, rule_facts: Iterable[str] = ()) -> FlowRecords:
         """One record per conversation: diagnose.conn's flow facts plus the application layer's (app_facts), made
