@@ -28,3 +28,29 @@ def test_totals_and_kept_frames_across_merged_parts():
         assert max(totals.values()) > 255
         for k in range(30):
             assert kept.get(k) == (model.get(k, []), totals.get(k, 0))
+
+
+def test_evidence_frames_keep_each_collection_like_its_own_keyed_frames():
+    """Collections fed together (one call per chunk, different limits) keep what separate KeyedFrames keep."""
+    from diagnose.rules.accumulate import EvidenceFrames
+
+    rng = np.random.default_rng(5)
+    limits = [1, 20, 20, 300]
+    together = EvidenceFrames(limits)
+    alone = [KeyedFrames(limit) for limit in limits]
+    frame = 0
+    for _chunk in range(2 * KeyedFrames.MERGE_EVERY + 3):
+        n = int(rng.integers(0, 400))
+        frames = np.arange(frame, frame + n)
+        frame += n
+        keys = rng.integers(0, 40, n)
+        hits = rng.random((len(limits), n)) < 0.3
+        for which, kept in enumerate(alone):
+            kept.add(keys[hits[which]], frames[hits[which]])
+        which, rows = np.nonzero(hits)
+        together.add(which, keys[rows], frames[rows])
+    for which, kept in enumerate(alone):
+        view = together.collection(which)
+        for key in range(45):
+            assert view.get(key) == kept.get(key)
+            assert view.total(key) == kept.total(key)

@@ -81,6 +81,13 @@ class DisplayFilter:
             return np.zeros(0, bool)
         return self._test(ctx).copy()  # tests cached on the context are shared: the caller may write its own
 
+    def mask(self, ctx: ChunkContext) -> np.ndarray:
+        """evaluate() without the copy, for callers that only read the mask: it may be the very array other
+        filters' tests share on this context (a rule engine reads ~20 evidence masks per chunk)."""
+        if ctx.n == 0:
+            return np.zeros(0, bool)
+        return self._test(ctx)
+
 
 def compile_display_filter(text: str, *, fields: Callable[[str], Field | None] | None = None) -> DisplayFilter:
     """Parse and type-check a display filter; FilterError (one line, with column) when it is wrong.

@@ -30,8 +30,8 @@ from diagnose.playbook.library import RuleSet
 from diagnose.playbook.loader import agg_key
 from diagnose.playbook.model import Aggregate, Rule
 from diagnose.playbook.templates import environment
-from diagnose.rules.accumulate import (KeyedCount, KeyedDistinct, KeyedFirstLast, KeyedFrames, KeyedPeak, KeyedSpan,
-                                       KeyedStats, first_values)
+from diagnose.rules.accumulate import (EvidenceCollection, EvidenceFrames, KeyedCount, KeyedDistinct, KeyedFirstLast,
+                                       KeyedFrames, KeyedPeak, KeyedSpan, KeyedStats, first_values)
 from diagnose.rules.capture_fields import CAPTURE_FIELDS
 from diagnose.rules.flow_fields import Facts, FlowColumns
 
@@ -207,17 +207,32 @@ class RuleEngine:
         self.rules = rule_set.rules
         self._aggs: dict[str, list[_AggState]] = {r.id: [_AggState(a) for a in r.aggregates.values()]
                                                   for r in self.rules}
-        # rules citing the same packets (same evidence filter, limit and scope) share one collection
-        self._evidence: dict[str, KeyedFrames] = {}
-        shared: dict[tuple, KeyedFrames] = {}
-        for r in self.rules:
-            if r.scope != "packet" and r.evidence is not None:
+        # rules citing the same packets (same evidence filter and limit) share one collection; the collections of a
+        # scope are fed together, once per chunk
+        self._evidence: dict[str, EvidenceCollection] = {}
+        self._batches: list[tuple[str, EvidenceFrames, list[tuple[Any, list[str]]]]] = []
+        for scope in ("flow", "capture"):
+            specs: list[tuple[Any, list[str]]] = []
+            limits: list[int] = []
+            shared: dict[tuple, int] = {}
+            for r in self.rules:
+                if r.scope != scope or r.evidence is None:
+                    continue
                 key = filter_key(r.evidence)
-                key = (key, r.evidence_limit, r.scope) if key is not None else (r.id,)
-                got = shared.get(key)
-                if got is None:
-                    got = shared[key] = KeyedFrames(r.evidence_limit)
-                self._evidence[r.id] = got
+                key = (key, r.evidence_limit) if key is not None else (r.id,)
+                at = shared.get(key)
+                if at is None:
+                    at = shared[key] = len(specs)
+                    specs.append((r.evidence, []))
+                    limits.append(r.evidence_limit)
+                specs[at][1].append(r.id)
+            if specs:
+                batch = EvidenceFrames(limits)
+                self._batches.append((scope, batch, specs))
+                for at, (_flt, ids) in enumerate(specs):
+                    for rule_id in ids:
+                        self._evidence[rule_id] = batch.collection(at)
+        self._mask_of: dict[int, tuple[object, Any]] = {}  # id(filter) -> (cache key, mask function)
         self._groups: dict[str, _PacketGroups] = {r.id: _PacketGroups(r) for r in self.rules if r.scope == "packet"}
         self.first_ts: int | None = None
         self.last_ts: int | None = None
@@ -232,39 +247,67 @@ class RuleEngine:
             self.first_ts = ctx.first_ts
         self.last_ts = int(ctx.table["ts"][-1])
         cache: dict[object, np.ndarray] = {}
+        mask_of = self._mask_of
 
         def masks(flt) -> np.ndarray:
-            key = filter_key(flt)
-            if key is None:
-                key = id(flt.compiled)
+            """The filter's mask on this chunk, computed once per distinct filter (read only: it is shared)."""
+            known = mask_of.get(id(flt))
+            if known is None:
+                known = mask_of[id(flt)] = _mask_function(flt)
+            key, mask = known
             got = cache.get(key)
             if got is None:
-                got = cache[key] = np.asarray(flt.evaluate(ctx), bool)
+                got = cache[key] = np.asarray(mask(ctx), bool)
             return got
 
-        conv = ctx.table["conv"].astype(np.int64)
-        in_flow = conv >= 0
-        zeros = np.zeros(ctx.n, np.int64)
-        everything = np.ones(ctx.n, bool)
-        frames = ctx.table["frame"]
-        fed: set[int] = set()  # evidence collections shared by several rules take a chunk once
+        table = ctx.table
+        conv = table["conv"].astype(np.int64)
+        frames = table["frame"]
+        in_flow = everything = zeros = None
         for rule in self.rules:
-            if rule.id in self.errors:
+            if rule.id in self.errors or (rule.scope != "packet" and not self._aggs[rule.id]):
                 continue
             try:
                 if rule.scope == "packet":
                     self._feed_packet_rule(rule, ctx, masks, frames)
                     continue
-                keys, rows = (conv, in_flow) if rule.scope == "flow" else (zeros, everything)
+                if rule.scope == "flow":
+                    if in_flow is None:
+                        in_flow = conv >= 0
+                    keys, rows = conv, in_flow
+                else:
+                    if zeros is None:
+                        zeros, everything = np.zeros(ctx.n, np.int64), np.ones(ctx.n, bool)
+                    keys, rows = zeros, everything
                 for state in self._aggs[rule.id]:
                     state.fold(ctx, np.where(rows, keys, 0), rows, masks)
-                if rule.evidence is not None and id(self._evidence[rule.id]) not in fed:
-                    fed.add(id(self._evidence[rule.id]))
-                    m = rows & masks(rule.evidence)
-                    if m.any():
-                        self._evidence[rule.id].add(keys[m], frames[m])
             except Exception as exc:  # one broken rule must not stop the diagnosis: it is reported
                 self.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+        for scope, batch, specs in self._batches:
+            chosen, which = [], []
+            for at, (flt, ids) in enumerate(specs):
+                live = [rule_id for rule_id in ids if rule_id not in self.errors]
+                if not live:
+                    continue
+                try:
+                    chosen.append(masks(flt))
+                except Exception as exc:  # the rules citing these packets are reported, the others go on
+                    for rule_id in live:
+                        self.errors[rule_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                which.append(at)
+            if not chosen:
+                continue
+            selected = np.stack(chosen)
+            if scope == "flow":
+                if in_flow is None:
+                    in_flow = conv >= 0
+                selected &= in_flow
+            # (collection, row) pairs, rows in arrival order within each collection
+            picked, rows = np.nonzero(selected)
+            if len(rows):
+                batch.add(np.asarray(which, np.int64)[picked],
+                          conv[rows] if scope == "flow" else np.zeros(len(rows), np.int64), frames[rows])
 
     def _feed_packet_rule(self, rule: Rule, ctx: ChunkContext, masks, frames) -> None:
         groups = self._groups[rule.id]
@@ -540,6 +583,17 @@ def _rows_context(n: int, first_ts: int | None, extra: dict) -> ChunkContext:
     table = np.zeros(n, dtype=[("ts", np.int64), ("conv", np.int32), ("frame", np.int64)])
     table["conv"] = np.arange(n)
     return ChunkContext(np.zeros(0, np.uint8), table, first_ts=first_ts or 0, extra=extra)
+
+
+def _mask_function(flt) -> tuple[object, Any]:
+    """(the key equal filters share, a function ctx -> mask that need not copy) of a playbook filter."""
+    compiled = getattr(flt, "compiled", None)
+    owner = getattr(getattr(compiled, "evaluate", None), "__self__", None)
+    key = getattr(owner, "key", None)
+    mask = getattr(owner, "mask", None)
+    if key is None:
+        key = ("filter", id(compiled))
+    return key, (mask if mask is not None else flt.evaluate)
 
 
 def filter_key(flt) -> object:
