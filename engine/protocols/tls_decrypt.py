@@ -24,11 +24,6 @@ from enum import Enum
 from hmac import compare_digest
 from typing import NamedTuple
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from diagnose.keylog import TLS13_LABELS, SessionSecrets
 
@@ -157,12 +152,30 @@ def _suite_from_name(code: int, name: str) -> CipherSuite:
 
 CIPHER_SUITES: dict[int, CipherSuite] = {code: _suite_from_name(code, name) for code, name in _SUITE_NAMES.items()}
 
-_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384}
+_HASHES: dict = {}
+# cryptography's names, bound by _load_crypto()
+InvalidTag = hashes = hmac = Cipher = algorithms = modes = AESCCM = AESGCM = ChaCha20Poly1305 = HKDFExpand = None
+
+
+def _load_crypto() -> None:
+    """Import cryptography's primitives on first use: most captures carry no key log, and the import costs ~30 ms
+    and ~7 MB of every run."""
+    global InvalidTag, hashes, hmac, Cipher, algorithms, modes, AESCCM, AESGCM, ChaCha20Poly1305, HKDFExpand
+    if _HASHES:
+        return
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes, hmac
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+    _HASHES.update(md5=hashes.MD5, sha1=hashes.SHA1, sha256=hashes.SHA256, sha384=hashes.SHA384)
 _MAC_LEN = {"md5": 16, "sha1": 20, "sha256": 32, "sha384": 48}
 
 
 # -- key schedules -------------------------------------------------------------------------------------------------
 def _hmac(hash_name: str, key: bytes, data: bytes) -> bytes:
+    _load_crypto()
     h = hmac.HMAC(key, _HASHES[hash_name]())
     h.update(data)
     return h.finalize()
@@ -191,6 +204,7 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: str, context: bytes,
     """HKDF-Expand-Label of RFC 8446 §7.1."""
     full = b"tls13 " + label.encode()
     info = struct.pack("!HB", length, len(full)) + full + struct.pack("!B", len(context)) + context
+    _load_crypto()
     return HKDFExpand(_HASHES[hash_name](), length, info).derive(secret)
 
 
@@ -247,6 +261,7 @@ class _Protection:
         self.encrypt_then_mac = encrypt_then_mac
         self.seq = 0
         self._next_iv: bytes | None = None  # TLS 1.0 CBC: the IV of the next record, once this one checks out
+        _load_crypto()
         if suite.cipher == "AES-GCM":
             self._aead = AESGCM(key)
         elif suite.cipher == "AES-CCM":

@@ -11,7 +11,6 @@ Two readers work together:
 from __future__ import annotations
 
 import datetime as dt
-import ssl
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -395,6 +394,8 @@ def _load_roots(ca_file: str | None, use_system: bool) -> tuple:
     if ca_file:
         paths.append(ca_file)
     if use_system:
+        import ssl  # only to find the system store: ~10 ms of start-up otherwise
+
         default = ssl.get_default_verify_paths()
         for path in (default.cafile, default.openssl_cafile):
             if path and path not in paths:
