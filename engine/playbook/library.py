@@ -107,9 +107,30 @@ def _split_set(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def load_rule_set(specs: list[str] | None = None, overrides: list[str] | dict[str, str] | None = None) -> RuleSet:
-    """Load the named playbooks (default: all), expand includes, check everything together, apply --set."""
+def load_rule_set(specs: list[str] | None = None, overrides: list[str] | dict[str, str] | None = None, *,
+                  cache: bool = True) -> RuleSet:
+    """Load the named playbooks (default: all), expand includes, check everything together, apply --set.
+
+    With `cache`, a rule set loaded before from the same playbook files (and the same tool) is read from the user's
+    cache folder (playbook/cache.py); mistakes are never cached, so they are found and reported as without it."""
     specs = list(specs or ["all"])
+    rule_set = None
+    if cache:
+        from diagnose.playbook import cache as saved
+
+        rule_set = saved.load(specs)
+    if rule_set is None:
+        rule_set, files = _load_checked(specs)
+        if cache:
+            saved.save(specs, rule_set, files)
+    if overrides:
+        rule_set.set_params(overrides)
+    return rule_set
+
+
+def _load_checked(specs: list[str]) -> tuple[RuleSet, list[Path]]:
+    """The rule set of the specs (parameters at their defaults) and the playbook files it was read from; every
+    mistake at once as a PlaybookError."""
     problems: list[Problem] = []
     loaded: dict[Path, Playbook] = {}
     order: list[Playbook] = []
@@ -181,9 +202,10 @@ def load_rule_set(specs: list[str] | None = None, overrides: list[str] | dict[st
             bucket = rule_set.params.setdefault(param.qualified, [])
             if all(p is not param for p in bucket):
                 bucket.append(param)
-    if overrides:
-        rule_set.set_params(overrides)
-    return rule_set
+    files = list(loaded)
+    if builtin_ids is not None:  # the answer read every built-in playbook
+        files += [path.resolve() for path in sorted(builtin_dir().glob("*.yaml")) if path.resolve() not in loaded]
+    return rule_set, files
 
 
 def _builtin_rule_ids() -> set[str]:
