@@ -1,11 +1,14 @@
-"""Give back the pages of numba's compiler library that only its start-up read.
+"""Give back memory the process holds but no longer uses.
 
-Loading llvmlite runs LLVM's static initialisers, which read 35-50 MB of its ~170 MB shared library into this
-process's resident set. Once the kernels are loaded the process runs their machine code and hardly touches LLVM
-again, but those pages stay mapped and count in its RSS. `release_compiler_pages()` drops them from the process's
-page tables (madvise MADV_DONTNEED); a page LLVM does use again (loading one more cached kernel) is mapped back from
-the page cache on first touch. Only read-only mappings of the library that hold no private copy of any page are
-released: their contents always equal the file's, so nothing can be lost.
+* Loading llvmlite runs LLVM's static initialisers, which read 35-50 MB of its ~170 MB shared library into this
+  process's resident set. Once the kernels are loaded the process runs their machine code and hardly touches LLVM
+  again, but those pages stay mapped and count in its RSS. `release_compiler_pages()` drops them from the process's
+  page tables (madvise MADV_DONTNEED); a page LLVM does use again (loading one more cached kernel) is mapped back from
+  the page cache on first touch. Only read-only mappings of the library that hold no private copy of any page are
+  released: their contents always equal the file's, so nothing can be lost.
+* glibc's malloc (numpy's allocator) returns freed memory to the system only from the top of its heap: a run that
+  frees many per-chunk arrays keeps their pages. `release_unused_memory()` also asks it for every free page
+  (malloc_trim).
 """
 
 from __future__ import annotations
@@ -14,22 +17,30 @@ import sys
 
 LIBRARY = "libllvmlite.so"
 _MADV_DONTNEED = 4
-_madvise = None
+_libc = None
+
+
+def release_unused_memory() -> None:
+    """Both releases: call where a run's memory is about to peak, once the kernels it needs are loaded."""
+    release_compiler_pages()
+    libc = _linux_libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):  # glibc's; musl has none
+        libc.malloc_trim(0)
 
 
 def release_compiler_pages() -> int:
     """Release the library's clean read-only pages; returns the kB released (0 where this is not Linux)."""
-    if not sys.platform.startswith("linux"):
+    libc = _linux_libc()
+    if libc is None:
         return 0
     try:
         with open("/proc/self/smaps", encoding="ascii", errors="replace") as smaps:
             ranges = list(clean_ranges(smaps, LIBRARY))
     except OSError:
         return 0
-    madvise = _libc_madvise()
     released = 0
     for start, end, resident_kb in ranges:
-        if madvise(start, end - start, _MADV_DONTNEED) == 0:
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
             released += resident_kb
     return released
 
@@ -56,14 +67,22 @@ def clean_ranges(smaps_lines, library: str):
         yield tuple(current[:3])
 
 
-def _libc_madvise():
-    global _madvise
-    if _madvise is None:
-        import ctypes
+def _linux_libc():
+    """glibc's madvise and malloc_trim with their argument types, or None where they are not to be had."""
+    global _libc
+    if _libc is None:
+        _libc = False
+        if sys.platform.startswith("linux"):
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        fn.restype = ctypes.c_int
-        _madvise = fn
-    return _madvise
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                libc.madvise.restype = ctypes.c_int
+                if hasattr(libc, "malloc_trim"):
+                    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                    libc.malloc_trim.restype = ctypes.c_int
+                _libc = libc
+            except (OSError, AttributeError):
+                pass
+    return _libc or None

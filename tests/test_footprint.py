@@ -1,11 +1,11 @@
-"""footprint.release_compiler_pages: only clean read-only pages of LLVM's library go, and kernels still run after."""
+"""footprint: only clean read-only pages of LLVM's library are released, and kernels still run after."""
 
 import sys
 from pathlib import Path
 
 import pytest
 
-from diagnose.footprint import LIBRARY, clean_ranges, release_compiler_pages
+from diagnose.footprint import LIBRARY, clean_ranges, release_compiler_pages, release_unused_memory
 
 SMAPS = """\
 7f0000000000-7f0000004000 r--p 00000000 08:01 123 /venv/llvmlite/binding/libllvmlite.so
@@ -64,3 +64,6 @@ def test_release_shrinks_the_library_and_kernels_still_run():
     assert released >= before // 2
     assert _library_rss_kb() < before // 2
     assert _conversations(capture) == counted  # machine code and the JIT still work with the pages gone
+    release_unused_memory()  # the same again, and the C heap's free pages
+    assert _conversations(capture) == counted
+

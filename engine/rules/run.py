@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from diagnose.findings import Report, RuleResult
-from diagnose.footprint import release_compiler_pages
+from diagnose.footprint import release_unused_memory
 from diagnose.playbook.library import RuleSet, load_rule_set
 from diagnose.rules.engine import EngineResult, RuleEngine, flow_facts_read
 from diagnose.rules.linking import group_findings, link, rank
@@ -105,7 +105,7 @@ class AnalysisPass:
                 tcp_fields.attach(ctx, rows)
                 ctx.extra["app"] = _LazyDns(app_chunk)
                 if prev_ts is None:  # the pass's kernels are loaded now: LLVM's start-up pages can go
-                    release_compiler_pages()
+                    release_unused_memory()
                 prev_ts = int(table["ts"][-1])
                 yield ctx
                 if self.tick is not None:
@@ -199,7 +199,7 @@ def diagnose_capture(path: str, rule_set: RuleSet, *, tick: Callable[[], None] |
     gc.disable()
     try:
         records = analysis.records(flow_facts_read(rule_set.rules))
-        release_compiler_pages()  # again: loading the records' kernels read some back
+        release_unused_memory()  # again: loading the records' kernels read some back
         summary = analysis.summary()
         result = engine.finish(records, summary)
         report = build_report(rule_set, result, summary, records)
