@@ -238,3 +238,13 @@ def test_compiling_a_checked_tree_gives_what_the_display_filter_compiler_gives()
         mine = made.evaluate.__self__
         assert (mine.fields, mine.key) == (reference.fields, reference.key), flt.text
         assert made.fields == flt.compiled.fields
+
+
+def test_an_unknown_playbook_is_still_a_usage_error():
+    from diagnose.errors import UsageError
+
+    load_rule_set(["tcp"])
+    for _ in range(2):
+        with pytest.raises(UsageError, match="unknown playbook 'tcpp'"):
+            load_rule_set(["tcp", "tcpp"])
+    assert len(_cache_files()) == 1

@@ -9,11 +9,12 @@ rendered, from playbook/templates' own code cache). Everything else (rules, para
 plain data. Only rule sets that loaded without a mistake are saved: every playbook error is still found and
 reported by the loader.
 
-A file is named by a digest of what decides the result besides the playbooks: the tool's version and the source
-of the modules that load and check them, the field registry (names and types filters are checked against), the
-Python version, the specs as given and the working directory (relative paths). It starts with the playbook files
-the load read (includes too) and the digests of their bytes: a file that changed makes it stale. A file that
-cannot be read, does not unpickle or is stale is rebuilt silently; a read-only cache folder only costs the rebuild.
+A file is named by a digest of what decides the result besides the playbooks' text: the tool's version and the
+source of the modules that load and check them, the field registry (names and types filters are checked against),
+the Python version, the specs as given, the files they point to, the built-in folder and the working directory. It
+starts with the playbook files the load read (includes too) and the digests of their bytes: a file that changed
+makes it stale. A file that cannot be read, does not unpickle or is stale is rebuilt silently; a read-only cache
+folder only costs the rebuild.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def load(specs: list[str]) -> object | None:
     """The cached rule set of these specs (parameters at their defaults), or None when there is none to trust."""
     try:
         data = _path(specs).read_bytes()
-    except OSError:
+    except Exception:  # noqa: BLE001 - not cached, or a spec that names nothing (the loader says so)
         return None
     try:
         stream = io.BytesIO(data)
@@ -75,8 +76,14 @@ def folder() -> Path:
 
 
 def _path(specs: list[str]) -> Path:
-    key = hashlib.sha256(repr((FORMAT, _signature(), list(specs), os.getcwd())).encode()).hexdigest()[:32]
-    return folder() / f"{key}.pickle"
+    """The file of these specs: where they point now (the files, the built-in folder that includes are looked up
+    in, the working directory that relative paths start from) is part of the name; an unknown spec raises
+    UsageError (load: no cache; the loader then reports it)."""
+    from diagnose.playbook.library import builtin_dir, find_playbook
+
+    where = [str(find_playbook(spec)[0].resolve()) for spec in specs]
+    key = repr((FORMAT, _signature(), list(specs), where, str(builtin_dir()), os.getcwd()))
+    return folder() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
 
 
 _SIGNATURE: list[str] = []
