@@ -30,7 +30,7 @@ from diagnose.playbook import expressions as ex
 from diagnose.playbook.model import Filter
 from diagnose.resources import save_whole, user_cache_dir
 
-FORMAT = 1  # bump when what is pickled changes shape in a way a source digest would not show
+FORMAT = 2  # bump when what is pickled changes shape in a way a source digest would not show
 
 # the modules whose code decides what a load gives (besides the registry's fields, digested separately)
 _SOURCES = ("playbook/*.py", "filters/__init__.py", "filters/grammar.py", "filters/display_*.py",
@@ -136,9 +136,9 @@ class _Pickler(pickle.Pickler):
             compiled = obj.compiled
             if compiled.tree is None or compiled.extra is None:
                 raise pickle.PicklingError(f"filter {obj.text!r} has no syntax tree to cache")
-            return _filter, (obj.text, obj.scope, obj.where, compiled.tree, compiled.extra)
+            return _filter, (obj.text, obj.scope, obj.where, compiled.tree, compiled.extra, compiled.fields)
         return NotImplemented
 
 
-def _filter(text, scope, where, tree, extra) -> Filter:
-    return Filter(text, scope, ex.compile_tree(text, tree, scope, extra), where)
+def _filter(text, scope, where, tree, extra, names) -> Filter:
+    return Filter(text, scope, ex.compile_tree(text, tree, scope, extra, names), where)

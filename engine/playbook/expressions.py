@@ -18,6 +18,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -218,9 +219,11 @@ def compile_filter(text: str, scope: str, extra: ExtraNames | None = None) -> Co
     return compile_tree(text, tree, scope, extra)
 
 
-def compile_tree(text: str, tree: ast.Node, scope: str, extra: ExtraNames) -> Compiled:
-    """Compile a filter already parsed and checked (compile_filter; a rule set read from the cache)."""
-    names = sorted({name for name, _, _ in referenced_names(tree) if _resolve(name, extra) is not None})
+def compile_tree(text: str, tree: ast.Node, scope: str, extra: ExtraNames, names: list[str] | None = None) -> Compiled:
+    """Compile a filter already parsed and checked (compile_filter; a rule set read from the cache, which knows the
+    names it reads)."""
+    if names is None:
+        names = sorted({name for name, _, _ in referenced_names(tree) if _resolve(name, extra) is not None})
     compiler = _compiler()
     if compiler is None:
         return Compiled(text, scope, names, _unavailable(text), tree, extra)
@@ -235,6 +238,7 @@ def _unavailable(text: str):
     return evaluate
 
 
+@lru_cache(maxsize=1)
 def _compiler() -> Callable[[str, ExtraNames, ast.Node], Callable] | None:
     """Adapter to diagnose.filters' compiler: (text, extra names, syntax tree) -> evaluate(ctx) -> bool mask."""
     try:
