@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.fields.context import ChunkContext
-from diagnose.fields.layers import IPPROTO_ICMP, IPPROTO_ICMPV6, main_transport, transport_end
+from diagnose.fields.layers import IPPROTO_ICMP, IPPROTO_ICMPV6, column, main_transport, transport_end
 from diagnose.fields.registry import field, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
 
@@ -20,19 +20,26 @@ ECHO_TYPES = {4: (0, 8, 13, 14, 15, 16, 17, 18), 6: (128, 129)}
 
 
 def _present(ctx: ChunkContext, version: int) -> np.ndarray:
-    proto = IPPROTO_ICMP if version == 4 else IPPROTO_ICMPV6
-    t = ctx.table
-    return main_transport(ctx, proto) & (t["ipv"] == version) & (t["icmp_type"] >= 0)
+    def compute():
+        proto = IPPROTO_ICMP if version == 4 else IPPROTO_ICMPV6
+        return main_transport(ctx, proto) & (column(ctx, "ipv") == version) & (_icmp_type(ctx) >= 0)
+    return ctx.cached(f"@icmp{version}", compute)
 
 
-def _column(version: int, column: str, echo_only: bool):
+def _icmp_type(ctx: ChunkContext) -> np.ndarray:
+    """The icmp_type column as int64, read once for icmp.* and icmpv6.* (each read strides over whole rows)."""
+    return ctx.cached("@icmp_type64", lambda: ctx.table["icmp_type"].astype(np.int64))
+
+
+def _column(version: int, column_name: str, echo_only: bool):
     def extract(ctx: ChunkContext) -> list[Occurrence]:
         t = ctx.table
         present = _present(ctx, version)
         if echo_only:
             start = ctx.frame_start + t["l4_off"].astype(np.int64)
-            present = present & np.isin(t["icmp_type"], ECHO_TYPES[version]) & (start + 8 <= ctx.frame_end)
-        return [Occurrence(t[column].astype(np.int64), present)]
+            present = present & np.isin(_icmp_type(ctx), ECHO_TYPES[version]) & (start + 8 <= ctx.frame_end)
+        values = _icmp_type(ctx) if column_name == "icmp_type" else t[column_name].astype(np.int64)
+        return [Occurrence(values, present)]
     return extract
 
 

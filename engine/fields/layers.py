@@ -48,6 +48,11 @@ def _status_seen(ctx: ChunkContext) -> int:
     return ctx.cached("@status_seen", lambda: int(np.bitwise_or.reduce(_status(ctx))) if ctx.n else 0)
 
 
+def column(ctx: ChunkContext, name: str) -> np.ndarray:
+    """A packet-table column as a contiguous array, read once per chunk (for columns several fields test)."""
+    return ctx.cached(f"@col_{name}", lambda: np.ascontiguousarray(ctx.table[name]))
+
+
 def _l4_abs(ctx: ChunkContext) -> np.ndarray:
     """Absolute offset of the main transport header (meaningless where l4_off < 0)."""
     return ctx.cached("@l4_abs", lambda: _abs(ctx, ctx.table["l4_off"]))
@@ -152,7 +157,7 @@ def transport_end(ctx: ChunkContext) -> np.ndarray:
 def _decoded_l4(ctx: ChunkContext) -> np.ndarray:
     """Rows whose main transport header was decoded (IP, a transport offset, not a non-first fragment)."""
     def compute():
-        decoded = (ctx.table["ipv"] != 0) & _has_l4(ctx)
+        decoded = (column(ctx, "ipv") != 0) & _has_l4(ctx)
         if _status_seen(ctx) & ST_IP_FRAGMENT:
             decoded &= (_status(ctx) & ST_IP_FRAGMENT) == 0
         return decoded
@@ -161,7 +166,7 @@ def _decoded_l4(ctx: ChunkContext) -> np.ndarray:
 
 def main_transport(ctx: ChunkContext, proto: int) -> np.ndarray:
     """Rows whose main transport layer is `proto` (decoded: not a non-first fragment)."""
-    return ctx.cached(f"@l4_{proto}", lambda: (ctx.table["ip_proto"] == proto) & _decoded_l4(ctx))
+    return ctx.cached(f"@l4_{proto}", lambda: (column(ctx, "ip_proto") == proto) & _decoded_l4(ctx))
 
 
 def transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:

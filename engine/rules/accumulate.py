@@ -90,7 +90,7 @@ class KeyedFrames:
         keys = keys.astype(np.int64, copy=False)
         counts = self.counts.reserve(int(keys.max()) + 1)
         before = counts[keys]
-        np.add.at(counts, keys, 1)
+        np.add.at(counts, keys, np.ones(len(keys), counts.dtype))  # a scalar 1 takes a casting path: ~15x slower
         room = before < limit
         if not room.any():
             return

@@ -286,7 +286,7 @@ class RuleEngine:
         for scope, batch, specs in self._batches:
             chosen, which = [], []
             for at, (flt, ids) in enumerate(specs):
-                live = [rule_id for rule_id in ids if rule_id not in self.errors]
+                live = ids if not self.errors else [rule_id for rule_id in ids if rule_id not in self.errors]
                 if not live:
                     continue
                 try:
@@ -303,8 +303,10 @@ class RuleEngine:
                 if in_flow is None:
                     in_flow = conv >= 0
                 selected &= in_flow
-            # (collection, row) pairs, rows in arrival order within each collection
-            picked, rows = np.nonzero(selected)
+            # (collection, row) pairs, rows in arrival order within each collection (np.nonzero of a 2-d mask
+            # costs ~10x a flat one)
+            flat = np.flatnonzero(selected)
+            picked, rows = np.divmod(flat, ctx.n)
             if len(rows):
                 batch.add(np.asarray(which, np.int64)[picked],
                           conv[rows] if scope == "flow" else np.zeros(len(rows), np.int64), frames[rows])
