@@ -7,7 +7,6 @@ exit 1; a clean run exits 0.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
@@ -111,6 +110,8 @@ def info(capture: CaptureArg, as_json: JsonOpt = False,
 
     summary = collect_info(capture, verify_checksums=not no_checksums)
     if as_json:
+        import json  # imported by the commands that print JSON themselves: --help and --version start without it
+
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -215,6 +216,8 @@ def follow(capture: CaptureArg,
         raise UsageError("--keylog decrypts TLS; with --tcp nothing is decrypted (drop one of them)")
     result, notes = follow_with_notes(capture, stream, fmt, as_json, layer=layer, keylogs=keylog or ())
     if as_json:
+        import json  # imported by the commands that print JSON themselves: --help and --version start without it
+
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -232,6 +235,8 @@ def keys(capture: CaptureArg, keylog: KeylogOpt = None, as_json: JsonOpt = False
 
     match = match_keys(capture, keylog or ())
     if as_json:
+        import json  # imported by the commands that print JSON themselves: --help and --version start without it
+
         json.dump(match.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
