@@ -125,7 +125,11 @@ class KeyedFrames:
             order = np.argsort(keys, kind="stable")
             self._keys, self._frames = keys[order], frames[order]
             self._parts = [(self._keys, self._frames)]
-        lo, hi = np.searchsorted(self._keys, [key, key + 1])
+        keys = self._keys
+        if key + 1 > np.iinfo(keys.dtype).max:
+            keys = keys.astype(np.int64)
+        # bounds in the keys' own dtype: a list of Python ints would have searchsorted cast the whole array per call
+        lo, hi = keys.searchsorted(np.array([key, key + 1], keys.dtype))
         return self._frames[lo:hi].tolist(), self.total(key)
 
 
