@@ -355,6 +355,12 @@ class FlowFacts:
         _facts(table, self._no_analysis if analysis is None else analysis, analysis is not None, self.flows,
                self.tcp, self.idle_rst_ns)
 
+    def release(self) -> None:
+        """Drop the tables once the pass is over and their facts were taken (diagnose.conn.record.RecordTables):
+        their pages go back to the system. The facts can no longer be updated or read."""
+        self.flows = self.tcp = None
+        self.n_tcp = 0
+
     def tcp_facts(self, stream: int) -> np.void | None:
         if stream < 0 or stream >= self.n_tcp or self.tcp[stream]["conv"] < 0:
             return None

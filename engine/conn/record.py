@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
 
 import numpy as np
 
 from diagnose.addresses import format_address
 from diagnose.conn.facts import FLOW_DTYPE, PHASE_NAMES, SYN_TIMES, TCP_FACTS_DTYPE, FlowFacts
-from diagnose.conn.zeek import (CONN_DTYPE, K_ICMP, K_TCP, K_UDP, KIND_NAMES, RESET, SYN_SENT, INACTIVE,
-                                TCP_DTYPE, ConnStates, conn_state)
+from diagnose.conn.zeek import (CONN_DTYPE, HISTORY_MAX, K_ICMP, K_TCP, K_UDP, KIND_NAMES, RESET, SYN_SENT,
+                                INACTIVE, ConnStates, conn_state)
 from diagnose.flows import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, FlowTable
 from diagnose.conn import burst
 from diagnose.jit import inline, kernel
+from diagnose.tablegrowth import state_dtype
 
 PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
 
@@ -105,7 +106,6 @@ _PROTO_INDEX = np.full(256, _NAME_INDEX["unknown_transport"], np.int32)
 for _proto, _name in PROTO_NAMES.items():
     _PROTO_INDEX[_proto] = _NAME_INDEX[_name]
 _PHASE_INDEX = np.array([_NAME_INDEX.get(p, -1) if p else -1 for p in PHASE_NAMES], np.int32)
-_NO_TCP_FACTS = np.zeros(1, TCP_FACTS_DTYPE)  # what a flow without TCP facts reads
 _NO_COMPLETENESS = np.zeros(0, np.uint8)
 
 
@@ -255,26 +255,241 @@ def _initial_ttl(ttl):
     return 32 if ttl <= 32 else 64 if ttl <= 64 else 128 if ttl <= 128 else 255
 
 
+# ---- what the records read, taken from the pass's state tables once the pass is over ---------------------------------
+# The pass keeps ~0.3 KB per flow and ~1.1 KB per TCP stream of working state (Zeek's sequence bookkeeping, previous
+# timestamps, running statistics); the records need about a third of it. FlowAnalysis copies that third into the
+# tables below (derived values such as Zeek's sizes computed once) and releases the pass's tables. Facts few flows
+# have (RSTs, ICMP errors, repeated SYNs) sit in side tables sorted by conversation: a block's rows are scattered
+# into zeroed rows, which is what a flow without them read before.
+
+RECORD_FLOW_DTYPE = state_dtype(
+    [
+        ("kind", np.uint8),  # Zeek's connection kind, 0 = not tracked by Zeek
+        ("orig", np.uint8),  # endpoint index of Zeek's originator
+        ("port", np.uint16, (2,)),  # Zeek's ports (ICMP: types)
+        ("hist", np.uint8, (HISTORY_MAX,)),
+        ("hist_len", np.uint8),
+        ("zstate", np.uint8, (2,)),  # Zeek's endpoint states (UDP/ICMP: 1 = active)
+        ("zsize", np.int64, (2,)),  # Zeek's endpoint sizes (TCP: modulo 2**64)
+        ("duration", np.int64),  # Zeek's LastTime - start_time (ns)
+        ("missed", np.int64),
+        ("pkts", np.uint32, (2,)),  # per endpoint (at most the capture's frames: < 2**32)
+        ("ip_bytes", np.int64, (2,)),
+        ("has_tcp", np.uint8),  # TCP facts present (RECORD_TCP_DTYPE row at the conversation's stream)
+        ("one_packet", np.uint8),  # at most one packet: no idle time
+        ("idle_max", np.int64),
+        ("idle_max_frame", np.int64),
+    ]
+)
+
+RECORD_TCP_DTYPE = state_dtype(
+    [
+        ("syns", np.int32),  # pure SYNs, both sides
+        ("synack_count", np.int32),
+        ("rsts", np.int32),  # RSTs, both sides
+        ("hs_done", np.uint8),
+        ("syn_dir", np.int8),
+        ("synack_syn_ts", np.int64),
+        ("synack_ts", np.int64),
+        ("hs_ack_ts", np.int64),
+        ("opts_seen", np.uint8, (2,)),
+        ("mss", np.int32, (2,)),
+        ("ws", np.int8, (2,)),
+        ("sack_perm", np.uint8, (2,)),
+        ("ts_opt", np.uint8, (2,)),
+        ("data_pkts", np.int32, (2,)),
+        ("oversize", np.int32, (2,)),
+        ("zw_count", np.int32, (2,)),
+        ("zw_time", np.int64, (2,)),  # including an episode still open at the flow's last packet
+        ("zw_open", np.uint8, (2,)),  # an episode is open at the end
+        ("zw_frame", np.int64, (2,)),
+        ("fin", np.uint8, (2,)),
+        ("max_win", np.int64, (2,)),
+        ("max_bif", np.int64, (2,)),
+        ("window_full", np.int32, (2,)),
+        ("retrans", np.int32, (2,)),
+        ("dup_retrans", np.int32, (2,)),
+        ("lost", np.int32, (2,)),
+        ("burst", np.float64, (2, 2)),  # [dir, clock] burstiness (clock 0 segments, 1 seconds)
+        ("burst_none", np.uint8, (2, 2)),  # too few gaps for a burstiness
+    ]
+)
+
+_NO_TCP_FACTS = np.zeros(1, RECORD_TCP_DTYPE)  # what a flow without TCP facts reads: _record_tcp of a zero row
+_NO_TCP_FACTS["burst_none"] = 1
+
+# side tables: "conv" first, rows sorted by it
+RECORD_RST_DTYPE = np.dtype([("conv", np.int64), *[(name, *TCP_FACTS_DTYPE.fields[name][:1]) for name in (
+    "rst_dir", "rst_frame", "rst_ts", "rst_ttl", "rst_ipv", "rst_ipid", "rst_idle", "rst_phase", "rst_bytes",
+    "rst_ttl_min", "rst_ttl_max", "rst_genuine", "rst_ipid_nonzero")]], align=True)
+RECORD_ICMP_DTYPE = np.dtype([("conv", np.int64), *[(name, *FLOW_DTYPE.fields[name][:1]) for name in (
+    "icmp_count", "icmp_type", "icmp_code", "icmp_ipv", "icmp_ttl", "icmp_dir", "icmp_src_hi", "icmp_src_lo",
+    "icmp_frame", "icmp_ts", "icmp_unreach")]], align=True)
+RECORD_SYN_DTYPE = np.dtype([("conv", np.int64), ("delta", np.int64, (SYN_TIMES,))])  # SYN times after the first
+
+
 @kernel
-def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_analysis, cdir, inverse, proto_index,
-                  phase_index, mat, matf, nul, has_t, zstate, ports, syn_delta, syn_len):
+def _record_flows(convs, c, f, ftcp, n_tcp, ztcp, out):
+    """RECORD_FLOW_DTYPE rows of conversations (c, f: their CONN_DTYPE and FLOW_DTYPE rows)."""
+    for i in range(convs.shape[0]):
+        cv = convs[i]
+        cr = c[i]
+        fr = f[i]
+        o = out[i]
+        stream = np.int64(cv.stream)
+        o.has_tcp = cv.proto == PROTO_TCP and stream >= 0 and stream < n_tcp and ftcp[max(stream, 0)].conv >= 0
+        o.kind = cr.kind
+        o.orig = cr.orig
+        o.hist_len = cr.hist_len
+        for e in range(2):
+            o.port[e] = cr.port[e]
+            o.pkts[e] = cr.pkts[e]
+            o.ip_bytes[e] = cr.ip_bytes[e]
+        for k in range(HISTORY_MAX):
+            o.hist[k] = cr.hist[k]
+        kind = np.int64(cr.kind)
+        if kind == K_TCP and cr.tcp >= 0:
+            z = ztcp[cr.tcp]
+            for e in range(2):
+                o.zsize[e] = _zeek_size(z, e)
+                o.zstate[e] = z.state[e]
+        elif kind == K_UDP or kind == K_ICMP:
+            for e in range(2):
+                o.zstate[e] = cr.size[e] >= 0
+                o.zsize[e] = max(cr.size[e], 0)
+        o.duration = cr.last - cr.start
+        o.missed = cr.missed
+        o.one_packet = fr.pkts <= 1
+        o.idle_max = fr.idle_max
+        o.idle_max_frame = fr.idle_max_frame
+
+
+@kernel
+def _record_tcp(ftcp, f, out):
+    """RECORD_TCP_DTYPE rows of TCP streams (ftcp: their TCP_FACTS_DTYPE rows; f: FLOW_DTYPE rows by conversation)."""
+    for s in range(out.shape[0]):
+        t = ftcp[s]
+        o = out[s]
+        last_ts = f[t.conv].last_ts if t.conv >= 0 and t.conv < f.shape[0] else np.int64(0)
+        o.syns = t.syn_count[0] + t.syn_count[1]
+        o.synack_count = t.synack_count
+        o.rsts = t.rst_count[0] + t.rst_count[1]
+        o.hs_done = t.hs_done
+        o.syn_dir = t.syn_dir
+        o.synack_syn_ts = t.synack_syn_ts
+        o.synack_ts = t.synack_ts
+        o.hs_ack_ts = t.hs_ack_ts
+        for d in range(2):
+            o.opts_seen[d] = t.opts_seen[d]
+            o.mss[d] = t.mss[d]
+            o.ws[d] = t.ws[d]
+            o.sack_perm[d] = t.sack_perm[d]
+            o.ts_opt[d] = t.ts_opt[d]
+            o.data_pkts[d] = t.data_pkts[d]
+            o.oversize[d] = t.oversize[d]
+            o.zw_count[d] = t.zw_count[d]
+            is_open = t.zw_open[d] != 0
+            o.zw_open[d] = is_open
+            o.zw_time[d] = t.zw_time[d] + (last_ts - t.zw_open[d] if is_open else 0)
+            o.zw_frame[d] = t.zw_frame[d]
+            o.fin[d] = t.fin[d]
+            o.max_win[d] = t.max_win[d]
+            o.max_bif[d] = t.max_bif[d]
+            o.window_full[d] = t.window_full[d]
+            o.retrans[d] = t.retrans[d]
+            o.dup_retrans[d] = t.dup_retrans[d]
+            o.lost[d] = t.lost[d]
+            for clock in range(2):
+                b, none = _burstiness(t.burst[d * 2 + clock])
+                o.burst[d, clock] = b
+                o.burst_none[d, clock] = none
+
+
+def _side_rows(side: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows of conversations lo..hi-1 from a side table (sorted by conv), zeroed where it has none."""
+    a, b = np.searchsorted(side["conv"], [lo, hi])
+    out = np.zeros(hi - lo, side.dtype)
+    out[side["conv"][a:b] - lo] = side[a:b]
+    return out
+
+
+def _side_table(source: np.ndarray, rows: np.ndarray, conv: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """dtype rows (conv, then fields of source[rows] of the same names), sorted by conv."""
+    order = np.argsort(conv, kind="stable")
+    rows, conv = rows[order], conv[order]
+    out = np.zeros(len(rows), dtype)
+    out["conv"] = conv
+    for name in dtype.names[1:]:
+        out[name] = source[name][rows]
+    return out
+
+
+@dataclass
+class RecordTables:
+    """The facts the records of a capture's flows read (the RECORD_* tables above)."""
+
+    flows: np.ndarray  # RECORD_FLOW_DTYPE per conversation
+    tcp: np.ndarray  # RECORD_TCP_DTYPE per TCP stream
+    rst: np.ndarray  # side tables
+    icmp: np.ndarray
+    syn: np.ndarray
+    have_analysis: bool
+
+    @classmethod
+    def take(cls, flows: FlowTable, states: ConnStates, facts: FlowFacts) -> RecordTables:
+        """The record tables of the pass's state; the states and facts release their tables (they are done)."""
+        convs = flows.conversations
+        n = len(convs)
+        n_tcp = facts.n_tcp
+        c, _ = _padded(states.conns, 0, n, CONN_DTYPE)
+        f, _ = _padded(facts.flows, 0, n, FLOW_DTYPE)
+        ftcp = facts.tcp[:n_tcp]
+        out_flows = np.zeros(n, RECORD_FLOW_DTYPE)
+        _record_flows(convs, c, f, facts.tcp, n_tcp, states.tcp, out_flows)
+        out_tcp = np.zeros(n_tcp, RECORD_TCP_DTYPE)
+        _record_tcp(ftcp, f, out_tcp)
+        # a stream's facts belong to conversation `conv` (its records read them only where has_tcp says so)
+        tcp_conv = ftcp["conv"].astype(np.int64)
+        known = (tcp_conv >= 0) & (tcp_conv < n)
+        rst_rows = np.nonzero(known & (out_tcp["rsts"] > 0))[0]  # the RST fields are written with the count
+        syn_rows = np.nonzero(known & (out_tcp["syns"] >= 2))[0]  # the first SYN's delta is 0
+        syn = np.zeros(len(syn_rows), RECORD_SYN_DTYPE)
+        syn["conv"] = tcp_conv[syn_rows]
+        kept = np.minimum(out_tcp["syns"][syn_rows], SYN_TIMES)
+        syn["delta"] = np.where(np.arange(SYN_TIMES) < kept[:, None],
+                                ftcp["syn_times"][syn_rows] - ftcp["syn_first_ts"][syn_rows, None], 0)
+        syn = syn[np.argsort(syn["conv"], kind="stable")]
+        icmp_rows = np.nonzero(f["icmp_count"] != 0)[0]  # the ICMP fields are written with the count
+        tables = cls(out_flows, out_tcp, _side_table(ftcp, rst_rows, tcp_conv[rst_rows], RECORD_RST_DTYPE),
+                     _side_table(f, icmp_rows, icmp_rows, RECORD_ICMP_DTYPE), syn, facts.have_analysis)
+        del c, f, ftcp
+        states.release()
+        facts.release()
+        return tables
+
+
+@kernel
+def _fill_columns(convs, c, icmps, rsts, ftcp, no_tcp, completeness, have_analysis, cdir, inverse, proto_index,
+                  phase_index, mat, matf, nul, has_t, zstate, ports, syn_len):
     """The numeric columns of a block of flows: mat/matf (int64 and float64 views of one [flow, field] matrix),
     nul (the None masks), has_t (TCP facts present), zstate (Zeek's endpoint states of originator and responder),
-    ports (client and server port, -1 for none), syn_delta (SYN times after the first, ns) and syn_len."""
+    ports (client and server port, -1 for none) and syn_len (SYN times kept). c, icmp, rsts: the block's
+    RECORD_FLOW, RECORD_ICMP and RECORD_RST rows; ftcp: RECORD_TCP rows by stream."""
     n = convs.shape[0]
     n_comp = completeness.shape[0]
     na = not have_analysis
     for i in range(n):
         cv = convs[i]
         cr = c[i]
-        fr = f[i]
+        fr = icmps[i]
+        rs = rsts[i]
         proto = np.int64(cv.proto)
         stream = np.int64(cv.stream)
         zeek = cr.kind != 0
         orig = np.int64(cr.orig)
         cd = cdir[i]
         sd = 1 - cd
-        ht = proto == PROTO_TCP and stream >= 0 and stream < n_tcp and ftcp[max(stream, 0)].conv >= 0
+        ht = cr.has_tcp != 0
         t = ftcp[stream] if ht else no_tcp[0]  # absent facts read as zeros
         has_t[i] = ht
 
@@ -294,25 +509,13 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
         _put(mat, nul, R_RESP_P, i, sp if has_ports else np.int64(cr.port[1 - orig]), not has_ports and not zeek)
 
         # ---- Zeek's conn.log (conn_state and history: Python, from zstate and the sizes) ------------------------
-        kind = np.int64(cr.kind)
-        o_size = np.int64(0)
-        r_size = np.int64(0)
-        o_state = np.int64(0)
-        r_state = np.int64(0)
-        if kind == K_TCP and cr.tcp >= 0:
-            z = ztcp[cr.tcp]
-            o_size = _zeek_size(z, orig)
-            r_size = _zeek_size(z, 1 - orig)
-            o_state = np.int64(z.state[orig])
-            r_state = np.int64(z.state[1 - orig])
-        elif kind == K_UDP or kind == K_ICMP:
-            o_state = np.int64(cr.size[orig] >= 0)
-            r_state = np.int64(cr.size[1 - orig] >= 0)
-            o_size = max(cr.size[orig], 0)
-            r_size = max(cr.size[1 - orig], 0)
+        o_size = cr.zsize[orig]
+        r_size = cr.zsize[1 - orig]
+        o_state = np.int64(cr.zstate[orig])
+        r_state = np.int64(cr.zstate[1 - orig])
         zstate[0, i] = o_state
         zstate[1, i] = r_state
-        duration = cr.last - cr.start
+        duration = cr.duration
         timed = zeek and duration > 0
         nul[i, R_CONN_STATE] = not zeek
         nul[i, R_HISTORY] = not zeek or cr.hist_len == 0
@@ -335,8 +538,8 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
         _put(mat, nul, R_ORIG_WIRE_BYTES, i, cv.bytes[cd], False)  # frame bytes, as the flow table counts them
         _put(mat, nul, R_RESP_WIRE_BYTES, i, cv.bytes[sd], False)
         _put(mat, nul, R_REUSED_PORTS, i, cv.reused != 0, False)
-        _put(mat, nul, R_IDLE_MAX, i, fr.idle_max, fr.pkts <= 1)
-        _put(mat, nul, R_IDLE_MAX_FRAME, i, fr.idle_max_frame, fr.pkts <= 1)
+        _put(mat, nul, R_IDLE_MAX, i, cr.idle_max, cr.one_packet != 0)
+        _put(mat, nul, R_IDLE_MAX_FRAME, i, cr.idle_max_frame, cr.one_packet != 0)
         icmp = np.int64(fr.icmp_count)
         no_icmp = icmp == 0
         _put(mat, nul, R_ICMP_ERRORS, i, icmp, False)
@@ -350,19 +553,16 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
         _put(mat, nul, R_ICMP_ERROR_QUOTES, i, _S_CLIENT if fr.icmp_dir == cd else _S_SERVER, no_icmp)
 
         # ---- TCP: handshake and options -------------------------------------------------------------------------
-        syns = np.int64(t.syn_count[0]) + np.int64(t.syn_count[1])
+        syns = np.int64(t.syns)
         synacks = np.int64(t.synack_count)
-        rst_n = np.int64(t.rst_count[0]) + np.int64(t.rst_count[1])
+        rst_n = np.int64(t.rsts)
         hs_done = t.hs_done != 0
         _put(mat, nul, R_SYN_COUNT, i, syns, False)
-        kept = min(syns, SYN_TIMES)
-        for j in range(kept):
-            syn_delta[i, j] = t.syn_times[j] - t.syn_first_ts
-        syn_len[i] = kept if ht else 0
+        syn_len[i] = min(syns, SYN_TIMES) if ht else 0  # their times: RECORD_SYN rows
         _put(mat, nul, R_SYNACK_SEEN, i, synacks > 0, False)
         _put(mat, nul, R_SYNACK_COUNT, i, synacks, False)
         _put(mat, nul, R_RST_SEEN, i, rst_n > 0, False)
-        rst_dir = np.int64(t.rst_dir)
+        rst_dir = np.int64(rs.rst_dir)
         syn_dir = np.int64(t.syn_dir)
         if hs_done:
             outcome = _S_HANDSHAKE[0]  # completed
@@ -407,10 +607,8 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
         _put(mat, nul, R_ZERO_WINDOW_EPISODES_SERVER, i, t.zw_count[sd], False)
         open_c = t.zw_open[cd] != 0
         open_s = t.zw_open[sd] != 0
-        _put(mat, nul, R_ZERO_WINDOW_TIME_CLIENT, i, t.zw_time[cd] + (fr.last_ts - t.zw_open[cd] if open_c else 0),
-             False)
-        _put(mat, nul, R_ZERO_WINDOW_TIME_SERVER, i, t.zw_time[sd] + (fr.last_ts - t.zw_open[sd] if open_s else 0),
-             False)
+        _put(mat, nul, R_ZERO_WINDOW_TIME_CLIENT, i, t.zw_time[cd], False)
+        _put(mat, nul, R_ZERO_WINDOW_TIME_SERVER, i, t.zw_time[sd], False)
         _put(mat, nul, R_ZERO_WINDOW_OPEN_AT_END_CLIENT, i, open_c, False)
         _put(mat, nul, R_ZERO_WINDOW_OPEN_AT_END_SERVER, i, open_s, False)
         _put(mat, nul, R_ZERO_WINDOW_FIRST_FRAME_CLIENT, i, t.zw_frame[cd], t.zw_frame[cd] == 0)
@@ -439,8 +637,8 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
             retrans = np.int64(t.retrans[d])
             matf[i, R_RETRANSMISSION_RATE_CLIENT + side] = retrans / data if data > 0 else 0.0
             nul[i, R_RETRANSMISSION_RATE_CLIENT + side] = na or data == 0
-            seg_b, seg_none = _burstiness(t.burst[d * 2])
-            time_b, time_none = _burstiness(t.burst[d * 2 + 1])
+            seg_b, seg_none = t.burst[d, 0], t.burst_none[d, 0] != 0
+            time_b, time_none = t.burst[d, 1], t.burst_none[d, 1] != 0
             matf[i, R_RETRANSMISSION_BURSTINESS_CLIENT + side] = seg_b
             nul[i, R_RETRANSMISSION_BURSTINESS_CLIENT + side] = na or seg_none
             matf[i, R_RETRANSMISSION_TIME_BURSTINESS_CLIENT + side] = time_b
@@ -459,31 +657,31 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
 
         # ---- TCP: the RST and how the flow ended ----------------------------------------------------------------
         no_rst = rst_n == 0
-        genuine = np.int64(t.rst_genuine)
+        genuine = np.int64(rs.rst_genuine)
         not_genuine = no_rst or genuine == 0
-        ttl = np.int64(t.rst_ttl)
-        ttl_lo = np.int64(t.rst_ttl_min)
-        ttl_hi = np.int64(t.rst_ttl_max)
-        ipv4 = t.rst_ipv == 4
+        ttl = np.int64(rs.rst_ttl)
+        ttl_lo = np.int64(rs.rst_ttl_min)
+        ttl_hi = np.int64(rs.rst_ttl_max)
+        ipv4 = rs.rst_ipv == 4
         rst_by_client = rst_dir == cd
-        phase = np.int64(phase_index[np.int64(t.rst_phase)])
+        phase = np.int64(phase_index[np.int64(rs.rst_phase)])
         _put(mat, nul, R_RST_COUNT, i, rst_n, False)
         _put(mat, nul, R_RST_SENDER, i, _S_CLIENT if rst_by_client else _S_SERVER, no_rst)
-        _put(mat, nul, R_RST_FRAME, i, t.rst_frame, no_rst)
-        _put(mat, nul, R_RST_TIME, i, t.rst_ts, no_rst)
+        _put(mat, nul, R_RST_FRAME, i, rs.rst_frame, no_rst)
+        _put(mat, nul, R_RST_TIME, i, rs.rst_ts, no_rst)
         _put(mat, nul, R_RST_PHASE, i, phase, no_rst or phase < 0)
-        _put(mat, nul, R_RST_IDLE_BEFORE, i, t.rst_idle, no_rst)
-        _put(mat, nul, R_RST_BYTES_CLIENT, i, t.rst_bytes[cd], no_rst)
-        _put(mat, nul, R_RST_BYTES_SERVER, i, t.rst_bytes[sd], no_rst)
+        _put(mat, nul, R_RST_IDLE_BEFORE, i, rs.rst_idle, no_rst)
+        _put(mat, nul, R_RST_BYTES_CLIENT, i, rs.rst_bytes[cd], no_rst)
+        _put(mat, nul, R_RST_BYTES_SERVER, i, rs.rst_bytes[sd], no_rst)
         _put(mat, nul, R_RST_TTL, i, ttl, no_rst)
         _put(mat, nul, R_RST_HOPS, i, _initial_ttl(ttl) - ttl, no_rst)
-        _put(mat, nul, R_RST_IP_ID, i, t.rst_ipid, no_rst or not ipv4)
+        _put(mat, nul, R_RST_IP_ID, i, rs.rst_ipid, no_rst or not ipv4)
         _put(mat, nul, R_RST_SENDER_TTL_MIN, i, ttl_lo, not_genuine)
         _put(mat, nul, R_RST_SENDER_TTL_MAX, i, ttl_hi, not_genuine)
         _put(mat, nul, R_RST_SENDER_PACKETS, i, genuine, no_rst)
         mismatch = ttl < ttl_lo or ttl > ttl_hi  # a RST at another hop count than its sender's packets: forged
         _put(mat, nul, R_RST_TTL_MISMATCH, i, mismatch, not_genuine)
-        _put(mat, nul, R_RST_IP_ID_ZERO, i, ipv4 and t.rst_ipid == 0 and t.rst_ipid_nonzero > 0, not_genuine)
+        _put(mat, nul, R_RST_IP_ID_ZERO, i, ipv4 and rs.rst_ipid == 0 and rs.rst_ipid_nonzero > 0, not_genuine)
         _put(mat, nul, R_RST_FORGED, i, mismatch, not_genuine)
         if not no_rst and rst_by_client:
             end = _S_END[0]
@@ -508,14 +706,14 @@ def _fill_columns(convs, c, f, ftcp, n_tcp, no_tcp, ztcp, completeness, have_ana
             _put(mat, nul, R_COMPLETENESS, i, np.int64(completeness[at]) if known else 0, not known)
 
 
-def flow_columns(flows: FlowTable, states: ConnStates, facts: FlowFacts, completeness: np.ndarray | None,
-                 lo: int, hi: int) -> FlowColumns:
+def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarray | None, lo: int,
+                 hi: int) -> FlowColumns:
     """The records of conversations lo..hi-1 (see FlowAnalysis.columns): the numbers by a kernel (_fill_columns),
     the texts (states, histories, addresses) once per distinct value of the block."""
     convs = flows.conversations[lo:hi]
     n = len(convs)
-    c, _ = _padded(states.conns, lo, lo + n, CONN_DTYPE)
-    f, _ = _padded(facts.flows, lo, lo + n, FLOW_DTYPE)
+    c, _ = _padded(tables.flows, lo, lo + n, RECORD_FLOW_DTYPE)
+    f = _side_rows(tables.icmp, lo, lo + n)
     zeek = c["kind"] != 0
     client = convs["client"]
     cdir = np.where(zeek, c["orig"], np.where(client >= 0, client, 0)).astype(np.int64)
@@ -539,11 +737,12 @@ def flow_columns(flows: FlowTable, states: ConnStates, facts: FlowFacts, complet
     has_t = np.zeros(n, np.uint8)
     zstate = np.zeros((2, n), np.int64)
     ports = np.zeros((2, n), np.int64)
-    syn_delta = np.zeros((n, SYN_TIMES), np.int64)
     syn_len = np.zeros(n, np.int64)
-    _fill_columns(convs, c, f, facts.tcp, facts.n_tcp, _NO_TCP_FACTS, states.tcp,
-                  _NO_COMPLETENESS if completeness is None else completeness, facts.have_analysis, cdir, inverse,
-                  _PROTO_INDEX, _PHASE_INDEX, mat, mat.view(np.float64), nul, has_t, zstate, ports, syn_delta, syn_len)
+    _fill_columns(convs, c, f, _side_rows(tables.rst, lo, lo + n), tables.tcp, _NO_TCP_FACTS,
+                  _NO_COMPLETENESS if completeness is None else completeness, tables.have_analysis, cdir, inverse,
+                  _PROTO_INDEX, _PHASE_INDEX, mat, mat.view(np.float64), nul, has_t, zstate, ports, syn_len)
+    syn_delta = _side_rows(tables.syn, lo, lo + n)["delta"]
+    syn_delta[has_t == 0] = 0  # as the flow's records read no TCP facts
 
     # ---- Zeek's conn_state and history: decided once per distinct combination -----------------------------------
     strings = _Strings()
@@ -626,20 +825,25 @@ BLOCK = 2048  # flows turned into columns (and records) at a time: memory stays 
 
 @dataclass
 class FlowAnalysis:
-    """Everything one pass learned about the flows of a capture."""
+    """Everything one pass learned about the flows of a capture. Made once the pass is over: it takes what the
+    records read from the pass's ConnStates and FlowFacts (RecordTables), which release their tables."""
 
     flows: FlowTable
-    states: ConnStates
-    facts: FlowFacts
+    states: InitVar[ConnStates]
+    facts: InitVar[FlowFacts]
     completeness: np.ndarray | None
     warnings: list[str] = field(default_factory=list)
+    tables: RecordTables = field(init=False)
+
+    def __post_init__(self, states: ConnStates, facts: FlowFacts) -> None:
+        self.tables = RecordTables.take(self.flows, states, facts)
 
     def __len__(self) -> int:
         return self.flows.count
 
     def columns(self, lo: int = 0, hi: int | None = None) -> FlowColumns:
         """The records of flows lo..hi-1 as columns (one array per key; see FlowColumns and FIELDS)."""
-        return flow_columns(self.flows, self.states, self.facts, self.completeness, lo,
+        return flow_columns(self.flows, self.tables, self.completeness, lo,
                             self.flows.count if hi is None else hi)
 
     def iter_columns(self, block: int = BLOCK) -> Iterator[FlowColumns]:

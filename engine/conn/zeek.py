@@ -1243,6 +1243,12 @@ class ConnStates(_StateTable):
                                  for h in hist_values.tolist()], np.int64)
         return state_of_key[key_inv.ravel()], np.where(kind != 0, text_of_hist[hist_inv.ravel()], -1)
 
+    def release(self) -> None:
+        """Drop the tables once the pass is over and their facts were taken (diagnose.conn.record.RecordTables):
+        their pages go back to the system. The states can no longer be updated or read."""
+        self.conns = self.tcp = None
+        self.n_tcp = 0
+
     def originator_dir(self, conv: int) -> int | None:
         """The flow-table direction (0 = endpoint A) of Zeek's originator of this conversation."""
         if conv >= len(self.conns) or self.conns[conv]["kind"] == 0:

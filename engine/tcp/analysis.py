@@ -637,6 +637,12 @@ class TcpAnalyzer:
                 self._grow_streams()
         return out
 
+    def release(self) -> None:
+        """Drop the pass-only state (per-direction sequence state, the segment pool) once the capture is read: only
+        the per-stream state (completeness, stream_state) stays. The analyzer can no longer be updated."""
+        self._dirs = None
+        self._pool = None
+
     @property
     def completeness(self) -> np.ndarray:
         """tcp.completeness per tcp.stream (its final value once the capture is read); index with a conversation's
