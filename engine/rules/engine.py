@@ -489,44 +489,73 @@ class RuleEngine:
             shared = self._rule_context[rule.id] = {
                 "param": {p.name: p.value.python for p in rule.params.values()},
                 "rule": {"id": rule.id, "title": rule.title, "severity": rule.severity},
-                "key": {}, "symptoms": [], "flows": []}
-        values: dict[str, Any] = {f"agg.{k}": v for k, v in agg.items()}
-        for name in rule.when.compiled.fields:
-            if name.startswith("flow.") and record is not None:
-                values[name] = record.get(name[5:])
-            elif name.startswith("capture."):
-                values[name] = template_capture.get(name[8:])
-            elif name.startswith("param."):
-                param = rule.params.get(name[6:])
-                if param is not None:
-                    values[name] = param.value.display()
-        if record is not None and any(n.startswith("flow.latency_") for n in rule.when.compiled.fields):
+                "key": {}, "symptoms": [], "flows": [],
+                "references": list(rule.references),  # read only, like every reader of Finding.references
+                "when": _template_names(rule)}
+        values: dict[str, Any] = {f"agg.{k}": v for k, v in agg.items()} if agg else {}
+        names, phases = shared["when"]
+        for name, kind, payload in names:  # in the order the filter names them, as the report lists them
+            if kind == "flow":
+                if record is not None:
+                    values[name] = record.get(payload)
+            elif kind == "capture":
+                values[name] = template_capture.get(payload)
+            else:
+                values[name] = payload
+        if record is not None and phases:
             from diagnose.rules.latency import phases_of
             values["phases"] = phases_of(record)
         finding = Finding(rule_id=rule.id, playbook=rule.playbook, title=rule.title, severity=rule.severity,
-                          scope=rule.scope, message="", references=list(rule.references), flows=flows,
+                          scope=rule.scope, message="", references=shared["references"], flows=flows,
                           start=start, end=end, evidence=sorted(frames), evidence_total=total, values=values,
                           key=key)
-        context = {
-            "flow": _as_facts(record), "capture": template_capture, "param": shared["param"], "agg": agg,
-            "key": key or shared["key"], "rule": shared["rule"],
-            "finding": {"evidence": finding.evidence, "evidence_total": total, "start": start, "end": end,
-                        "flows": len(flows)},
-            "group": None, "symptoms": shared["symptoms"], "flows": shared["flows"],
-        }
         # messages are rendered once grouping has decided which findings survive (see finalize): thousands of
-        # flows merged into one group need one rendering, not thousands
-        finding._context = context  # type: ignore[attr-defined]
-        finding._rule = rule  # type: ignore[attr-defined]
+        # flows merged into one group need one rendering, not thousands; what the templates read is put together
+        # then (template_context), from these parts
+        finding._parts = (rule, record, agg, key, template_capture, shared)  # type: ignore[attr-defined]
         return finding
+
+
+def _template_names(rule: Rule) -> tuple[list[tuple[str, str, Any]], bool]:
+    """What a finding of the rule shows of the names its `when` reads, in the filter's order: (name, "flow", fact
+    key), (name, "capture", fact key) or (name, "param", the value as shown: constant per rule); and whether
+    latency phases are shown."""
+    names = []
+    for name in rule.when.compiled.fields:
+        if name.startswith("flow."):
+            names.append((name, "flow", name[5:]))
+        elif name.startswith("capture."):
+            names.append((name, "capture", name[8:]))
+        elif name.startswith("param."):
+            param = rule.params.get(name[6:])
+            if param is not None:
+                names.append((name, "param", param.value.display()))
+    phases = any(n.startswith("flow.latency_") for n in rule.when.compiled.fields)
+    return names, phases
+
+
+def template_context(finding: Finding) -> dict:
+    """What a finding's message, explanation and advice templates read (made when rendered, not kept)."""
+    parts = getattr(finding, "_parts", None)
+    if parts is None:
+        return {}
+    _rule, record, agg, key, template_capture, shared = parts
+    return {
+        "flow": _as_facts(record), "capture": template_capture, "param": shared["param"], "agg": agg,
+        "key": key or shared["key"], "rule": shared["rule"],
+        "finding": {"evidence": finding.evidence, "evidence_total": finding.evidence_total, "start": finding.start,
+                    "end": finding.end, "flows": len(finding.flows)},
+        "group": None, "symptoms": shared["symptoms"], "flows": shared["flows"],
+    }
 
 
 def finalize(finding: Finding) -> Finding:
     """Render a finding's message, explanation and advice from the data kept when it was found (idempotent)."""
-    rule = getattr(finding, "_rule", None)
-    if rule is None or finding.message:
+    parts = getattr(finding, "_parts", None)
+    if parts is None or finding.message:
         return finding
-    context = finding._context  # type: ignore[attr-defined]
+    rule = parts[0]
+    context = template_context(finding)
     finding.message = render(rule.message, context, rule.id, "message")
     finding.explanation = RuleEngine._render_text(rule, "explanation", context)
     finding.advice = RuleEngine._render_text(rule, "advice", context)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from diagnose.findings import Finding
 from diagnose.playbook.model import Rule
-from diagnose.rules.engine import Facts, finalize, render
+from diagnose.rules.engine import Facts, finalize, render, template_context
 
 ACTION_ORDER = ("withdraw", "downgrade", "attach")
 
@@ -120,7 +120,7 @@ def _merge(rule: Rule, cluster: list[Finding], key: tuple, records: list[dict]) 
     first = finalize(cluster[0])
     evidence = sorted({frame for f in cluster for frame in f.evidence})
     limit = max(rule.evidence_limit, 3 * len(cluster))
-    context = dict(getattr(first, "_context", {}))
+    context = template_context(first)
     context.update({"group": group, "flows": flow_records, "flow": flow_records[0],
                     "finding": {"evidence": evidence[:limit], "evidence_total": sum(f.evidence_total for f in cluster),
                                 "start": first.start, "end": max((f.end or 0.0) for f in cluster),
