@@ -248,3 +248,14 @@ def test_an_unknown_playbook_is_still_a_usage_error():
         with pytest.raises(UsageError, match="unknown playbook 'tcpp'"):
             load_rule_set(["tcp", "tcpp"])
     assert len(_cache_files()) == 1
+
+
+def test_only_the_newest_rule_sets_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(rule_cache, "KEEP", 3)
+    names = ["tcp", "dns", "http", "tls"]
+    for name in names:
+        load_rule_set([name])
+    kept = _cache_files()
+    assert len(kept) == 3
+    assert rule_cache._path(["tcp"]) not in kept  # the oldest went
+    assert all(rule_cache._path([name]) in kept for name in names[1:])

@@ -31,6 +31,7 @@ from diagnose.playbook.model import Filter
 from diagnose.resources import save_whole, user_cache_dir
 
 FORMAT = 2  # bump when what is pickled changes shape in a way a source digest would not show
+KEEP = 32  # rule sets kept (different --playbook choices, working directories); older files are removed
 
 # the modules whose code decides what a load gives (besides the registry's fields, digested separately)
 _SOURCES = ("playbook/*.py", "filters/__init__.py", "filters/grammar.py", "filters/display_*.py",
@@ -68,7 +69,20 @@ def save(specs: list[str], rule_set, files: list[Path]) -> None:
         _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(rule_set)
     except Exception:  # noqa: BLE001 - something in it does not pickle (a filter without its tree): not cached
         return
-    save_whole(_path(specs), out.getvalue())
+    path = _path(specs)
+    save_whole(path, out.getvalue())
+    _prune(path.parent)
+
+
+def _prune(where: Path) -> None:
+    """Drop all but the newest files: each edit of a playbook or of the tool names a new file, and nothing else
+    would ever remove the stale ones."""
+    try:
+        saved = sorted(where.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for stale in saved[KEEP:]:
+            stale.unlink()
+    except OSError:  # another process pruning at the same time, a read-only folder: next time
+        pass
 
 
 def folder() -> Path:
