@@ -20,7 +20,7 @@ SEVERITIES = ("info", "warning", "error")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
-@dataclass
+@dataclass(slots=True)  # one per flagged flow (thousands): no __dict__ each
 class FlowRef:
     """One conversation a finding is about."""
 
@@ -59,7 +59,7 @@ def frame_set(frames: list[int]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-@dataclass
+@dataclass(slots=True)  # thousands on a busy capture: no __dict__ each
 class Finding:
     rule_id: str
     playbook: str
@@ -84,6 +84,8 @@ class Finding:
     explained_by: dict[str, str] | None = None  # {"rule_id", "message", "action"}
     impact: float = 0.0
     capture_quality: bool = False
+    # what the rule engine keeps to render the message later (diagnose.rules.engine.finalize); not reported
+    _parts: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def severity_rank(self) -> int:

@@ -54,3 +54,21 @@ def test_evidence_frames_keep_each_collection_like_its_own_keyed_frames():
         for key in range(45):
             assert view.get(key) == kept.get(key)
             assert view.total(key) == kept.total(key)
+
+
+def test_get_many_is_get_of_each_key():
+    from diagnose.rules.accumulate import EvidenceFrames
+
+    rng = np.random.default_rng(8)
+    kept = KeyedFrames(3)
+    together = EvidenceFrames([2, 5])
+    for _chunk in range(5):
+        keys = rng.integers(0, 50, 200)
+        frames = rng.integers(0, 2**40, 200)
+        kept.add(keys, frames)
+        together.add(keys % 2, keys, frames)
+    wanted = [7, 0, 49, 60, 7, 3]
+    assert kept.get_many(wanted) == [kept.get(k) for k in wanted]
+    for which in (0, 1):
+        view = together.collection(which)
+        assert view.get_many(wanted + [-1]) == [view.get(k) for k in wanted] + [([], 0)]

@@ -405,9 +405,9 @@ class RuleEngine:
             return []
         columns, fired = verdicts
         out = []
-        for conv in fired:
+        evidence = self._evidence[rule.id].get_many(fired) if rule.id in self._evidence else [([], 0)] * len(fired)
+        for conv, (frames, total) in zip(fired, evidence):
             record = flow_refs.facts(conv)
-            frames, total = self._evidence[rule.id].get(conv) if rule.id in self._evidence else ([], 0)
             if rule.evidence_frames:
                 listed = sorted({int(f) for f in (record.get(rule.evidence_frames[5:]) or ())})
                 frames, total = sorted(set(frames) | set(listed[: rule.evidence_limit])), total + len(listed)
