@@ -45,6 +45,9 @@ def test_records_read_the_pass_tables_and_the_pass_tables_are_released():
         tcp = facts.tcp[: facts.n_tcp].copy()
         flows = facts.flows[:n].copy()
         conns = states.conns[:n].copy()
+        completeness = analyzer.completeness[: run.flows.tcp_streams].copy()
+        analyzer.release()  # the per-direction state is pass-only: completeness stays
+        assert analyzer._dirs is None and np.array_equal(analyzer.completeness[: len(completeness)], completeness)
         analysis = FlowAnalysis(run.flows, states, facts, analyzer.completeness)
         assert states.conns is None and states.tcp is None and facts.flows is None and facts.tcp is None
         for key in seen:
