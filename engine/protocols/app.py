@@ -29,11 +29,13 @@ from diagnose.flows import F_FIN, F_RST, PROTO_TCP, PROTO_UDP
 from diagnose.packet import ST_REASSEMBLED
 from diagnose.protocols import classify as cls
 from diagnose.protocols.dns import HEADER_LEN, DnsMessage, DnsTracker, Malformed, parse_message, read_name
-from diagnose.protocols.http import HttpConnection, HttpHalf, TransactionStore, parse_datagram
+from diagnose.protocols.http import BODY, HttpConnection, HttpHalf, HttpMessage, TransactionStore, _parse_head, \
+    parse_datagram
 from diagnose.protocols.http2 import PREFACE, Http2Connection
-from diagnose.protocols.dnsscan import B_RESPONSE, WINDOW_NS, DnsBatch, DnsMatcher
+from diagnose.protocols.dnsscan import B_RESPONSE, B_SHORT, WINDOW_NS, DnsBatch, DnsMatcher
 from diagnose.protocols.dnsscan import scan as dns_scan
-from diagnose.protocols.select import (DONE, EVENT, IGNORE, MAX_ATTEMPTS, TRACK, UNSEEN, end_chunk, new_states, resume,
+from diagnose.protocols.select import (DONE, EVENT, IGNORE, K_DONE, K_FIELDS, K_HEAD, K_HEAD_DONE, K_REQUEST,
+                                       MAX_ATTEMPTS, TRACK, UNSEEN, dns_followup, end_chunk, new_states, resume,
                                        scan_chunk)
 from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
@@ -255,10 +257,11 @@ class AppLayer:
     """Application-layer analysis of one capture (see the module docstring)."""
 
     def __init__(self, *, decryptor_factory=None, ca_file: str | None = None, use_system_store: bool = True,
-                 max_pending: int = 2 << 20, max_pending_total: int = 64 << 20):
+                 max_pending: int = 2 << 20, max_pending_total: int = 64 << 20, kernel_http: bool = True):
         self.decryptor_factory = decryptor_factory
         self.ca_file = ca_file
         self.use_system_store = use_system_store
+        self.kernel_http = kernel_http  # the selection kernel follows the usual HTTP/1.x exchange (tests turn it off)
         self.max_pending = max_pending  # out-of-order bytes held per direction
         self.pending_budget = PendingBudget(max_pending_total)  # ... and by all directions together
         self.flows: dict[int, AppFlow] = {}
@@ -283,6 +286,7 @@ class AppLayer:
         self.max_kept = 10000  # problem records kept for the facts (bounded memory)
         self._capture_end_ts: int | None = None
         self._summary: AppSummary | None = None
+        self._kbody: dict[int, HttpMessage] = {}  # kernel-followed conversations: the response whose body is under way
 
     def _views(self) -> None:
         """Field views of the kernel state (indexing a view is much cheaper than naming the field each time)."""
@@ -292,6 +296,7 @@ class AppLayer:
         self._v_done = st["done_end"]  # 1 + row, 0 = none
         self._v_nxt, self._v_nxt_ok, self._v_skip, self._v_watch = st["nxt"], st["nxt_ok"], st["skip"], \
             st["watch_close"]
+        self._v_kh, self._v_kreq, self._v_kphase = st["kh"], st["kreq_dir"], st["kphase"]
 
     # ---- the emitter protocol consumers use ----------------------------------------------------------------------
     def frame(self, row) -> int | None:
@@ -348,7 +353,12 @@ class AppLayer:
         events = np.empty(n, np.int32)
         dns_rows = np.empty(n, np.int32)
         done = np.empty(n, np.int32)
-        k, m, q = scan_chunk(buf, table, states, next_row, events, dns_rows, done, MAX_ATTEMPTS)
+        recs = self._recs = np.empty((n, K_FIELDS), np.int64)  # messages the kernel read (one per row at most)
+        nrec = self._nrec = np.zeros(1, np.int64)
+        k, m, q = scan_chunk(buf, table, states, next_row, events, dns_rows, done, MAX_ATTEMPTS, conversations, recs,
+                             nrec, self.kernel_http)
+        if nrec[0]:
+            self._kernel_messages()
         if m:
             self._dns_batch(out, dns_rows[:m].copy())
         self._event_view = table[self._EVENT_COLUMNS]  # a view of the fields _events reads
@@ -364,7 +374,10 @@ class AppLayer:
             if rounds > MAX_ROUNDS_BEFORE_PYTHON:
                 q = self._walk_in_python(tcp_rows, next_row, done, q)
                 break
-            k, q = resume(buf, table, states, next_row, tcp_rows, len(tcp_rows), events, done, q, MAX_ATTEMPTS)
+            k, q = resume(buf, table, states, next_row, tcp_rows, len(tcp_rows), events, done, q, MAX_ATTEMPTS,
+                          conversations, recs, nrec, self.kernel_http)
+            if nrec[0]:
+                self._kernel_messages()
         if q:
             self._settle_rows(done[:q])
         end_chunk(table, states)
@@ -387,30 +400,22 @@ class AppLayer:
         slots = np.empty(n, np.int64)
         matcher.count += dns_scan(self._buf, self._table, rows, n, self._states, matcher.tx, WINDOW_NS, time,
                                   resp_to, retrans_of, bits, slots)
-        protocols = self._states["app"][self._table["conv"][rows]].astype(np.int64) - 1
-        batch = DnsBatch(self._buf, self._table, rows, time, resp_to, retrans_of, bits, protocols)
-        out.dns_batches.append(batch)
+        protocols = np.empty(n, np.int64)
+        rcode = np.empty(n, np.int64)
+        picked = np.empty(n, np.int64)
+        starts = np.empty(n, np.int64)
+        ends = np.empty(n, np.int64)
+        k = dns_followup(self._buf, self._table, rows, n, self._states, matcher.tx, bits, slots, B_RESPONSE, B_SHORT,
+                         protocols, rcode, picked, starts, ends)
+        out.dns_batches.append(DnsBatch(self._buf, self._table, rows, time, resp_to, retrans_of, bits, protocols))
         # names for the flow facts: errors (rcode != 0) and queries still open at the end of this chunk
-        rcode = np.zeros(n, np.int64)
-        ok = (bits & 8) == 0
-        if ok.any():
-            starts = self._table["data"][rows].astype(np.int64) + self._table["payload_off"][rows]
-            rcode[ok] = self._buf[starts[ok] + 3] & 0xF
-        response = (bits & B_RESPONSE) != 0
-        open_query = ~response & ok & (slots >= 0)
-        open_query[open_query] = matcher.tx["rframe"][slots[open_query]] == -1
-        interesting = np.nonzero((response & (rcode != 0)) | open_query)[0]
-        if len(interesting):
-            picked = self._table[rows[interesting]]
+        if k:
             buf = self._buf
-            # the payload spans of DnsBatch.payload, for all of them at once
-            starts = picked["data"].astype(np.int64) + picked["payload_off"]
-            avail = np.where(picked["status"] & ST_REASSEMBLED, len(buf) - starts,
-                             picked["caplen"].astype(np.int64) - picked["payload_off"])
-            ends = starts + np.maximum(0, np.minimum(picked["payload_len"], avail))
+            chosen = picked[:k]
+            on = self._table[rows[chosen]]
             for conv, frame, start, end, is_response, code, slot in zip(
-                    picked["conv"].tolist(), picked["frame"].tolist(), starts.tolist(), ends.tolist(),
-                    response[interesting].tolist(), rcode[interesting].tolist(), slots[interesting].tolist()):
+                    on["conv"].tolist(), on["frame"].tolist(), starts[:k].tolist(), ends[:k].tolist(),
+                    ((bits[chosen] & B_RESPONSE) != 0).tolist(), rcode[chosen].tolist(), slots[chosen].tolist()):
                 qname = _first_qname(buf[start:end].tobytes())
                 if is_response:
                     if len(self.dns_errors) < self.max_kept:
@@ -431,6 +436,14 @@ class AppLayer:
         for c in ids[ended].tolist():
             live.discard(c)
             flow = self.flows[c]
+            if self._v_kh.item(c):
+                if c not in self._kbody:  # nothing under way: no parser state to close
+                    self._v_kh[c] = 0
+                    flow.dirs = _NO_DIRECTIONS
+                    flow.closed = _BOTH_CLOSED
+                    self._v_mode[c] = IGNORE
+                    continue
+                self._materialize(flow, c)
             for k, d in enumerate(flow.dirs):
                 if d is not None and not d.closed:
                     used = int(self._v_used[c, k])
@@ -466,10 +479,13 @@ class AppLayer:
         """Finish conversations with very many events in this chunk packet by packet (no more kernel rounds)."""
         from diagnose.protocols.select import _step
         buf, table, states = self._buf, self._table, self._states
+        convs, recs, nrec = self._convs, self._recs, self._nrec
         for start in starts.tolist():
             r = int(next_row[start])
             while r >= 0:
-                what = _step(buf, table, r, states, MAX_ATTEMPTS)
+                what = _step(buf, table, r, states, MAX_ATTEMPTS, convs, recs, nrec, self.kernel_http)
+                if nrec[0]:
+                    self._kernel_messages()
                 if what == EVENT:
                     self.events += 1
                     self._events(np.array([r]))
@@ -504,6 +520,63 @@ class AppLayer:
             direction.skip_ahead(used, row)
         self._write_back(flow, c, d)
 
+    def _kernel_messages(self) -> None:
+        """Turn the message records the kernel wrote (select.K_REQUEST ...) into the HttpMessages, transactions and
+        flows the Python parser would have made at the same rows, then clear them."""
+        nrec = self._nrec
+        recs = self._recs[: int(nrec[0])].tolist()
+        nrec[0] = 0
+        buf, flows, kbody = memoryview(self._buf), self.flows, self._kbody
+        for row, kind, c, start, length, code, content_length, frame, ts in recs:
+            if kind == K_DONE:
+                msg = kbody.pop(c)
+                msg.body_bytes = msg.content_length
+                flows[c].http.completed(msg, row, frame, ts)
+                continue
+            if kind == K_REQUEST:
+                flow = flows[c] = AppFlow(c, cls.HTTP, self)
+                conn = flow.http = HttpConnection(self)  # no upgrade callback until Python parses (_materialize)
+                self._live.add(c)
+                msg = HttpMessage(True)
+                _parse_head(buf[start: start + length].tobytes(), msg)
+                msg.first_frame, msg.first_ts = frame, ts
+                conn.completed(msg, row, frame, ts)
+                continue
+            msg = HttpMessage(False)
+            _parse_head(buf[start: start + length].tobytes(), msg)
+            msg.first_frame, msg.first_ts = frame, ts
+            msg.content_length = content_length
+            if kind == K_HEAD:
+                kbody[c] = msg  # body_bytes is set when the body ends (or Python takes over)
+            else:  # K_HEAD_DONE
+                msg.body_bytes = content_length
+                flows[c].http.completed(msg, row, frame, ts)
+
+    def _materialize(self, flow: AppFlow, c: int) -> None:
+        """A conversation the kernel followed needs Python from now on: build the directions and parser halves the
+        Python path would have at this point (the kernel took only packets that path would not have seen), and
+        track it like any other flow."""
+        self._v_kh[c] = 0
+        conn = flow.http
+        conn.on_upgrade = flow._upgrade
+        client = self._v_kreq.item(c)
+        phase = self._v_kphase.item(c)
+        dirs = [None, None]
+        for d in (client, 1 - client) if phase else (client,):
+            base = (self._base_seq.item(c, d) + 1) & 0xFFFFFFFF
+            direction = dirs[d] = Direction(base, HttpHalf(conn), max_pending=self.max_pending,
+                                            budget=self.pending_budget)
+            direction.started = True
+            direction.next_off = direction.delivered = (self._v_nxt.item(c, d) - base) & 0xFFFFFFFF
+        if phase == 1:  # a response body under way
+            half = dirs[1 - client].consumer
+            msg = half.msg = self._kbody.pop(c)
+            half.state = BODY
+            half.remaining = half.skippable = self._v_skip.item(c, 1 - client)
+            msg.body_bytes = msg.content_length - half.remaining
+        flow.dirs = dirs
+        self._write_back(flow, c, -1)
+
     _EVENT_COLUMNS = ["conv", "dir", "ip_proto", "payload_off", "payload_len", "data", "caplen", "status",
                       "tcp_seq", "tcp_flags", "sport", "dport", "frame", "ts"]
 
@@ -534,6 +607,8 @@ class AppLayer:
                 probe = self._used_probe
                 if probe is not None:
                     seq, data, plen = probe
+            elif proto == PROTO_TCP and self._v_kh.item(c):
+                self._materialize(flow, c)
             if proto == PROTO_UDP:
                 if plen > 0:
                     if flow.protocol == cls.SSDP:
@@ -672,6 +747,8 @@ class AppLayer:
 
     def _finish(self) -> "AppSummary":
         self._out = None
+        for c in list(self._kbody):  # responses the kernel was reading: closed below like the others
+            self._materialize(self.flows[c], c)
         for c, flow in self.flows.items():
             for k, d in enumerate(flow.dirs):
                 if d is not None and not d.closed:
@@ -713,6 +790,8 @@ class AppLayer:
         self._probes = {}
         self._stale = {}
         self._live = set()
+        self._kbody = {}
+        self._recs = self._nrec = None
         self._event_view = self._table = self._buf = self._frames = self._ts = None
         self._base_seq = self._base_set = self._convs = None
 

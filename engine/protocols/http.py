@@ -226,6 +226,9 @@ class TransactionStore:
              "content_length")  # None where absent (a presence bit each)
     _HAS_REQUEST, _HAS_RESPONSE, _TRUNCATED = 1 << 9, 1 << 10, 1 << 11
 
+    _EXCHANGE = (1 << 9) - 1 | _HAS_REQUEST | _HAS_RESPONSE  # every value present, request and response
+    _LIMIT = 1 << 63
+
     def __init__(self):
         self.ints = [array("q") for _ in self._INTS]
         self.bits = array("H")
@@ -251,6 +254,21 @@ class TransactionStore:
         self.bits.append(bits)
         self.methods.append(tx.method)
         self.uris.append(tx.uri)
+        return row
+
+    def append_exchange(self, request: "HttpMessage", response: "HttpMessage") -> int:
+        """append(HttpTransaction(request, response)) without making the transaction (the usual exchange)."""
+        values = (request.frame, request.ts, response.code, response.first_frame, response.first_ts, response.frame,
+                  response.ts, response.body_bytes, response.content_length)
+        if None in values or not -self._LIMIT <= response.content_length < self._LIMIT:
+            return self.append(HttpTransaction(request, response))
+        row = len(self.bits)
+        for column, value in zip(self.ints, values):
+            column.append(value)
+        self.bits.append(self._EXCHANGE)
+        method = request.method
+        self.methods.append(_METHOD_TEXTS.get(method, method))
+        self.uris.append(request.uri)
         return row
 
     def get(self, row: int) -> HttpTransaction:
@@ -312,6 +330,43 @@ class HttpConnection:
             self.rows = [rows, row]
         else:
             rows.append(row)
+
+    def completed(self, msg: "HttpMessage", row: int, frame: int | None, ts: int) -> None:
+        """A message ends at `row` (frame number and time given: its half's parser, or the application layer for a
+        message its kernel read): numbered, paired with its request, recorded as a transaction, emitted."""
+        ctx = self.ctx
+        msg.complete = True
+        msg.frame = frame
+        msg.ts = ts
+        if msg.is_request:
+            self.requests += 1
+            msg.number = self.requests
+            if self.waiting:
+                self.waiting.append(msg)
+            else:
+                self.waiting = [msg]
+            ctx.emit("http", row, msg)
+            return
+        self.responses += 1
+        msg.number = self.responses
+        final = not (100 <= msg.code < 200) or msg.code == 101
+        request = None
+        if self.waiting:
+            request = self.waiting[0]
+            if final:
+                self.waiting.pop(0)
+                if not self.waiting:
+                    self.waiting = ()
+        if request is not None:
+            msg.request = request
+            msg.time_ns = ts - request.ts
+        if final:
+            rows = self.rows
+            if rows is None and request is not None and self.max_transactions > 0:  # the usual first exchange
+                self.rows = self.store.append_exchange(request, msg)
+            else:
+                self.record(HttpTransaction(request, msg))
+        ctx.emit("http", row, msg)
 
 
 def _parse_head(block: bytes, msg: HttpMessage) -> bool:
@@ -596,40 +651,12 @@ class HttpHalf(StreamConsumer):
 
     def _complete(self, row: int) -> None:
         msg = self.msg
-        conn = self.conn
-        ctx = conn.ctx
-        msg.complete = True
-        msg.frame = ctx.frame(row)
-        msg.ts = ctx.ts(row)
         self.state = HEAD
         self.skippable = 0
         self.remaining = 0
         self.msg = None
-        if msg.is_request:
-            conn.requests += 1
-            msg.number = conn.requests
-            if conn.waiting:
-                conn.waiting.append(msg)
-            else:
-                conn.waiting = [msg]
-            ctx.emit("http", row, msg)
-            return
-        conn.responses += 1
-        msg.number = conn.responses
-        final = not (100 <= msg.code < 200) or msg.code == 101
-        request = None
-        if conn.waiting:
-            request = conn.waiting[0]
-            if final:
-                conn.waiting.pop(0)
-                if not conn.waiting:
-                    conn.waiting = ()
-        if request is not None:
-            msg.request = request
-            msg.time_ns = msg.ts - request.ts
-        if final:
-            conn.record(HttpTransaction(request, msg))
-        ctx.emit("http", row, msg)
+        ctx = self.conn.ctx
+        self.conn.completed(msg, row, ctx.frame(row), ctx.ts(row))
 
     def _truncated(self, msg: HttpMessage) -> None:
         """A message the connection ended (or a gap cut) before it was complete."""

@@ -6,14 +6,15 @@ packet that continues a direction in order inside such a body is consumed here (
 packet of a tracked or unclassified flow is an *event* for Python. Once a TCP conversation has an event, its later
 packets wait: Python handles the event (which may change the state), then the kernel resumes that conversation from
 the packet after the event. `next_row` links each packet to the next one of its conversation, so resuming costs only
-the packets walked.
+the packets walked. The usual HTTP/1.x exchange (a request, a response with a Content-Length) is followed here too,
+as records of its messages (see K_REQUEST below).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from diagnose.jit import kernel
+from diagnose.jit import inline, kernel
 from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
 from diagnose.tablegrowth import reserved, zeroed
 
@@ -30,6 +31,9 @@ CONV_STATE_DTYPE = np.dtype([
     ("passed", np.uint8),  # bit d: direction d had payload before the flow was recognised
     ("watch_close", np.uint8),  # FIN/RST packets are events (a parser waits for the end of the connection)
     ("blocked", np.uint8),  # scratch: has an unhandled event in this chunk
+    ("kh", np.uint8),  # 1: a plain HTTP/1.x exchange the kernel follows itself (see _take_request)
+    ("kreq_dir", np.uint8),  # ... the direction that sent the request
+    ("kphase", np.uint8),  # ... 0 request read, 1 response body under way, 2 response complete
     ("last_end", np.int32),  # scratch: 1 + last row of this conversation seen in the chunk (for next_row), 0 = none
     ("nxt", np.uint32, (2,)),  # next sequence number Python expects, per direction
     ("nxt_ok", np.uint8, (2,)),
@@ -96,8 +100,191 @@ def _worth_a_look(buf, r, is_tcp):
     return False
 
 
+# The usual HTTP/1.x connection (one request without a body, one response framed by Content-Length) is followed
+# here without Python: the kernel reads the two message heads as the Python parser would and writes a record per
+# message (row, what, conversation, head start and length, status code, Content-Length, frame, time) that Python turns
+# into the same HttpMessage objects. Anything else in such a conversation (another request, a hole, a retransmission,
+# payload after the response) is an event like in any tracked flow, and Python first builds the reassembly and parser
+# state the kernel stands for (AppLayer._materialize): the kernel only takes packets Python would not have seen either.
+K_REQUEST, K_HEAD, K_HEAD_DONE, K_DONE = 0, 1, 2, 3  # record kinds: a request; a response head (body follows);
+# a response head with its whole body; the end of a response body
+K_FIELDS = 9  # row, kind, conv, head start, head length, status code, Content-Length, frame, ts
+_GET = np.frombuffer(b"GET ", np.uint8)
+_POST = np.frombuffer(b"POST ", np.uint8)
+_PUT = np.frombuffer(b"PUT ", np.uint8)
+_DELETE = np.frombuffer(b"DELETE ", np.uint8)
+_OPTIONS = np.frombuffer(b"OPTIONS ", np.uint8)
+_PATCH = np.frombuffer(b"PATCH ", np.uint8)
+_HTTP1 = np.frombuffer(b"HTTP/1.", np.uint8)
+_CONTENT_LENGTH = np.frombuffer(b"\ncontent-length:", np.uint8)  # at a line start, like http._quick_header
+_TRANSFER_ENCODING = np.frombuffer(b"\ntransfer-encoding:", np.uint8)  # ... it is left to Python
+
+
 @kernel
-def _step(buf, table, i, states, max_attempts):
+def _starts(buf, s, n, pattern):
+    m = pattern.shape[0]
+    if n < m:
+        return False
+    for k in range(m):
+        if buf[s + k] != pattern[k]:
+            return False
+    return True
+
+
+@kernel
+def _at_lower(buf, p, end, pattern):
+    """buf[p:] starts with the lower-case pattern, ASCII letters compared without case."""
+    m = pattern.shape[0]
+    if p + m > end:
+        return False
+    for k in range(m):
+        b = np.int64(buf[p + k])
+        if 65 <= b <= 90:
+            b += 32
+        if b != pattern[k]:
+            return False
+    return True
+
+
+@kernel
+def _scan_head(buf, s, n):
+    """Read the header block at buf[s:s+n] as http.py would: (its length up to the blank line, CRLF or LF; -1 if it
+    does not end there), the value of its first Content-Length line (-1 without one, -2 when it is not a plain
+    number: Python decides what it means), and whether a line names Transfer-Encoding."""
+    end = s + n
+    length = np.int64(-1)
+    cl = np.int64(-1)
+    te = False
+    for p in range(s, end - 1):
+        if buf[p] != 10:
+            continue
+        nb = buf[p + 1]
+        if nb == 10:
+            length = p + 2 - s
+            break
+        if nb == 13 and p + 2 < end and buf[p + 2] == 10:
+            length = p + 3 - s
+            break
+        if cl == -1 and _at_lower(buf, p, end, _CONTENT_LENGTH):
+            cl = _number(buf, p + _CONTENT_LENGTH.shape[0], end)
+        elif _at_lower(buf, p, end, _TRANSFER_ENCODING):
+            te = True
+    return length, cl, te
+
+
+@kernel
+def _number(buf, q, end):
+    """A header value at buf[q:] that is a plain decimal number up to its line end, else -2."""
+    while q < end and (buf[q] == 32 or buf[q] == 9):
+        q += 1
+    value = np.int64(0)
+    digits = 0
+    while q < end and 48 <= buf[q] <= 57:
+        value = value * 10 + (buf[q] - 48)
+        digits += 1
+        q += 1
+    if digits == 0 or digits > 12:  # below 2**40: no close watch (AppLayer._write_back)
+        return np.int64(-2)
+    while q < end and (buf[q] == 32 or buf[q] == 9 or buf[q] == 13):
+        q += 1
+    if q >= end or buf[q] != 10:
+        return np.int64(-2)
+    return value
+
+
+@kernel
+def _record(recs, nrec, i, kind, c, s, h, code, cl, r):
+    k = nrec[0]
+    recs[k, 0] = i
+    recs[k, 1] = kind
+    recs[k, 2] = c
+    recs[k, 3] = s
+    recs[k, 4] = h
+    recs[k, 5] = code
+    recs[k, 6] = cl
+    recs[k, 7] = r.frame
+    recs[k, 8] = r.ts
+    nrec[0] = k + 1
+
+
+@kernel
+def _stream_start(r, convs):
+    """Start (absolute) and length of a payload that opens its direction's stream, captured whole; (-1, 0) else."""
+    c = r.conv
+    d = r.dir
+    if (r.tcp_flags & 0x07) != 0 or r.payload_off < 0 or (r.status & ST_REASSEMBLED) != 0:
+        return np.int64(-1), np.int64(0)
+    n = np.int64(r.payload_len)
+    cv = convs[c]
+    if n <= 0 or r.caplen - r.payload_off < n or cv.base_set[d] == 0:
+        return np.int64(-1), np.int64(0)
+    if np.int64(r.tcp_seq) != (np.int64(cv.base_seq[d]) + 1) & 0xFFFFFFFF:
+        return np.int64(-1), np.int64(0)
+    return np.int64(r.data) + r.payload_off, n
+
+
+@kernel
+def _take_request(buf, r, i, st, convs, recs, nrec):
+    """The first payload of an unclassified TCP conversation: a whole request head without a body at the start of
+    its stream (a method whose response always has a body by its framing)? Then the kernel follows the exchange."""
+    s, n = _stream_start(r, convs)
+    if s < 0:
+        return False
+    if not (_starts(buf, s, n, _GET) or _starts(buf, s, n, _POST) or _starts(buf, s, n, _PUT)
+            or _starts(buf, s, n, _DELETE) or _starts(buf, s, n, _OPTIONS) or _starts(buf, s, n, _PATCH)):
+        return False
+    length, cl, te = _scan_head(buf, s, n)
+    if length != n or cl != -1 or te:
+        return False
+    d = r.dir
+    st.mode = TRACK
+    st.kh = 1
+    st.kreq_dir = d
+    st.kphase = 0
+    st.nxt[d] = (np.int64(r.tcp_seq) + n) & 0xFFFFFFFF
+    st.nxt_ok[d] = 1
+    st.skip[d] = 0
+    _record(recs, nrec, i, K_REQUEST, r.conv, s, n, 0, 0, r)
+    return True
+
+
+@kernel
+def _take_response(buf, r, i, st, convs, recs, nrec):
+    """The first payload of the answering direction: a status line, a head and a Content-Length (no status or
+    header that changes the framing)?"""
+    s, n = _stream_start(r, convs)
+    if s < 0 or n < 13 or not _starts(buf, s, n, _HTTP1):
+        return False
+    if not (48 <= buf[s + 7] <= 57) or buf[s + 8] != 32:
+        return False
+    code = 0
+    for k in range(9, 12):
+        b = buf[s + k]
+        if b < 48 or b > 57:
+            return False
+        code = code * 10 + (b - 48)
+    after = buf[s + 12]
+    if not (after == 32 or after == 10 or (after == 13 and n > 13 and buf[s + 13] == 10)):
+        return False
+    if code < 200 or code > 599 or code == 204 or code == 304:
+        return False
+    h, cl, te = _scan_head(buf, s, n)
+    if h < 0 or te or cl < 0 or n - h > cl:
+        return False
+    d = r.dir
+    st.nxt[d] = (np.int64(r.tcp_seq) + n) & 0xFFFFFFFF
+    st.nxt_ok[d] = 1
+    st.skip[d] = cl - (n - h)
+    if st.skip[d] == 0:
+        st.kphase = 2
+        _record(recs, nrec, i, K_HEAD_DONE, r.conv, s, h, code, cl, r)
+    else:
+        st.kphase = 1
+        _record(recs, nrec, i, K_HEAD, r.conv, s, h, code, cl, r)
+    return True
+
+
+def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
     """Account row i: NOTHING, EVENT (Python must see it) or DNS_ROW (the DNS kernel takes it)."""
     r = table[i]
     c = r.conv
@@ -143,6 +330,8 @@ def _step(buf, table, i, states, max_attempts):
     if mode == UNSEEN:
         if plen <= 0:
             return NOTHING
+        if follow_http and st.attempts == 0 and st.passed == 0 and _take_request(buf, r, i, st, convs, recs, nrec):
+            return NOTHING
         if _worth_a_look(buf, r, True):
             return EVENT
         st.passed |= np.uint8(1 << d)
@@ -154,6 +343,19 @@ def _step(buf, table, i, states, max_attempts):
         return EVENT
     if plen <= 0:
         return NOTHING
+    if st.kh != 0:  # a payload packet of a conversation the kernel follows: EVENT exactly where a Python-tracked
+        # flow in the same state would have one
+        if d != st.kreq_dir:
+            if st.kphase == 1 and r.tcp_seq == st.nxt[d] and plen <= st.skip[d]:
+                st.nxt[d] = st.nxt[d] + np.uint32(plen)
+                st.skip[d] -= plen
+                if st.skip[d] == 0:
+                    st.kphase = 2
+                    _record(recs, nrec, i, K_DONE, c, 0, 0, 0, 0, r)
+                return NOTHING
+            if st.kphase == 0 and _take_response(buf, r, i, st, convs, recs, nrec):
+                return NOTHING
+        return EVENT
     if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen <= st.skip[d] and st.done_end[d] == 0:
         st.nxt[d] = st.nxt[d] + np.uint32(plen)
         st.skip[d] -= plen
@@ -165,8 +367,12 @@ def _step(buf, table, i, states, max_attempts):
     return EVENT
 
 
+_step_inline = inline(_step)  # the kernels below: no call (with its many array arguments) per packet
+_step = kernel(_step)  # AppLayer._walk_in_python
+
+
 @kernel
-def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempts):
+def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempts, convs, recs, nrec, follow_http):
     """First pass over a chunk: link rows per conversation, consume what needs no Python, list the first events,
     every DNS row and the rows that ended a skipped body. Returns the three counts."""
     n = table.shape[0]
@@ -184,7 +390,7 @@ def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempt
         st.last_end = i + 1
         if st.blocked != 0:
             continue
-        what = _step(buf, table, i, states, max_attempts)
+        what = _step_inline(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http)
         if what == EVENT:
             events[k] = i
             k += 1
@@ -200,7 +406,8 @@ def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempt
 
 
 @kernel
-def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done, max_attempts):
+def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done, max_attempts, convs, recs, nrec,
+           follow_http):
     """Continue each TCP conversation after the event row in `starts` until its next event. Returns the number of
     events and the new count of rows in `done`."""
     k = 0
@@ -210,7 +417,7 @@ def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done,
         c = table[starts[j]].conv
         states[c].blocked = 0
         while r >= 0:
-            what = _step(buf, table, r, states, max_attempts)
+            what = _step_inline(buf, table, r, states, max_attempts, convs, recs, nrec, follow_http)
             if what == EVENT:
                 events[k] = r
                 k += 1
@@ -231,3 +438,31 @@ def end_chunk(table, states):
         if c >= 0:
             states[c].last_end = 0
             states[c].blocked = 0
+
+
+@kernel
+def dns_followup(buf, table, rows, n, states, tx, bits, slots, b_response, b_short, protocols, rcode, picked, starts,
+                 ends):
+    """After the DNS kernel: each message's protocol (0 dns, 1 mdns, 2 llmnr) and rcode, and the messages whose
+    names the flow facts keep (error responses, queries still open); returns how many (their indexes in `picked`,
+    payload spans in `starts`/`ends`)."""
+    k = 0
+    for j in range(n):
+        r = table[rows[j]]
+        protocols[j] = np.int64(states[r.conv].app) - 1
+        b = bits[j]
+        start, length = _payload_span(buf, r)
+        code = 0
+        if (b & b_short) == 0:
+            code = buf[np.int64(r.data) + r.payload_off + 3] & 0xF
+        rcode[j] = code
+        if (b & b_response) != 0:
+            wanted = code != 0
+        else:
+            wanted = (b & b_short) == 0 and slots[j] >= 0 and tx[slots[j]].rframe == -1
+        if wanted:
+            picked[k] = j
+            starts[k] = start
+            ends[k] = start + length
+            k += 1
+    return k
