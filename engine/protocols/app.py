@@ -61,10 +61,11 @@ def _first_qname(data: bytes) -> str | None:
     return name if pos + 4 <= len(data) else None
 
 
-KINDS = ("dns", "http", "http2", "tls", "tls_start")
+KINDS = ("dns", "http", "http2", "tls", "tls_start")  # tls_start: a frame began a TLS record it did not finish
 _BOTH_FRESH = (True, True)
 _NO_DIRECTIONS = (None, None)
-_BOTH_CLOSED = (True, True)  # tls_start: a frame began a TLS record it did not finish
+_BOTH_CLOSED = (True, True)
+_NOT_CLOSED = (False, False)
 MAX_ROUNDS_BEFORE_PYTHON = 64  # a conversation with more events per chunk than this is walked in Python
 
 
@@ -433,15 +434,17 @@ class AppLayer:
         ids = ids[ids < len(conversations)]
         flags = conversations["flags"][ids]
         ended = ((flags[:, 0] & F_FIN) != 0) & ((flags[:, 1] & F_FIN) != 0) | ((flags & F_RST) != 0).any(axis=1)
-        for c in ids[ended].tolist():
-            live.discard(c)
-            flow = self.flows[c]
-            if self._v_kh.item(c):
-                if c not in self._kbody:  # nothing under way: no parser state to close
-                    self._v_kh[c] = 0
-                    flow.dirs = _NO_DIRECTIONS
+        ended_ids = ids[ended]
+        if not len(ended_ids):
+            return
+        ended_list = ended_ids.tolist()
+        live.difference_update(ended_list)
+        flows, kbody = self.flows, self._kbody
+        for c, followed in zip(ended_list, self._v_kh[ended_ids].tolist()):
+            flow = flows[c]
+            if followed:
+                if c not in kbody:  # the kernel followed it to the end: no parser state to close
                     flow.closed = _BOTH_CLOSED
-                    self._v_mode[c] = IGNORE
                     continue
                 self._materialize(flow, c)
             for k, d in enumerate(flow.dirs):
@@ -455,7 +458,8 @@ class AppLayer:
             flow.closed = _BOTH_CLOSED
             if flow.http is not None:
                 flow.http.on_upgrade = None  # a bound method of the flow (~60 bytes each): nothing upgrades now
-            self._v_mode[c] = IGNORE
+        self._v_kh[ended_ids] = 0
+        self._v_mode[ended_ids] = IGNORE
 
     def _tcp_fallback(self, dns: "DnsFactsTable") -> None:
         """Mark truncated UDP answers that were followed by DNS over TCP between the same two hosts."""
@@ -522,35 +526,50 @@ class AppLayer:
 
     def _kernel_messages(self) -> None:
         """Turn the message records the kernel wrote (select.K_REQUEST ...) into the HttpMessages, transactions and
-        flows the Python parser would have made at the same rows, then clear them."""
+        flows the Python parser would have made at the same rows, then clear them. A followed connection has one
+        request and at most one response, so HttpConnection.completed comes down to a few assignments here (tests
+        compare both ways on every capture: tests/test_http_kernel_path.py)."""
         nrec = self._nrec
         recs = self._recs[: int(nrec[0])].tolist()
         nrec[0] = 0
-        buf, flows, kbody = memoryview(self._buf), self.flows, self._kbody
+        buf, flows, kbody, live = memoryview(self._buf), self.flows, self._kbody, self._live
+        emitted = self._out.emitted["http"]
+        store = self.http_store
         for row, kind, c, start, length, code, content_length, frame, ts in recs:
-            if kind == K_DONE:
-                msg = kbody.pop(c)
-                msg.body_bytes = msg.content_length
-                flows[c].http.completed(msg, row, frame, ts)
-                continue
             if kind == K_REQUEST:
                 flow = flows[c] = AppFlow(c, cls.HTTP, self)
-                conn = flow.http = HttpConnection(self)  # no upgrade callback until Python parses (_materialize)
-                self._live.add(c)
+                flow.dirs, flow.closed = _NO_DIRECTIONS, _NOT_CLOSED  # made when Python takes over (_materialize)
+                conn = flow.http = HttpConnection(self)  # no upgrade callback either
+                live.add(c)
                 msg = HttpMessage(True)
                 _parse_head(buf[start: start + length].tobytes(), msg)
-                msg.first_frame, msg.first_ts = frame, ts
-                conn.completed(msg, row, frame, ts)
+                msg.first_frame = msg.frame = frame
+                msg.first_ts = msg.ts = ts
+                msg.complete = True
+                conn.requests = msg.number = 1
+                conn.waiting = [msg]
+                emitted.append((row, msg))
                 continue
-            msg = HttpMessage(False)
-            _parse_head(buf[start: start + length].tobytes(), msg)
-            msg.first_frame, msg.first_ts = frame, ts
-            msg.content_length = content_length
-            if kind == K_HEAD:
-                kbody[c] = msg  # body_bytes is set when the body ends (or Python takes over)
-            else:  # K_HEAD_DONE
-                msg.body_bytes = content_length
-                flows[c].http.completed(msg, row, frame, ts)
+            if kind == K_DONE:
+                msg = kbody.pop(c)
+            else:
+                msg = HttpMessage(False)
+                _parse_head(buf[start: start + length].tobytes(), msg)  # a valid status line: nothing malformed
+                msg.first_frame, msg.first_ts = frame, ts
+                msg.content_length = content_length
+                if kind == K_HEAD:
+                    kbody[c] = msg  # body_bytes is set when the body ends (or Python takes over)
+                    continue
+            conn = flows[c].http
+            msg.body_bytes = msg.content_length
+            msg.complete = True
+            msg.frame, msg.ts = frame, ts
+            conn.responses = msg.number = 1
+            msg.request = request = conn.waiting[0]
+            conn.waiting = ()
+            msg.time_ns = ts - request.ts
+            conn.rows = store.append_exchange(request, msg)
+            emitted.append((row, msg))
 
     def _materialize(self, flow: AppFlow, c: int) -> None:
         """A conversation the kernel followed needs Python from now on: build the directions and parser halves the
@@ -559,6 +578,7 @@ class AppLayer:
         self._v_kh[c] = 0
         conn = flow.http
         conn.on_upgrade = flow._upgrade
+        flow.closed = [False, False]
         client = self._v_kreq.item(c)
         phase = self._v_kphase.item(c)
         dirs = [None, None]
