@@ -122,6 +122,7 @@ class KeyedFrames:
     def _sorted(self) -> None:
         if self._keys is None:
             keys, frames = _concatenate(self._parts)
+            self._parts = []  # the parts' arrays go before the sorted copies are made
             order = np.argsort(keys, kind="stable")
             self._keys, self._frames = keys[order], frames[order]
             self._parts = [(self._keys, self._frames)]

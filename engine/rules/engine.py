@@ -261,7 +261,7 @@ class RuleEngine:
             return got
 
         table = ctx.table
-        conv = table["conv"].astype(np.int64)
+        conv = table["conv"]  # read in full only where aggregates need it: the evidence takes a few rows
         frames = table["frame"]
         in_flow = everything = zeros = None
         for rule in self.rules:
@@ -274,7 +274,7 @@ class RuleEngine:
                 if rule.scope == "flow":
                     if in_flow is None:
                         in_flow = conv >= 0
-                    keys, rows = conv, in_flow
+                    keys, rows = conv.astype(np.int64), in_flow
                 else:
                     if zeros is None:
                         zeros, everything = np.zeros(ctx.n, np.int64), np.ones(ctx.n, bool)
