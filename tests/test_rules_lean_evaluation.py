@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diagnose.conn.record import KINDS, STR, analyse_flows
+from diagnose.conn.record import ADDR, KINDS, STR, analyse_flows
 from diagnose.fields import ChunkContext, Field, FieldType, Occurrence, lookup
 from diagnose.filters import compile_display_filter
 from diagnose.rules.accumulate import KeyedFrames
@@ -111,12 +111,15 @@ def test_prepared_columns_hold_no_block_matrix_and_match_the_records():
     records.prepare(keys)
     dicts = [records[i] for i in range(len(records))]
     for key in keys:
-        values, present = records._columns[key]
-        assert values.base is None or values.base.ndim == 1  # a column of its own, not a view of a [flow, field] block
+        stored, _ = records._columns[key]
+        assert stored.base is None or stored.base.ndim == 1  # a column of its own, not a view of a [flow, field] block
+        if KINDS[key] in (STR, ADDR):  # texts are kept as small ids into a table of the distinct texts
+            assert stored.dtype.itemsize == 1
+        values, present = records.prepared(key)
         assert len(values) == len(records)
         for i, rec in enumerate(dicts):
             assert bool(present[i]) == (rec.get(key) is not None)
-            if present[i] and KINDS[key] == STR:
+            if present[i] and KINDS[key] in (STR, ADDR):
                 assert values[i] == rec[key]
 
 

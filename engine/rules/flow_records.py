@@ -7,6 +7,7 @@ flows a finding names (its message, evidence and links read the record).
     records = FlowRecords(analysis)            # a Sequence: len(records), records[conv] (a dict; facts it lacks read as None), iteration
     records.extra_for(conv)["http_requests"] = 3   # application/latency facts: kept for the flows that have them
     records.add_fact_columns(convs, {"dns_queries": counts, "latency_dns_name": [ABSENT, "a.example"]})  # or columns
+    records.add_lazy_facts(group)              # or made on demand: group.facts(conv), group.column(key)
     records.load(convs)                        # make the records of many flows at once (one block of columns each)
     values, present = records.column("syn_count", FieldType.UINT)
 
@@ -52,11 +53,7 @@ class FactColumns:
 
     def find(self, convs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indices into convs, rows) of the flows of `convs` that this group holds."""
-        if not len(self.convs) or not len(convs):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        rows = np.minimum(np.searchsorted(self.convs, convs), len(self.convs) - 1)
-        hit = np.flatnonzero(self.convs[rows] == convs)
-        return hit, rows[hit]
+        return find_sorted(self.convs, convs)
 
     def rows(self, rows: np.ndarray) -> list[dict]:
         """The facts of these rows, a dict each (typed values read back as Python numbers)."""
@@ -73,9 +70,21 @@ class FactColumns:
         return out
 
 
+def find_sorted(held: np.ndarray, convs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into convs, positions in held) of the flows of `convs` found in the sorted array `held`."""
+    if not len(held) or not len(convs):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows = np.minimum(np.searchsorted(held, convs), len(held) - 1)
+    hit = np.flatnonzero(held[rows] == convs)
+    return hit, rows[hit]
+
+
 def _fact_column(values) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(values, np.ndarray):
         return values, None
+    if isinstance(values, tuple):  # (values, held) arrays already
+        values, has = values
+        return values, None if has is None or has.all() else has
     has = [v is not ABSENT for v in values]
     held = [v for v in values if v is not ABSENT]
     kinds = {v.__class__ for v in held}
@@ -99,9 +108,18 @@ class FlowRecords(Sequence):
         self.rows: dict[int, tuple[tuple, tuple]] = {}  # conv -> (keys, values): a flow's facts given at once
         self._signatures: dict[tuple, tuple] = {}  # one keys tuple shared by the rows with the same keys
         self.fact_columns: list[FactColumns] = []  # the same kind of facts of many flows as columns (after extra)
+        self.lazy: list = []  # groups of flows whose facts are made on demand (add_lazy_facts): before the rows
         self._made: dict[int, dict] = {}  # records made so far (a Facts each, its extra facts included)
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (raw values, present)
         self._extra_keys: set[str] = set()  # extra facts the rules read (prepare)
+        # prepared text columns hold ids into a table of the distinct texts (an object per flow cost 8 bytes, an
+        # address text ~60 more): addresses into one of (ipv, hi, lo), formatted when a rule reads them
+        self._address_ids: dict[tuple[int, int, int], int] = {}
+        self._address_rows: list[tuple[int, int, int]] = []
+        self._address_texts: list[str] = []
+        self._string_ids: dict[str, int] = {}
+        self._strings: list[str] = []
+        self._present_pool: list[np.ndarray] = []  # the distinct presence masks of the prepared columns
         self._extra_found: dict[str, tuple[list, list]] | None = None  # key -> (convs, values): one sweep for all
 
     # ---- records -------------------------------------------------------------------------------------------------
@@ -150,6 +168,20 @@ class FlowRecords(Sequence):
             self._extra_found = None
             self._made.clear()
 
+    def add_lazy_facts(self, group) -> None:
+        """Facts of many flows made on demand (diagnose.rules.app_columns.AppFacts): group.convs (sorted int64),
+        group.facts(conv) -> a new dict of the flow's facts in record order, group.column(key) -> (values, held)
+        over group.convs (held: the flow's facts hold the key; an object array of values may hold None) and
+        group.release() (drop what column() keeps). They come first: rows, columns and written facts update them."""
+        self.lazy.append(group)
+        self._extra_found = None
+        self._made.clear()
+
+    @property
+    def extra_keys_read(self) -> set[str]:
+        """The facts beyond the flow analysis that prepare was asked for (the rules' and the latency split's)."""
+        return set(self._extra_keys)
+
     def extra_of(self, conv: int) -> dict | None:
         """Every extra fact of a flow, or None (see extras_of)."""
         return self.extras_of([conv])[0]
@@ -159,6 +191,16 @@ class FlowRecords(Sequence):
         facts written with extra_for, each later source updating the earlier ones. Columns are searched for all
         the flows at once."""
         out: list[dict | None] = [None] * len(convs)
+        if self.lazy and len(convs):
+            wanted = np.asarray(convs, np.int64)
+            for group in self.lazy:
+                hit, _ = find_sorted(group.convs, wanted)
+                for j in hit.tolist():
+                    facts = group.facts(int(wanted[j]))
+                    if out[j] is None:
+                        out[j] = facts
+                    else:
+                        out[j].update(facts)
         rows = self.rows
         if rows:
             for j, conv in enumerate(convs):
@@ -211,9 +253,11 @@ class FlowRecords(Sequence):
 
         Each block's slice of a column is copied out of the block (a block's numeric columns are views of its
         [flow, field] matrix, ~150 facts a flow: keeping views kept every block's whole matrix alive, ~80 MB at the
-        peak for 73k flows) in the smallest integer type that holds it, and the slices are joined at the end in
-        the smallest type that holds them all: full-width int64 columns of every key at once were the peak of
-        making the records (~19 MB held, +24 MB at the peak, for ~9 MB of columns)."""
+        peak for 73k flows) into the column, kept in the smallest integer type that holds the blocks so far (widened
+        when a block needs it, narrowed again at the end): full-width int64 columns of every key at once were the
+        peak of making the records (~19 MB held, +24 MB at the peak, for ~9 MB of columns), and keeping every
+        block's slices until the end doubled the columns. Texts (states, addresses) are ids into a table of the
+        distinct texts; equal presence masks are one array."""
         keys = set(keys)
         self._extra_keys.update(k for k in keys if k not in KINDS)
         todo = [k for k in sorted(keys) if k in KINDS and k not in self._columns]
@@ -222,45 +266,134 @@ class FlowRecords(Sequence):
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if not self.n:
             for key in todo:
-                out[key] = np.zeros(0, object if KINDS[key] in _TEXT_KINDS else np.float64), np.zeros(0, bool)
-        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {key: [] for key in todo}
+                dtype = np.int64 if KINDS[key] in (ADDR, STR) else object if KINDS[key] in _TEXT_KINDS else np.float64
+                out[key] = np.zeros(0, dtype), np.zeros(0, bool)  # (addresses and texts are ids)
+        columns: dict[str, np.ndarray] = {}  # written block by block, widened when a block needs it
+        present = np.empty((len(todo), self.n), bool)  # row k: where the records hold todo[k]
         wide: dict[str, np.dtype] = {}
+        lo = 0
         for cols in self.analysis.iter_columns(BLOCK):
-            texts = _address_texts(cols, [k for k in todo if KINDS[k] in (ADDR, ENDPOINT)])
-            for key in todo:
-                values, present = _raw(cols, key, texts)
+            texts = _address_texts(cols, [k for k in todo if KINDS[k] == ENDPOINT])
+            string_ids = None
+            hi = lo + len(cols)
+            tcp = cols.tcp.astype(bool)
+            for k, key in enumerate(todo):
+                null = cols.null.get(key)
+                have = present[k, lo:hi]
+                if null is None:
+                    have[:] = True
+                else:
+                    np.logical_not(null, out=have)
+                if key in _TCP_ONLY:
+                    have &= tcp  # other records do not have the key at all
+                kind = KINDS[key]
+                if kind == ADDR:
+                    values = self._address_column_part(cols, key)
+                elif kind == STR:
+                    if string_ids is None:  # the block's table of texts in the records' table
+                        string_ids = np.fromiter(map(self._string_id, cols.strings), np.int64, len(cols.strings))
+                    values = string_ids[cols.values[key]]
+                else:
+                    values = _raw(cols, key, texts)
                 wide[key] = values.dtype
                 narrow = _narrow(values)
-                parts[key].append((narrow.copy() if narrow.base is not None else narrow, present))
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = np.empty(self.n, narrow.dtype)
+                elif narrow.dtype != column.dtype:
+                    dtype = np.result_type(column.dtype, narrow.dtype)
+                    if dtype.kind != wide[key].kind and not (dtype.kind in "iu" and wide[key].kind in "iu"):
+                        dtype = wide[key]  # never through floats
+                    if dtype != column.dtype:
+                        column = columns[key] = column.astype(dtype)
+                column[lo:hi] = narrow
+            lo = hi
             del cols
-        for key in todo:
-            if not parts[key]:
-                continue
-            dtype = np.result_type(*(v.dtype for v, _ in parts[key]))
-            if dtype.kind != wide[key].kind and not (dtype.kind in "iu" and wide[key].kind in "iu"):
-                dtype = wide[key]  # never through floats
-            values, present = np.empty(self.n, dtype), np.empty(self.n, bool)
-            lo = 0
-            for part, have in parts.pop(key):
-                values[lo:lo + len(part)] = part
-                present[lo:lo + len(part)] = have
-                lo += len(part)
-            out[key] = _narrow(values), present
+        for k, key in enumerate(todo):
+            if key in columns:
+                out[key] = _narrow(columns.pop(key)), self._shared(present[k])
         self._columns.update(out)
 
+    def _shared(self, present: np.ndarray) -> np.ndarray:
+        """One array for equal presence masks (most keys share the TCP flows' or every flow's), a copy of its own."""
+        for known in self._present_pool:
+            if np.array_equal(known, present):
+                return known
+        present = present.copy()
+        self._present_pool.append(present)
+        return present
+
+    def _string_id(self, text: str) -> int:
+        got = self._string_ids.get(text)
+        if got is None:
+            got = self._string_ids[text] = len(self._strings)
+            self._strings.append(text)
+        return got
+
+    def _address_column_part(self, cols: FlowColumns, key: str) -> np.ndarray:
+        """A block's address column as ids into the records' table of addresses (each distinct address of the
+        block looked up once)."""
+        index = cols.values[key]
+        used = np.unique(index)
+        ids = np.zeros(len(cols.addresses), np.int64)
+        table, rows = self._address_ids, self._address_rows
+        found = []
+        for address in map(tuple, cols.addresses[used].tolist()):
+            got = table.get(address)
+            if got is None:
+                got = table[address] = len(rows)
+                rows.append(address)
+            found.append(got)
+        ids[used] = found
+        return ids[index]
+
+    def prepared(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, present) of one flow-analysis fact over every flow, as prepared: numbers as stored (times and
+        durations in integer ns), texts as the records' strings."""
+        self.prepare((key,))
+        raw, present = self._columns[key]
+        kind = KINDS[key]
+        if kind in (ADDR, STR):
+            texts = self._address_texts if kind == ADDR else self._strings
+            if kind == ADDR and len(texts) < len(self._address_rows):
+                texts.extend(_address(int(ipv), hi, lo) for ipv, hi, lo in self._address_rows[len(texts):])
+            table = np.empty(len(texts), object)
+            table[:] = texts
+            raw = table[raw]
+        return raw, present
+
+    def address_column(self, key: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+        """(ids, present, addresses) of an address fact over every flow: ids index addresses, (ipv, hi, lo) each."""
+        self.prepare((key,))
+        ids, present = self._columns[key]
+        return ids, present, self._address_rows
+
     def release_columns(self) -> None:
-        """Drop the prepared columns once the rules have read them (prepare or column recomputes them)."""
+        """Drop the prepared columns once the rules have read them (prepare or column recomputes them), and the
+        columns lazy groups made."""
         self._columns.clear()
+        self._present_pool.clear()
         self._extra_found = None
+        for group in self.lazy:
+            group.release()
 
     def column(self, key: str, ftype: T) -> tuple[np.ndarray, np.ndarray]:
         """(values typed for the display-filter engine, present) of one fact over every flow."""
         if key in KINDS:
-            self.prepare((key,))
-            raw, present = self._columns[key]
+            raw, present = self.prepared(key)
             return _typed(raw, present, KINDS[key], ftype)
         (row_convs, row_found), (convs, found) = self._extra_values(key)
-        values = present = None
+        values, _ = typed_values(np.empty(0, object), np.zeros(0, bool), ftype)
+        values = np.empty(self.n, object) if ftype == T.STRING else np.zeros(self.n, values.dtype)
+        if ftype == T.STRING:
+            values[:] = ""
+        present = np.zeros(self.n, bool)
+        for group_convs, held in self._lazy_held(key):  # first, as a flow's record has them (a None: absent)
+            have = np.fromiter((v is not None for v in held.tolist()), bool, len(held)) if held.dtype == object \
+                else np.ones(len(held), bool)
+            typed, _ = typed_values(held, have, ftype)
+            values[group_convs] = typed
+            present[group_convs] = have
         for part in ((row_convs, row_found), None, (convs, found)):
             if part is None:  # between the rows and the written facts: the columns
                 for held_convs, held in self._held(key):
@@ -276,11 +409,6 @@ class FlowRecords(Sequence):
             raw[:] = part_found
             have = np.fromiter((v is not None for v in part_found), bool, len(part_found))
             part, _ = typed_values(raw, have, ftype)
-            if values is None:
-                values = np.empty(self.n, object) if ftype == T.STRING else np.zeros(self.n, part.dtype)
-                if ftype == T.STRING:
-                    values[:] = ""
-                present = np.zeros(self.n, bool)
             values[part_convs] = part
             present[part_convs] = have
         return values, present
@@ -288,11 +416,35 @@ class FlowRecords(Sequence):
     def extra_values(self, key: str) -> tuple[list[int], list]:
         """(flows, values) of one extra fact, over the flows whose extra facts hold it (rows, columns, written)."""
         (row_convs, row_values), written = self._extra_values(key)
-        found = dict(zip(row_convs, row_values))
+        found = {}
+        for held_convs, held in self._lazy_held(key):
+            found.update(zip(held_convs.tolist(), held.tolist()))
+        found.update(zip(row_convs, row_values))
         for held_convs, held in self._held(key):
             found.update(zip(held_convs.tolist(), held.tolist()))
         found.update(zip(*written))
         return list(found), list(found.values())
+
+    def extra_column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, held) of one extra fact over every flow: the Python values a record holds (None where it
+        holds None; later sources win, as in a record) and where a record holds the key."""
+        values = np.empty(self.n, object)
+        held = np.zeros(self.n, bool)
+        (row_convs, row_values), (convs, written) = self._extra_values(key)
+        for part_convs, part in (*self._lazy_held(key), (np.asarray(row_convs, np.int64), row_values),
+                                 *self._held(key), (np.asarray(convs, np.int64), written)):
+            if len(part_convs):
+                values[part_convs] = part if isinstance(part, np.ndarray) else _objects(part)
+                held[part_convs] = True
+        return values, held
+
+    def _lazy_held(self, key: str):
+        """(flows, values) of one fact in each lazy group, for the flows whose facts hold it."""
+        for group in self.lazy:
+            values, held = group.column(key)
+            keep = held & (group.convs < self.n)
+            if keep.any():
+                yield group.convs[keep], values[keep]
 
     def _held(self, key: str):
         """(flows, values) of one fact in each group of fact columns that holds it, for the flows that have it."""
@@ -357,13 +509,19 @@ class FlowRecords(Sequence):
                     extras = [facts or {} for facts in self.extras_of(convs)]
                 out[key] = [extra.get(key) for extra in extras]
                 continue
-            raw, present = self._columns[key]
+            raw, present = self.prepared(key)
             kind = KINDS[key]
             values = raw[idx]
             items = (values / 1e9).tolist() if kind == NS else values.astype(bool).tolist() if kind == BOOL \
                 else values.tolist()
             out[key] = [v if p else None for v, p in zip(items, present[idx].tolist())]
         return out
+
+
+def _objects(values: list) -> np.ndarray:
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
 
 
 _ADDRESS_KEYS = [name for name, kind, _ in FIELDS if kind in (ADDR, ENDPOINT)]
@@ -411,24 +569,14 @@ def _address_texts(cols: FlowColumns, keys: list[str]) -> list[str | None]:
     return texts
 
 
-def _raw(cols: FlowColumns, key: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A block's column as stored (numbers) or as the records' objects (texts), and where the record holds it."""
+def _raw(cols: FlowColumns, key: str, texts: list[str]) -> np.ndarray:
+    """A block's column as stored (numbers) or as the records' objects (other texts: endpoints, SYN times)."""
     kind = KINDS[key]
-    present = np.ones(len(cols), bool)
-    null = cols.null.get(key)
-    if null is not None:
-        present &= ~null
-    if key in _TCP_ONLY:
-        present &= cols.tcp.astype(bool)  # other records do not have the key at all
-    if kind in (STR, ADDR):  # indices into the block's table of texts
-        table = np.empty(len(cols.strings) if kind == STR else len(texts), object)
-        table[:] = cols.strings if kind == STR else texts
-        return table[cols.values[key]], present
     if kind in _TEXT_KINDS:
         values = np.empty(len(cols), object)
         values[:] = _values(cols, key, kind, texts)
-        return values, present
-    return cols.values[key], present
+        return values
+    return cols.values[key]
 
 
 def _typed(raw: np.ndarray, present: np.ndarray, kind: int, ftype: T) -> tuple[np.ndarray, np.ndarray]:
