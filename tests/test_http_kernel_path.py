@@ -227,3 +227,17 @@ CAPTURES = sorted(p for p in [*(DATA / "lab").glob("*.pcap*"), *(DATA / "corpus"
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(DATA)))
 def test_lab_and_corpus_captures_agree(path):
     same_both_ways(path)
+
+
+@pytest.mark.parametrize("name", ["lab/retransmissions.pcap",
+                                  "corpus/zeek/methods.pcap", "corpus/zeek/206_example_b.pcap"])
+def test_walking_in_python_after_many_rounds_agrees(name, monkeypatch):
+    """A chunk with very many event rounds is finished packet by packet in Python (AppLayer._walk_in_python, which
+    calls the kernel's step itself): the same results."""
+    usual, _ = analyse(DATA / name, True)
+    walks = []
+    walk = AppLayer._walk_in_python
+    monkeypatch.setattr(AppLayer, "_walk_in_python", lambda self, *a: walks.append(1) or walk(self, *a))
+    monkeypatch.setattr("diagnose.protocols.app.MAX_ROUNDS_BEFORE_PYTHON", 0)
+    walked, _ = analyse(DATA / name, True)
+    assert walks and walked == usual and usual["messages"]

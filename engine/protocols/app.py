@@ -288,6 +288,8 @@ class AppLayer:
         self._capture_end_ts: int | None = None
         self._summary: AppSummary | None = None
         self._kbody: dict[int, HttpMessage] = {}  # kernel-followed conversations: the response whose body is under way
+        self._recs = np.empty((0, K_FIELDS), np.int64)  # the kernel's message records (AppLayer._kernel_messages)
+        self._nrec = np.zeros(1, np.int64)
 
     def _views(self) -> None:
         """Field views of the kernel state (indexing a view is much cheaper than naming the field each time)."""
@@ -354,8 +356,9 @@ class AppLayer:
         events = np.empty(n, np.int32)
         dns_rows = np.empty(n, np.int32)
         done = np.empty(n, np.int32)
-        recs = self._recs = np.empty((n, K_FIELDS), np.int64)  # messages the kernel read (one per row at most)
-        nrec = self._nrec = np.zeros(1, np.int64)
+        recs, nrec = self._recs, self._nrec  # messages the kernel read (one per row at most; a few per kernel call,
+        if len(recs) < n:  # so the buffer is kept and only its first pages are ever written)
+            recs = self._recs = np.empty((n, K_FIELDS), np.int64)
         k, m, q = scan_chunk(buf, table, states, next_row, events, dns_rows, done, MAX_ATTEMPTS, conversations, recs,
                              nrec, self.kernel_http)
         if nrec[0]:

@@ -367,8 +367,8 @@ def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
     return EVENT
 
 
-_step_inline = inline(_step)  # the kernels below: no call (with its many array arguments) per packet
-_step = kernel(_step)  # AppLayer._walk_in_python
+_step_inline = inline(_step)  # scan_chunk: no call (with its many array arguments) per packet
+_step = kernel(_step)  # resume (a few packets after each event: one copy of the code less) and AppLayer._walk_in_python
 
 
 @kernel
@@ -417,7 +417,7 @@ def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done,
         c = table[starts[j]].conv
         states[c].blocked = 0
         while r >= 0:
-            what = _step_inline(buf, table, r, states, max_attempts, convs, recs, nrec, follow_http)
+            what = _step(buf, table, r, states, max_attempts, convs, recs, nrec, follow_http)
             if what == EVENT:
                 events[k] = r
                 k += 1
