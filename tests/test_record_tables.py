@@ -43,13 +43,14 @@ def test_records_read_the_pass_tables_and_the_pass_tables_are_released():
         run, analyzer, states, facts = _pass(DATA / name)
         n = run.flows.count
         tcp = facts.tcp[: facts.n_tcp].copy()
-        flows = facts.flows[:n].copy()
+        icmp = {int(e["conv"]): e for e in facts.icmp_errors().copy()}
         conns = states.conns[:n].copy()
         completeness = analyzer.completeness[: run.flows.tcp_streams].copy()
         analyzer.release()  # the per-direction state is pass-only: completeness stays
         assert analyzer._dirs is None and np.array_equal(analyzer.completeness[: len(completeness)], completeness)
         analysis = FlowAnalysis(run.flows, states, facts, analyzer.completeness)
-        assert states.conns is None and states.tcp is None and facts.flows is None and facts.tcp is None
+        assert states.conns is None and states.tcp is None and facts.flows is None and facts.tcp is None \
+            and facts.icmp is None
         for key in seen:
             seen[key] += len(getattr(analysis.tables, key))
         for block in (1, 3, n):  # blocks that split the side tables' rows
@@ -58,11 +59,12 @@ def test_records_read_the_pass_tables_and_the_pass_tables_are_released():
                 v = cols.values
                 for i, cv in enumerate(convs):
                     conv = cols.lo + i
-                    f = flows[conv]
-                    assert v["icmp_errors"][i] == f["icmp_count"]
-                    if f["icmp_count"]:
-                        assert v["icmp_error_frame"][i] == f["icmp_frame"]
-                        assert v["icmp_error_time"][i] == f["icmp_ts"]
+                    e = icmp.get(conv)
+                    assert v["icmp_errors"][i] == (0 if e is None else e["icmp_count"])
+                    if e is not None:
+                        assert e["icmp_count"] > 0
+                        assert v["icmp_error_frame"][i] == e["icmp_frame"]
+                        assert v["icmp_error_time"][i] == e["icmp_ts"]
                     c = conns[conv]
                     if c["kind"]:
                         o = c["orig"]

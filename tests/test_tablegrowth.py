@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from diagnose.conn.facts import FLOW_DTYPE, TCP_FACTS_DTYPE
-from diagnose.conn.zeek import CONN_DTYPE, TCP_DTYPE
+from diagnose.conn.facts import FLOW_DTYPE, ICMP_FACTS_DTYPE, TCP_FACTS_DTYPE
+from diagnose.conn.zeek import CONN_DTYPE, CONV_CONN_DTYPE, TCP_DTYPE
 from diagnose.flows import CONV_DTYPE
 from diagnose.tablegrowth import grown, reserved, state_dtype
 from diagnose.tcp.analysis import CONV_STATE_DTYPE, DIRECTION_STATE_DTYPE
@@ -26,8 +26,8 @@ def test_state_dtype_keeps_every_field_and_wastes_no_padding():
 
 
 def test_every_state_table_is_packed():
-    for dtype in (FLOW_DTYPE, TCP_FACTS_DTYPE, CONN_DTYPE, TCP_DTYPE, CONV_DTYPE, CONV_STATE_DTYPE,
-                  DIRECTION_STATE_DTYPE):
+    for dtype in (FLOW_DTYPE, ICMP_FACTS_DTYPE, TCP_FACTS_DTYPE, CONN_DTYPE, CONV_CONN_DTYPE, TCP_DTYPE, CONV_DTYPE,
+                  CONV_STATE_DTYPE, DIRECTION_STATE_DTYPE):
         raw = sum(dtype.fields[n][0].itemsize for n in dtype.names)
         assert dtype.itemsize - raw < dtype.alignment, dtype
 

@@ -51,17 +51,26 @@ A_ANY_RETRANSMISSION = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RET
 PHASE_NONE, PHASE_HANDSHAKE, PHASE_MID_TRANSFER, PHASE_AFTER_IDLE, PHASE_AFTER_FIN = 0, 1, 2, 3, 4
 PHASE_NAMES = (None, "handshake", "mid_transfer", "after_idle", "after_fin")
 
+# The pass holds a row per conversation (~74k on the 1M-packet benchmark), so it keeps only what most flows need:
+# the ICMP errors about a flow (few flows have any) sit in a side table, and the time of the flow's last packet is
+# prev_ts (the first packet's time is the flow table's first_ts: nothing here reads it).
 FLOW_DTYPE = state_dtype(
     [
-        ("pkts", np.int64),  # packets of the flow (ICMP errors about it excluded)
-        ("first_ts", np.int64),
-        ("last_ts", np.int64),
-        ("prev_ts", np.int64),  # the two packets before the latest: for the idle time before a RST
+        ("pkts", np.int32),  # packets of the flow (ICMP errors about it excluded)
+        ("icmp", np.int32),  # 1 + the flow's row in the ICMP error table, 0 = no ICMP error quoted the flow
+        ("prev_ts", np.int64),  # the latest packet and the one before it: for the idle time before a RST
         ("prev2_ts", np.int64),
         ("idle_max", np.int64),  # longest gap between consecutive packets (ns)
         ("idle_max_frame", np.int64),  # the packet that ended it
+    ]
+)
+
+# A row per flow that an ICMP error quoted, in the order of the flows' first errors.
+ICMP_FACTS_DTYPE = state_dtype(
+    [
+        ("conv", np.int32),
         ("icmp_count", np.int32),
-        ("icmp_type", np.int16),
+        ("icmp_type", np.int16),  # the first error's
         ("icmp_code", np.int16),
         ("icmp_ipv", np.uint8),
         ("icmp_ttl", np.uint8),
@@ -152,20 +161,28 @@ def _seq_delta(a, b):
 
 
 @inline
-def _icmp_error(f, r):
-    if f.icmp_count == 0:
-        f.icmp_type = r.icmp_type
-        f.icmp_code = r.icmp_code
-        f.icmp_ipv = r.ipv
-        f.icmp_ttl = r.ip_ttl
-        f.icmp_dir = r.dir
-        f.icmp_src_hi = r.src_hi
-        f.icmp_src_lo = r.src_lo
-        f.icmp_frame = r.frame
-        f.icmp_ts = r.ts
-    f.icmp_count += 1
+def _icmp_error(f, r, c, icmp, n_icmp):
+    """Count an ICMP error quoting flow c; its first error takes the next row of the ICMP table (the caller made
+    room). Returns the rows used."""
+    if f.icmp == 0:
+        n_icmp += 1
+        f.icmp = n_icmp
+        e = icmp[n_icmp - 1]
+        e.conv = c
+        e.icmp_type = r.icmp_type
+        e.icmp_code = r.icmp_code
+        e.icmp_ipv = r.ipv
+        e.icmp_ttl = r.ip_ttl
+        e.icmp_dir = r.dir
+        e.icmp_src_hi = r.src_hi
+        e.icmp_src_lo = r.src_lo
+        e.icmp_frame = r.frame
+        e.icmp_ts = r.ts
+    e = icmp[f.icmp - 1]
+    e.icmp_count += 1
     if (r.ipv == 4 and r.icmp_type == 3) or (r.ipv == 6 and r.icmp_type == 1):
-        f.icmp_unreach += 1
+        e.icmp_unreach += 1
+    return n_icmp
 
 
 @kernel
@@ -299,15 +316,19 @@ def _tcp_row(f, t, r, a, have_analysis, idle_rst_ns):
 
 
 @kernel
-def _facts(table, analysis, have_analysis, flows, tcp, idle_rst_ns):
-    for k in range(table.shape[0]):
+def _facts(table, start, analysis, have_analysis, flows, tcp, icmp, n_icmp, idle_rst_ns):
+    """Rows start.. of a chunk; returns (next row, ICMP rows used). Stops before an ICMP error that would need a row
+    the full ICMP table lacks: the caller grows it and calls again from that row."""
+    for k in range(start, table.shape[0]):
         r = table[k]
         c = r.conv
         if c < 0:
             continue
         f = flows[c]
         if (r.status & ST_ICMP_ERROR) != 0:
-            _icmp_error(f, r)
+            if f.icmp == 0 and n_icmp >= icmp.shape[0]:
+                return k, n_icmp
+            n_icmp = _icmp_error(f, r, c, icmp, n_icmp)
             continue
         if (r.status & ST_IP_FRAGMENT) != 0:
             continue
@@ -315,17 +336,15 @@ def _facts(table, analysis, have_analysis, flows, tcp, idle_rst_ns):
             t = tcp[r.stream]
             t.conv = c
             _tcp_row(f, t, r, analysis[k] if have_analysis else analysis[0], have_analysis, idle_rst_ns)
-        if f.pkts == 0:
-            f.first_ts = r.ts
-        else:
-            gap = r.ts - f.last_ts
+        if f.pkts != 0:
+            gap = r.ts - f.prev_ts
             if gap > f.idle_max:
                 f.idle_max = gap
                 f.idle_max_frame = r.frame
         f.prev2_ts = f.prev_ts
         f.prev_ts = r.ts
-        f.last_ts = r.ts
         f.pkts += 1
+    return table.shape[0], n_icmp
 
 
 class FlowFacts:
@@ -337,6 +356,8 @@ class FlowFacts:
         self.flows = reserved(FLOW_DTYPE)  # rows reserved up front, mapped as written (diagnose.tablegrowth)
         self.tcp = reserved(TCP_FACTS_DTYPE)
         self.n_tcp = 0  # streams met so far: their rows hold conv = -1 until a packet fills them in
+        self.icmp = np.zeros(64, ICMP_FACTS_DTYPE)  # grown as flows get their first ICMP error
+        self.n_icmp = 0
         self.have_analysis = False
         self._no_analysis = np.zeros(1, ANALYSIS_DTYPE)
 
@@ -352,14 +373,24 @@ class FlowFacts:
             self.n_tcp = n_tcp_streams
         if analysis is not None:
             self.have_analysis = True
-        _facts(table, self._no_analysis if analysis is None else analysis, analysis is not None, self.flows,
-               self.tcp, self.idle_rst_ns)
+        start = 0
+        while True:
+            start, self.n_icmp = _facts(table, start, self._no_analysis if analysis is None else analysis,
+                                        analysis is not None, self.flows, self.tcp, self.icmp, self.n_icmp,
+                                        self.idle_rst_ns)
+            if start == len(table):
+                return
+            self.icmp = grown(self.icmp, self.n_icmp + 1)
 
     def release(self) -> None:
         """Drop the tables once the pass is over and their facts were taken (diagnose.conn.record.RecordTables):
         their pages go back to the system. The facts can no longer be updated or read."""
-        self.flows = self.tcp = None
-        self.n_tcp = 0
+        self.flows = self.tcp = self.icmp = None
+        self.n_tcp = self.n_icmp = 0
+
+    def icmp_errors(self) -> np.ndarray:
+        """ICMP_FACTS_DTYPE rows of the flows ICMP errors quoted so far (a view: copy it to keep it)."""
+        return self.icmp[: self.n_icmp]
 
     def tcp_facts(self, stream: int) -> np.void | None:
         if stream < 0 or stream >= self.n_tcp or self.tcp[stream]["conv"] < 0:

@@ -23,8 +23,8 @@ from decimal import Decimal
 import numpy as np
 
 from diagnose.addresses import format_address
-from diagnose.conn.facts import FLOW_DTYPE, PHASE_NAMES, SYN_TIMES, TCP_FACTS_DTYPE, FlowFacts
-from diagnose.conn.zeek import (CONN_DTYPE, HISTORY_MAX, K_ICMP, K_TCP, K_UDP, KIND_NAMES, RESET, SYN_SENT,
+from diagnose.conn.facts import FLOW_DTYPE, ICMP_FACTS_DTYPE, PHASE_NAMES, SYN_TIMES, TCP_FACTS_DTYPE, FlowFacts
+from diagnose.conn.zeek import (CONV_CONN_DTYPE, HISTORY_MAX, K_ICMP, K_TCP, K_UDP, KIND_NAMES, RESET, SYN_SENT,
                                 INACTIVE, ConnStates, conn_state)
 from diagnose.flows import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, FlowTable
 from diagnose.conn import burst
@@ -322,7 +322,7 @@ _NO_TCP_FACTS["burst_none"] = 1
 RECORD_RST_DTYPE = np.dtype([("conv", np.int64), *[(name, *TCP_FACTS_DTYPE.fields[name][:1]) for name in (
     "rst_dir", "rst_frame", "rst_ts", "rst_ttl", "rst_ipv", "rst_ipid", "rst_idle", "rst_phase", "rst_bytes",
     "rst_ttl_min", "rst_ttl_max", "rst_genuine", "rst_ipid_nonzero")]], align=True)
-RECORD_ICMP_DTYPE = np.dtype([("conv", np.int64), *[(name, *FLOW_DTYPE.fields[name][:1]) for name in (
+RECORD_ICMP_DTYPE = np.dtype([("conv", np.int64), *[(name, *ICMP_FACTS_DTYPE.fields[name][:1]) for name in (
     "icmp_count", "icmp_type", "icmp_code", "icmp_ipv", "icmp_ttl", "icmp_dir", "icmp_src_hi", "icmp_src_lo",
     "icmp_frame", "icmp_ts", "icmp_unreach")]], align=True)
 RECORD_SYN_DTYPE = np.dtype([("conv", np.int64), ("delta", np.int64, (SYN_TIMES,))])  # SYN times after the first
@@ -330,7 +330,7 @@ RECORD_SYN_DTYPE = np.dtype([("conv", np.int64), ("delta", np.int64, (SYN_TIMES,
 
 @kernel
 def _record_flows(convs, c, f, ftcp, n_tcp, ztcp, out):
-    """RECORD_FLOW_DTYPE rows of conversations (c, f: their CONN_DTYPE and FLOW_DTYPE rows)."""
+    """RECORD_FLOW_DTYPE rows of conversations (c, f: their CONV_CONN_DTYPE and FLOW_DTYPE rows)."""
     for i in range(convs.shape[0]):
         cv = convs[i]
         cr = c[i]
@@ -370,7 +370,7 @@ def _record_tcp(ftcp, f, out):
     for s in range(out.shape[0]):
         t = ftcp[s]
         o = out[s]
-        last_ts = f[t.conv].last_ts if t.conv >= 0 and t.conv < f.shape[0] else np.int64(0)
+        last_ts = f[t.conv].prev_ts if t.conv >= 0 and t.conv < f.shape[0] else np.int64(0)
         o.syns = t.syn_count[0] + t.syn_count[1]
         o.synack_count = t.synack_count
         o.rsts = t.rst_count[0] + t.rst_count[1]
@@ -441,7 +441,7 @@ class RecordTables:
         convs = flows.conversations
         n = len(convs)
         n_tcp = facts.n_tcp
-        c, _ = _padded(states.conns, 0, n, CONN_DTYPE)
+        c, _ = _padded(states.conns, 0, n, CONV_CONN_DTYPE)
         f, _ = _padded(facts.flows, 0, n, FLOW_DTYPE)
         ftcp = facts.tcp[:n_tcp]
         out_flows = np.zeros(n, RECORD_FLOW_DTYPE)
@@ -459,10 +459,10 @@ class RecordTables:
         syn["delta"] = np.where(np.arange(SYN_TIMES) < kept[:, None],
                                 ftcp["syn_times"][syn_rows] - ftcp["syn_first_ts"][syn_rows, None], 0)
         syn = syn[np.argsort(syn["conv"], kind="stable")]
-        icmp_rows = np.nonzero(f["icmp_count"] != 0)[0]  # the ICMP fields are written with the count
+        icmp = facts.icmp_errors()
         tables = cls(out_flows, out_tcp, _side_table(ftcp, rst_rows, tcp_conv[rst_rows], RECORD_RST_DTYPE),
-                     _side_table(f, icmp_rows, icmp_rows, RECORD_ICMP_DTYPE), syn, facts.have_analysis)
-        del c, f, ftcp
+                     _side_table(icmp, np.arange(len(icmp)), icmp["conv"], RECORD_ICMP_DTYPE), syn, facts.have_analysis)
+        del c, f, ftcp, icmp
         states.release()
         facts.release()
         return tables

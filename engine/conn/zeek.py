@@ -70,8 +70,7 @@ HISTORY_MAX = 32  # letters kept per connection; more sets `hist_more`
 OOO_BLOCKS = 4  # out-of-order data blocks kept per direction for gap accounting
 M32 = 0xFFFFFFFF
 
-CONN_DTYPE = state_dtype(
-    [
+_CONN_FIELDS = [
         ("kind", np.uint8),
         ("proto", np.uint8),  # IP protocol number
         ("ipv", np.uint8),
@@ -100,8 +99,13 @@ CONN_DTYPE = state_dtype(
         ("udp_chk", np.int32, (2,)),  # UDP bad checksums so far and the count that adds the next letter
         ("udp_chk_next", np.int32, (2,)),
         ("removed", np.uint8),
-    ]
-)
+]
+CONN_DTYPE = state_dtype(_CONN_FIELDS)
+# ConnStates' row per conversation (~74k on the 1M-packet benchmark) leaves out what the flow table already holds
+# (the endpoints: endpoint 0 is the flow table's A, see _conv_rows; the first and last frames) and what only Zeek's
+# own connection keying reads (tunnel identity, removal): 64 bytes less per conversation during the pass.
+_ZEEK_KEYING_ONLY = ("h_hi", "h_lo", "conv", "first_frame", "last_frame", "encap_id", "tunnel_changes", "removed")
+CONV_CONN_DTYPE = state_dtype([f for f in _CONN_FIELDS if f[0] not in _ZEEK_KEYING_ONLY])
 
 TCP_DTYPE = state_dtype(
     [
@@ -788,23 +792,17 @@ def _row_kind(r):
 
 
 @kernel
-def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, conv, flip_ports):
-    """Start connection i with the row that opens it; returns the TCP record count after it."""
+def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
+    """Start connection i with the row that opens it; returns the TCP record count after it. (Rows are fresh, i.e.
+    zero; the fields only CONN_DTYPE has are _zeek_one's.)"""
     c = cs[i]
     t = tx[0]  # (a TCP connection gets its own record below; others never touch it)
     c.kind = kind
     c.proto = r.ip_proto
     c.ipv = r.ipv
     c.orig = 0
-    c.h_hi[0] = r.src_hi
-    c.h_lo[0] = r.src_lo
-    c.h_hi[1] = r.dst_hi
-    c.h_lo[1] = r.dst_lo
     c.port[0] = sp
     c.port[1] = dp
-    c.conv = conv
-    c.first_frame = r.frame
-    c.last_frame = r.frame
     c.start = r.ts
     c.last = r.ts
     c.pkts[0] = 0
@@ -817,7 +815,6 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, conv, flip_ports):
     c.hist_len = 0
     c.hist_more = 0
     c.hist_seen = 0
-    c.removed = 0
     c.dns_timer = 0
     c.udp_chk[0] = 0
     c.udp_chk[1] = 0
@@ -887,7 +884,6 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, conv, flip_ports):
 @kernel
 def _packet(c, t, e, r, kind, bad_checksum, whole_payload, udp_len):
     """Account one row to endpoint e of connection i."""
-    c.last_frame = r.frame
     if kind == K_TCP:
         if bad_checksum:
             _log_letter(c, t, e, L_CHECKSUM)
@@ -936,8 +932,6 @@ def _endpoint_of(c, r, sp):
 @kernel
 def _swap_endpoints(c):
     """Renumber the endpoints of a connection that has seen no packet yet (its TCP record is still blank)."""
-    for arr in (c.h_hi, c.h_lo):
-        arr[0], arr[1] = arr[1], arr[0]
     c.port[0], c.port[1] = c.port[1], c.port[0]
     c.orig = 1 - c.orig
 
@@ -957,8 +951,10 @@ def _conv_rows(table, start, bad, whole, udp_len, cs, tx, n_tcp, flip_ports):
         if cs[c].kind == 0:
             if kind == K_TCP and n_tcp >= tx.shape[0]:
                 return k, n_tcp, GROW_TCP
-            n_tcp = _new_conn(cs, c, tx, n_tcp, r, kind, sp, dp, c, flip_ports)
-            if r.dir == 1:  # keep endpoint index == the flow table's direction (A = 0)
+            n_tcp = _new_conn(cs, c, tx, n_tcp, r, kind, sp, dp, flip_ports)
+            # keep endpoint index == the flow table's direction: endpoint 0 is then the flow table's A (the row's
+            # source when dir is 0, its destination when 1), which is why the row holds no addresses
+            if r.dir == 1:
                 _swap_endpoints(cs[c])
         if cs[c].kind != kind:
             continue
@@ -1011,9 +1007,18 @@ def _zeek_one(r, bad, whole, udp_len, cs, n, tx, n_tcp, slots, keys, counters, p
         c = n
         n += 1
         slots[s] = c
-        n_tcp = _new_conn(cs, c, tx, n_tcp, r, kind, sp, dp, r.conv, ports)
-        cs[c].encap_id = encap_id
-        cs[c].tunnel_changes = 0
+        n_tcp = _new_conn(cs, c, tx, n_tcp, r, kind, sp, dp, ports)
+        cn = cs[c]
+        cn.h_hi[0] = r.src_hi
+        cn.h_lo[0] = r.src_lo
+        cn.h_hi[1] = r.dst_hi
+        cn.h_lo[1] = r.dst_lo
+        cn.conv = r.conv
+        cn.first_frame = r.frame
+        cn.encap_id = encap_id
+        cn.tunnel_changes = 0
+        cn.removed = 0
+    cs[c].last_frame = r.frame
     e = _endpoint_of(cs[c], r, sp)
     _packet(cs[c], tx[max(cs[c].tcp, 0)], e, r, kind, bad, whole, udp_len)
     return n, n_tcp, c
@@ -1152,10 +1157,10 @@ def _bad_rows(buf: np.ndarray, table: np.ndarray, verify: bool) -> np.ndarray:
 
 
 class _StateTable:
-    def __init__(self, verify_checksums: bool, server_ports: np.ndarray | None):
+    def __init__(self, verify_checksums: bool, server_ports: np.ndarray | None, dtype: np.dtype):
         self.verify_checksums = verify_checksums
         self.server_ports = likely_server_ports() if server_ports is None else server_ports
-        self.conns = reserved(CONN_DTYPE)  # rows reserved up front, mapped as written (diagnose.tablegrowth)
+        self.conns = reserved(dtype)  # rows reserved up front, mapped as written (diagnose.tablegrowth)
         self.tcp = reserved(TCP_DTYPE)
         self.n_tcp = 0
 
@@ -1168,15 +1173,15 @@ class _StateTable:
     def _grow_tcp(self) -> None:
         self.tcp = grown(self.tcp, self.n_tcp + 1)
 
-    def record(self, i: int) -> dict:
-        return conn_record(self.conns[i], self.tcp[self.conns[i]["tcp"]] if self.conns[i]["tcp"] >= 0 else None)
+    def _tcp_row(self, i: int) -> np.void | None:
+        return self.tcp[self.conns[i]["tcp"]] if self.conns[i]["tcp"] >= 0 else None
 
 
 class ConnStates(_StateTable):
     """Zeek's conn_state and history for each conversation of the flow table (flow.state, flow.history)."""
 
     def __init__(self, verify_checksums: bool = False, server_ports: np.ndarray | None = None):
-        super().__init__(verify_checksums, server_ports)
+        super().__init__(verify_checksums, server_ports, CONV_CONN_DTYPE)
 
     def update(self, buf: np.ndarray, table: np.ndarray, n_convs: int) -> None:
         """Feed one chunk whose rows already carry `conv` (FlowTable.update ran); n_convs = FlowTable.count."""
@@ -1192,10 +1197,11 @@ class ConnStates(_StateTable):
             self._grow_tcp()
 
     def record(self, conv: int) -> dict | None:
-        """Zeek-named facts of one conversation, or None when Zeek would not track it (e.g. not IP)."""
+        """Zeek-named facts of one conversation, or None when Zeek would not track it (e.g. not IP). The addresses
+        and frames are the flow table's (None here)."""
         if conv >= len(self.conns) or self.conns[conv]["kind"] == 0:
             return None
-        return super().record(conv)
+        return conn_record(self.conns[conv], self._tcp_row(conv), addresses=False, conv=conv)
 
     def state_text_columns(self, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         """conn_state and history of conversations 0..n-1 as indices into one list of distinct strings (-1 where Zeek
@@ -1260,7 +1266,7 @@ class ZeekConnections(_StateTable):
     """Zeek's connections as Zeek delimits them (its 5-tuple key, timers and port reuse): conn.log row by row."""
 
     def __init__(self, verify_checksums: bool = False, server_ports: np.ndarray | None = None):
-        super().__init__(verify_checksums, server_ports)
+        super().__init__(verify_checksums, server_ports, CONN_DTYPE)
         self.count = 0
         self._counters = np.zeros(1, np.int64)
         self._slots = np.full(256, -1, np.int64)
@@ -1289,6 +1295,9 @@ class ZeekConnections(_StateTable):
     def records(self) -> list[dict]:
         """One conn.log-like dict per connection, in the order the connections started."""
         return [self.record(i) for i in range(self.count)]
+
+    def record(self, i: int) -> dict:
+        return conn_record(self.conns[i], self._tcp_row(i))
 
 
 # ---- records ----------------------------------------------------------------------------------------------------------
@@ -1336,9 +1345,10 @@ def _rstos0_history(history: str) -> bool:
     return False
 
 
-def conn_record(c, t, addresses: bool = True) -> dict:
+def conn_record(c, t, addresses: bool = True, conv: int | None = None) -> dict:
     """conn.log fields of one connection (a CONN_DTYPE row and its TCP_DTYPE row, as numpy records or dicts of
-    Python values): Zeek's names, addresses formatted unless `addresses` is False."""
+    Python values): Zeek's names, addresses formatted unless `addresses` is False. A CONV_CONN_DTYPE row (ConnStates)
+    is conversation `conv`'s: its addresses and frames are the flow table's, None here."""
     from diagnose.addresses import format_address
 
     o = int(c["orig"])
@@ -1374,9 +1384,9 @@ def conn_record(c, t, addresses: bool = True) -> dict:
         "orig_ip_bytes": int(c["ip_bytes"][o]),
         "resp_pkts": int(c["pkts"][r]),
         "resp_ip_bytes": int(c["ip_bytes"][r]),
-        "first_frame": int(c["first_frame"]),
-        "last_frame": int(c["last_frame"]),
-        "conv": int(c["conv"]),
+        "first_frame": int(c["first_frame"]) if conv is None else None,
+        "last_frame": int(c["last_frame"]) if conv is None else None,
+        "conv": int(c["conv"]) if conv is None else conv,
     }
     if kind == K_TCP:
         rec["orig_state"] = STATE_NAMES[states[0]]
