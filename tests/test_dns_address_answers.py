@@ -165,8 +165,9 @@ def linear_lookup(entries, when):
 def test_lookup_before_equals_a_scan_of_every_answer(answers, whens):
     index = DnsAnswers()
     for k, (t, d) in enumerate(answers):  # out of time order, repeated times: the first answer of a time wins
-        index.by_address.setdefault("192.0.2.1", []).append((t * 0.5, d / 10, f"n{k}"))
+        index.add("192.0.2.1", t * 500_000_000, d * 100_000_000, f"n{k}")
     entries = index.by_address.get("192.0.2.1", [])
+    assert entries == [(t * 0.5, d / 10, f"n{k}") for k, (t, d) in enumerate(answers)]
     for w in whens:
         when = w * 0.5
         assert index.lookup_before("192.0.2.1", when) == linear_lookup(entries, when)
@@ -182,3 +183,48 @@ def test_a_name_longer_than_its_room_is_left_to_python():
     assert kernel_verdicts(batch).tolist() == [A_IN_PYTHON]
     got = batch.address_answers()
     assert got == decoded_answers(batch) and got[0][3] == ".".join(["\\xff" * 63] * 3)
+
+
+ADDRESSES = ["192.0.2.1", "192.0.2.2", "2001:db8::1", "::ffff:192.0.2.1", "198.51.100.7"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 100), st.integers(0, 5), st.booleans()), max_size=60),
+       st.lists(st.tuples(st.integers(0, 4), st.integers(-10, 150), st.booleans()), max_size=30),
+       st.sampled_from([0, 1_700_000_000]))
+def test_lookup_of_many_connections_equals_a_scan_of_every_answer(answers, queries, epoch):
+    """Several addresses (an IPv4 one and the same bits as an IPv4-mapped IPv6 one are different addresses) and
+    queries at and just past answer times, in one call: each query finds what a scan of its address's answers
+    finds. Times near 0 are searched by rank, a capture's epoch times by their bits."""
+    from diagnose.addresses import format_address, parse_address
+
+    index = DnsAnswers()
+    for k, (a, t, d, named) in enumerate(answers):
+        index.add(ADDRESSES[a], epoch * 10**9 + t * 500_000_000, d * 100_000_000 + k, f"n{k}" if named else None)
+    entries = index.by_address
+    keys = [parse_address(a) for a in ADDRESSES]
+    which = np.array([a for a, _, _ in queries], np.int64)
+    when = np.array([epoch + w * 0.5 + (1e-7 if shifted else 0.0) for _, w, shifted in queries], np.float64)
+    found, duration, name = index.lookup(keys, which, when)
+    for k, (a, _, _) in enumerate(queries):
+        want = linear_lookup(entries.get(format_address(*keys[a]), []), float(when[k]))  # by_address: canonical
+        assert (want is not None) == bool(found[k])
+        if want is not None:
+            assert (float(duration[k]), name[k]) == want
+            assert index.lookup_before(ADDRESSES[a], float(when[k])) == want
+
+
+def test_names_of_found_answers_are_read_back_exactly():
+    """Names are cut out of the answers' name buffer: short ASCII ones at once, long or non-ASCII ones (and names
+    holding a NUL) one at a time; a missing name stays None."""
+    index = DnsAnswers()
+    names = ["www.example.com", None, "", "x" * 200, "caf\u00e9.example", "a\x00b.example", "<Root>", "b" * 128]
+    for k, name in enumerate(names):
+        index.add(f"192.0.2.{k + 1}", 1_000_000_000 * (k + 1), 5_000_000, name)
+    keys = [(4, 0, 0xC0000200 + k + 1) for k in range(len(names))]
+    index.add("not an address", 1_000_000_000, 7, "odd.example")  # kept, found by no connection
+    found, duration, got = index.lookup(keys, np.arange(len(names)), np.full(len(names), 20.0))
+    assert found.all() and duration.tolist() == [0.005] * len(names)
+    assert got.tolist() == names
+    assert index.by_address["not an address"] == [(1.0, 7e-9, "odd.example")]
+    assert index.lookup_before("not an address", 2.0) is None

@@ -119,19 +119,28 @@ def _cipher_name(code) -> str | None:
 def add_app_facts(records, summary) -> None:
     """Add the application facts (AppLayer.finish()'s AppSummary) to the records of the flows it knows. Absent
     facts are simply not set (records are read with .get, templates through diagnose.rules.facts.Facts), which
-    keeps tens of thousands of records small. A FlowRecords takes the usual UDP DNS conversations' facts as
-    columns (add_fact_columns, no dict per conversation)."""
+    keeps tens of thousands of records small.
+
+    A FlowRecords holds no dict per flow: the usual UDP DNS conversations' facts (the same keys for tens of
+    thousands) become columns (add_fact_columns), every other flow's facts are made on demand
+    (app_columns.AppFacts, add_lazy_facts), and the facts the rules read are made now, as columns."""
     flows = getattr(summary, "flows", summary) or {}
     dns_udp = getattr(summary, "dns", {}) or {}
     n = len(records)
-    add_extra = getattr(records, "add_extra", None)
-    if add_extra is not None:  # FlowRecords: each flow's facts are written to a dict of its own, then kept compact
+    if hasattr(records, "add_lazy_facts"):
+        from diagnose.rules.app_columns import AppFacts, DnsRest
+
         if getattr(dns_udp, "convs", None) is not None:
-            dns_udp = _dns_columns(records, dns_udp, flows, n)
-        extra_for = _Compact(add_extra)
-    else:
-        extra_for = getattr(records, "extra_for", None) or records.__getitem__  # or a plain list of dict records
-    # conversations in order: the UDP DNS ones (tens of thousands, read as columns) and the AppFlow ones between
+            rest = _dns_columns(records, dns_udp, flows, n)
+        else:
+            rest = DnsRest.of_facts(dns_udp)
+        group = AppFacts(flows, rest, n)
+        records.add_lazy_facts(group)
+        for key in records.extra_keys_read & _APP_KEYS:
+            group.column(key)
+        return
+    extra_for = getattr(records, "extra_for", None) or records.__getitem__  # or a plain list of dict records
+    # conversations in order: the UDP DNS ones and the AppFlow ones between
     flow_convs = sorted(flows)
     f = 0
     beyond = 1 << 62  # after every conversation
@@ -152,44 +161,19 @@ def add_app_facts(records, summary) -> None:
                 _dns_udp(record, queries, responses, retransmissions, errors, time_max_ns, errors_seen, unanswered)
     for conv in flow_convs[f:]:
         _flow(records, n, conv, flows[conv], extra_for)
-    if isinstance(extra_for, _Compact):
-        extra_for.flush()
 
 
-class _Compact:
-    """extra_for for FlowRecords.add_extra: hands out a new dict per flow and gives the previous one to add_extra
-    when the next flow's is asked for (one flow's dict alive at a time)."""
-
-    def __init__(self, add_extra):
-        self.add_extra = add_extra
-        self.conv: int | None = None
-        self.facts: dict = {}
-
-    def __call__(self, conv: int) -> dict:
-        if conv != self.conv:
-            self.flush()
-            self.conv, self.facts = conv, {}
-        return self.facts
-
-    def flush(self) -> None:
-        if self.conv is not None and self.facts:
-            self.add_extra(self.conv, self.facts)
-        self.conv, self.facts = None, {}
+_APP_KEYS = {key for key, _, _ in APP_FACTS} | {"dns_error_frames", "dns_error_names", "dns_unanswered_frames"}
 
 
-class _DnsRest:
-    """The rows of a DnsFactsTable that add_app_facts still writes one by one (DnsFactsTable's column names)."""
-
-    def __init__(self, table, rows: np.ndarray):
-        for name in ("convs", "queries", "responses", "retransmissions", "errors", "time_max_ns"):
-            setattr(self, name, getattr(table, name)[rows])
-        self.errors_seen, self.unanswered = table.errors_seen, table.unanswered
-
-
-def _dns_columns(records, table, flows, n: int) -> _DnsRest:
+def _dns_columns(records, table, flows, n: int):
     """Give the usual UDP DNS conversations' facts to `records` as columns (the literal of add_app_facts, column
-    by column: same keys, order and values) and return the rest: conversations with error responses or unanswered
-    queries, or without a response (their facts vary), and any the application layer also knows as an AppFlow."""
+    by column: same keys, order and values, in the smallest integer types) and return the rest (a DnsRest):
+    conversations with error responses or unanswered queries, or without a response (their facts vary), and any
+    the application layer also knows as an AppFlow."""
+    from diagnose.rules.app_columns import DnsRest
+    from diagnose.rules.flow_records import _narrow
+
     convs = table.convs
     usual = (table.responses != 0) & (convs < n)
     for by_conv in (table.errors_seen, table.unanswered, flows):
@@ -197,21 +181,24 @@ def _dns_columns(records, table, flows, n: int) -> _DnsRest:
             usual &= ~np.isin(convs, np.fromiter(by_conv, np.int64, len(by_conv)))
     rows = np.flatnonzero(usual)
     queries, responses = table.queries[rows].astype(np.int64), table.responses[rows].astype(np.int64)
-    protocol = np.empty(len(rows), object)
-    protocol[:] = "dns"
-    zeros = np.zeros(len(rows), np.int64)
+    protocol = np.broadcast_to(np.array(["dns"], object), (len(rows),))  # the same value: nothing per flow
+    zeros = np.broadcast_to(np.zeros(1, np.uint8), (len(rows),))
     records.add_fact_columns(convs[rows], {
-        "app_protocol": protocol, "dns_messages": queries + responses, "dns_queries": queries,
-        "dns_responses": responses, "dns_retransmissions": table.retransmissions[rows].astype(np.int64),
-        "dns_errors": table.errors[rows].astype(np.int64), "dns_time_max": table.time_max_ns[rows] / 1e9,
+        "app_protocol": protocol, "dns_messages": _narrow(queries + responses), "dns_queries": _narrow(queries),
+        "dns_responses": _narrow(responses), "dns_retransmissions": _narrow(table.retransmissions[rows]),
+        "dns_errors": _narrow(table.errors[rows]), "dns_time_max": table.time_max_ns[rows] / 1e9,
         "dns_nxdomain": zeros, "dns_unanswered": zeros})
-    return _DnsRest(table, np.flatnonzero(~usual))
+    return DnsRest.of_table(table, np.flatnonzero(~usual))
 
 
 def _flow(records, n: int, conv: int, flow, extra_for) -> None:
     if not 0 <= conv < n:
         return
-    record = extra_for(conv)
+    _flow_facts(extra_for(conv), flow)
+
+
+def _flow_facts(record: dict, flow) -> None:
+    """An AppFlow's facts, written into a record."""
     record["app_protocol"] = flow.protocol
     if flow.http is not None:
         _http(record, flow.http)
