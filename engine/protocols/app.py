@@ -289,6 +289,7 @@ class AppLayer:
         self._summary: AppSummary | None = None
         self._kbody: dict[int, HttpMessage] = {}  # kernel-followed conversations: the response whose body is under way
         self._recs = np.empty((0, K_FIELDS), np.int64)  # the kernel's message records (AppLayer._kernel_messages)
+        self._status_lines: dict[bytes, tuple] = {}  # status line -> (version, phrase, code) as _parse_head reads it
         self._nrec = np.zeros(1, np.int64)
 
     def _views(self) -> None:
@@ -537,7 +538,7 @@ class AppLayer:
         nrec[0] = 0
         buf, flows, kbody, live = memoryview(self._buf), self.flows, self._kbody, self._live
         emitted = self._out.emitted["http"]
-        store = self.http_store
+        store, status_lines = self.http_store, self._status_lines
         for row, kind, c, start, length, code, content_length, frame, ts in recs:
             if kind == K_REQUEST:
                 flow = flows[c] = AppFlow(c, cls.HTTP, self)
@@ -557,7 +558,16 @@ class AppLayer:
                 msg = kbody.pop(c)
             else:
                 msg = HttpMessage(False)
-                _parse_head(buf[start: start + length].tobytes(), msg)  # a valid status line: nothing malformed
+                block = buf[start: start + length].tobytes()
+                line = block[: block.find(b"\n")]
+                known = status_lines.get(line)
+                if known is None:
+                    _parse_head(block, msg)  # a status line the kernel checked: nothing malformed
+                    if len(status_lines) < 1024:
+                        status_lines[line] = msg.version, msg.phrase, msg.code
+                else:  # what _parse_head makes of the same status line (the usual few: "HTTP/1.1 200 OK", ...)
+                    msg.raw = block
+                    msg.version, msg.phrase, msg.code = known
                 msg.first_frame, msg.first_ts = frame, ts
                 msg.content_length = content_length
                 if kind == K_HEAD:
