@@ -219,3 +219,23 @@ def test_bare_mode_has_no_protocol_server_ports():
     assert not ports[0, 80] and ports[1, 3544]  # tunnel ports stay: Zeek always loads its packet protocols
     default = likely_server_ports()
     assert default[0, 80] and default[0, 22] and default[1, 53] and default[2, 53]
+
+
+@pytest.mark.parametrize("bad, letters", [(9, "C"), (10, "CC"), (99, "CC"), (100, "CCC")])
+def test_udp_bad_checksum_letter_is_logarithmic(tmp_path, bad, letters):
+    """A 'C' at the 1st, 10th, 100th ... bad UDP checksum of a side, like TCP's logarithmic letters."""
+    path = tmp_path / "t.pcap"
+    with PcapWriter(str(path), linktype=1) as w:
+        for i in range(bad):
+            p = Ether() / IP(src=C, dst=S) / UDP(sport=CP, dport=SP, chksum=0x1234) / Raw(b"x")
+            p.time = 1_700_000_000.0 + i * 0.01
+            w.write(p)
+    zeek, states = ZeekConnections(verify_checksums=True), ConnStates(verify_checksums=True)
+    run = open_pass(str(path))
+    with run.capture:
+        for chunk in run.chunks():
+            zeek.update(chunk.buf, chunk.table)
+            states.update(chunk.buf, chunk.table, run.flows.count)
+    z = only(zeek.records())
+    assert (z["history"], z["orig_pkts"]) == (letters, bad)
+    assert states.record(0)["history"] == letters

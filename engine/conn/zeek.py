@@ -96,15 +96,16 @@ _CONN_FIELDS = [
         ("encap_id", np.uint64),  # identity of the tunnel the packets came through (0 = none)
         ("tunnel_changes", np.uint8),
         ("dns_timer", np.uint8),  # Zeek's DNS analyzer expires the UDP connection after dns_session_timeout
-        ("udp_chk", np.int32, (2,)),  # UDP bad checksums so far and the count that adds the next letter
-        ("udp_chk_next", np.int32, (2,)),
+        ("udp_chk", np.int32, (2,)),  # UDP bad checksums so far (a letter at 1, 10, 100, ...)
         ("removed", np.uint8),
 ]
 CONN_DTYPE = state_dtype(_CONN_FIELDS)
 # ConnStates' row per conversation (~74k on the 1M-packet benchmark) leaves out what the flow table already holds
 # (the endpoints: endpoint 0 is the flow table's A, see _conv_rows; the first and last frames) and what only Zeek's
-# own connection keying reads (tunnel identity, removal): 64 bytes less per conversation during the pass.
-_ZEEK_KEYING_ONLY = ("h_hi", "h_lo", "conv", "first_frame", "last_frame", "encap_id", "tunnel_changes", "removed")
+# own connection keying and timers read (tunnel identity, removal, the DNS session timer; the IP version and protocol
+# are the flow table's too): 80 bytes less per conversation during the pass.
+_ZEEK_KEYING_ONLY = ("h_hi", "h_lo", "conv", "first_frame", "last_frame", "encap_id", "tunnel_changes", "removed",
+                     "dns_timer", "proto", "ipv")
 CONV_CONN_DTYPE = state_dtype([f for f in _CONN_FIELDS if f[0] not in _ZEEK_KEYING_ONLY])
 
 TCP_DTYPE = state_dtype(
@@ -155,6 +156,13 @@ def _seq_delta(a, b):
     if d >= 0x80000000:
         d -= 0x100000000
     return d
+
+
+@inline
+def _power_of_ten(n):
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
 
 
 @inline
@@ -798,8 +806,6 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
     c = cs[i]
     t = tx[0]  # (a TCP connection gets its own record below; others never touch it)
     c.kind = kind
-    c.proto = r.ip_proto
-    c.ipv = r.ipv
     c.orig = 0
     c.port[0] = sp
     c.port[1] = dp
@@ -815,11 +821,8 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
     c.hist_len = 0
     c.hist_more = 0
     c.hist_seen = 0
-    c.dns_timer = 0
     c.udp_chk[0] = 0
     c.udp_chk[1] = 0
-    c.udp_chk_next[0] = 1
-    c.udp_chk_next[1] = 1
     c.tcp = -1
     if kind == K_TCP:
         c.inact = UDP_INACTIVITY
@@ -877,7 +880,6 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
         flip = False
     if flip and not (r.ipv == 4 and (r.dst_lo & np.uint64(M32)) == np.uint64(M32)):  # never flip to a broadcast
         _flip(c, t)
-    c.dns_timer = kind == K_UDP and flip_ports[2, c.port[1 - c.orig]]
     return n_tcp
 
 
@@ -897,9 +899,8 @@ def _packet(c, t, e, r, kind, bad_checksum, whole_payload, udp_len):
         c.ip_bytes[e] += r.ip_len
         if bad_checksum:
             c.udp_chk[e] += 1  # logarithmic letter, as for TCP
-            if c.udp_chk[e] == c.udp_chk_next[e]:
+            if _power_of_ten(c.udp_chk[e]):
                 _ep_add_hist(c, e, ord("C"))
-                c.udp_chk_next[e] *= 10
             return
         c.last = r.ts
         if e == c.orig:
@@ -1009,6 +1010,9 @@ def _zeek_one(r, bad, whole, udp_len, cs, n, tx, n_tcp, slots, keys, counters, p
         slots[s] = c
         n_tcp = _new_conn(cs, c, tx, n_tcp, r, kind, sp, dp, ports)
         cn = cs[c]
+        cn.proto = r.ip_proto
+        cn.ipv = r.ipv
+        cn.dns_timer = kind == K_UDP and ports[2, cn.port[1 - cn.orig]]  # the responder's port, roles decided
         cn.h_hi[0] = r.src_hi
         cn.h_lo[0] = r.src_lo
         cn.h_hi[1] = r.dst_hi
@@ -1348,7 +1352,7 @@ def _rstos0_history(history: str) -> bool:
 def conn_record(c, t, addresses: bool = True, conv: int | None = None) -> dict:
     """conn.log fields of one connection (a CONN_DTYPE row and its TCP_DTYPE row, as numpy records or dicts of
     Python values): Zeek's names, addresses formatted unless `addresses` is False. A CONV_CONN_DTYPE row (ConnStates)
-    is conversation `conv`'s: its addresses and frames are the flow table's, None here."""
+    is conversation `conv`'s: its addresses, frames and IP protocol are the flow table's, None here."""
     from diagnose.addresses import format_address
 
     o = int(c["orig"])
@@ -1365,7 +1369,7 @@ def conn_record(c, t, addresses: bool = True, conv: int | None = None) -> dict:
         states = (0, 0)
         sizes = (0, 0)
     duration_ns = int(c["last"] - c["start"])
-    ipv = int(c["ipv"])
+    ipv = int(c["ipv"]) if conv is None else 0
     rec = {
         "ts": int(c["start"]) / 1e9,
         "proto": KIND_NAMES[kind],
@@ -1373,7 +1377,7 @@ def conn_record(c, t, addresses: bool = True, conv: int | None = None) -> dict:
         "orig_p": int(c["port"][o]),
         "resp_h": format_address(ipv, c["h_hi"][r], c["h_lo"][r]) if addresses else None,
         "resp_p": int(c["port"][r]),
-        "ip_proto": int(c["proto"]),
+        "ip_proto": int(c["proto"]) if conv is None else None,
         "duration": duration_ns / 1e9 if duration_ns > 0 else None,
         "orig_bytes": sizes[0] if duration_ns > 0 else None,
         "resp_bytes": sizes[1] if duration_ns > 0 else None,
