@@ -347,11 +347,13 @@ class FlowRecords(Sequence):
         ids[used] = found
         return ids[index]
 
-    def prepared(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(values, present) of one flow-analysis fact over every flow, as prepared: numbers as stored (times and
-        durations in integer ns), texts as the records' strings."""
+    def prepared(self, key: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(values, present) of one flow-analysis fact over every flow (or these rows), as prepared: numbers as
+        stored (times and durations in integer ns), texts as the records' strings."""
         self.prepare((key,))
         raw, present = self._columns[key]
+        if rows is not None:
+            raw, present = raw[rows], present[rows]
         kind = KINDS[key]
         if kind in (ADDR, STR):
             texts = self._address_texts if kind == ADDR else self._strings

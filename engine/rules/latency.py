@@ -187,8 +187,10 @@ class DnsAnswers:
         answer, sorted by address and then answer time (stable: answers of the same time keep the order they came
         in; order[k] is the k-th sorted answer's place in that order). Made once: the chunks' columns are dropped."""
         if self._index is None or self._parts:
-            parts = [(answered / 1e9, time_ns, self._ids(rtype, hi, lo), offs, lens)  # floats as int(ts) / 1e9
-                     for answered, time_ns, rtype, hi, lo, offs, lens in self._parts]
+            parts = []
+            if self._parts:  # the chunks' answers: their addresses' ids found at once
+                answered, time_ns, rtype, hi, lo, offs, lens = (np.concatenate(c) for c in zip(*self._parts))
+                parts.append((answered / 1e9, time_ns, self._ids(rtype, hi, lo), offs, lens))  # as int(ts) / 1e9
             if self._index is not None:
                 parts.insert(0, self._arrival(self._index))
             if parts:
@@ -368,18 +370,18 @@ def _add_latency_columns(records, answers: DnsAnswers) -> None:
     convs = np.flatnonzero(held)
     named = protocols[convs]
     convs = convs[(named == "http") | (named == "http2") | (named == "tls")]  # TIMED_PROTOCOLS
-    proto, _ = records.prepared("proto")
-    convs = convs[proto[convs] == "tcp"]
+    proto, _ = records.prepared("proto", convs)
+    convs = convs[proto == "tcp"]
     if not len(convs):
         return
-    ts, _ = records.prepared("ts")
-    when = ts[convs] / 1e9  # the record's float
+    ts, _ = records.prepared("ts", convs)
+    when = ts / 1e9  # the record's float
     address, _, addresses = records.address_column("resp_h")
     found, dns, name = answers.lookup(addresses, address[convs], when)
 
     def seconds(key: str) -> tuple[np.ndarray, np.ndarray]:
-        values, present = records.prepared(key)
-        return values[convs] / 1e9, present[convs]
+        values, present = records.prepared(key, convs)
+        return values / 1e9, present
 
     def app(key: str) -> tuple[np.ndarray, np.ndarray]:
         values, present = records.column(key, T.FLOAT)
