@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from diagnose.findings import Report, RuleResult
-from diagnose.footprint import release_unused_memory
+from diagnose.footprint import release_compiler_pages, release_unused_memory
 from diagnose.playbook.library import RuleSet, load_rule_set
 from diagnose.rules.engine import EngineResult, RuleEngine, flow_facts_read
 from diagnose.rules.linking import group_findings, link, rank
@@ -104,10 +104,13 @@ class AnalysisPass:
                                    capture_format=getattr(info, "format", None))
                 tcp_fields.attach(ctx, rows)
                 ctx.extra["app"] = _LazyDns(app_chunk)
-                if prev_ts is None:  # the pass's kernels are loaded now: LLVM's start-up pages can go
-                    release_unused_memory()
+                first_chunk = prev_ts is None
                 prev_ts = int(table["ts"][-1])
                 yield ctx
+                if first_chunk:  # every stage, the rules' too, has loaded its kernels: LLVM's start-up pages can go
+                    release_unused_memory()
+                else:  # a kernel used for the first time (a table grew, a rare packet) read LLVM pages back
+                    release_compiler_pages()
                 if self.tick is not None:
                     self.tick()
         self.app_flows = self.app.finish()
