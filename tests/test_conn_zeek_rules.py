@@ -176,6 +176,12 @@ def test_tcp_inactivity_timeout_after_five_minutes(tmp_path):
     assert [(z["conn_state"], z["history"]) for z in zeek] == [("S1", "ShADa"), ("RSTRH", "Dr")]
     assert (only(conv)["conn_state"], only(conv)["history"]) == ("RSTR", "ShADar")
 
+    # under five minutes after the handshake the connection goes on (60 s applied only during the handshake)
+    t = Trace().handshake().tcp(True, "PA", 101, 501, b"x").tcp(False, "A", 501, 102)
+    t.tcp(True, "PA", 102, 501, b"y", dt=200).tcp(False, "R", 501)
+    zeek, conv = t.run(tmp_path)
+    assert [(z["conn_state"], z["history"]) for z in zeek] == [("RSTR", "ShADar")]
+
 
 def test_new_syn_after_close_is_a_new_connection(tmp_path):
     t = Trace().handshake().tcp(True, "FA", 101, 501).tcp(False, "FA", 501, 102).tcp(True, "A", 102, 502)

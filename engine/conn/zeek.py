@@ -84,7 +84,7 @@ _CONN_FIELDS = [
         ("last_frame", np.int64),
         ("start", np.int64),  # Zeek's start_time and LastTime (ns)
         ("last", np.int64),
-        ("pkts", np.int64, (2,)),  # per endpoint, packets that passed Zeek's checks
+        ("pkts", np.uint32, (2,)),  # per endpoint, packets that passed Zeek's checks (< 2**32 in any capture)
         ("ip_bytes", np.int64, (2,)),  # IP total length
         ("size", np.int64, (2,)),  # UDP/ICMP payload bytes, -1 while the endpoint is inactive
         ("missed", np.int64),  # bytes in content gaps (missed_bytes)
@@ -92,7 +92,6 @@ _CONN_FIELDS = [
         ("hist_len", np.uint8),
         ("hist_more", np.uint8),
         ("hist_seen", np.uint32),
-        ("inact", np.int64),  # current inactivity timeout (ns)
         ("encap_id", np.uint64),  # identity of the tunnel the packets came through (0 = none)
         ("tunnel_changes", np.uint8),
         ("dns_timer", np.uint8),  # Zeek's DNS analyzer expires the UDP connection after dns_session_timeout
@@ -121,6 +120,7 @@ TCP_DTYPE = state_dtype(
         ("is_active", np.uint8),
         ("close_deferred", np.uint8),
         ("deferred_gen", np.uint8),
+        ("long_inact", np.uint8),  # the handshake is over: Zeek's TCP inactivity timeout applies (before: UDP's)
         ("start_seq", np.int64, (2,)),  # 32-bit values held in int64
         ("last_seq", np.int64, (2,)),
         ("seq_wraps", np.int64, (2,)),
@@ -131,8 +131,7 @@ TCP_DTYPE = state_dtype(
         ("last_rst", np.int64, (2,)),
         ("fin_cnt", np.int32, (2,)),
         ("fin_seq", np.int64, (2,)),
-        ("cnt", np.int32, (2, 4)),  # logarithmic letters: events so far (int32: a row per TCP flow) and next threshold
-        ("thresh", np.int64, (2, 4)),
+        ("cnt", np.int32, (2, 4)),  # logarithmic letters: events so far (int32: a row per TCP flow)
         ("reassem", np.int64, (2,)),  # relative sequence delivered in order so far
         ("trim", np.int64, (2,)),  # relative sequence acknowledged (trimmed) so far
         ("max_upper", np.int64, (2,)),  # highest relative sequence of data received
@@ -226,9 +225,8 @@ def _ep_check_hist(c, t, e, mask, ch):
 def _log_letter(c, t, e, which):
     """Zeek's ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... event."""
     t.cnt[e, which] += 1
-    if t.cnt[e, which] == t.thresh[e, which]:
+    if _power_of_ten(t.cnt[e, which]):
         _ep_add_hist(c, e, _LOG_LETTERS[which])
-        t.thresh[e, which] *= 10
 
 
 @kernel
@@ -236,7 +234,7 @@ def _set_state(c, t, e, new):
     old = t.state[e]
     if new != old:
         if not _handshake(new) and _handshake(old) and _handshake(t.state[1 - e]):
-            c.inact = TCP_INACTIVITY  # the handshake is over: Zeek switches to the TCP inactivity timeout
+            t.long_inact = 1  # the handshake is over: Zeek switches to the TCP inactivity timeout
         t.prev_state[e] = old
         t.state[e] = new
 
@@ -698,11 +696,23 @@ def _expire_removes(c, t, at):
     return False
 
 
+@inline
+def _inactivity(c, t):
+    """Zeek's inactivity timeout of the connection now (ns)."""
+    if c.kind == K_TCP:
+        return TCP_INACTIVITY if c.tcp >= 0 and t.long_inact else UDP_INACTIVITY
+    if c.kind == K_UDP:
+        return UDP_INACTIVITY
+    if c.kind == K_ICMP:
+        return ICMP_INACTIVITY
+    return OTHER_INACTIVITY
+
+
 @kernel
 def _timed_out(c, t, now):
     """Would Zeek have removed this connection before a packet at `now`? (its state is unchanged since its last
     packet, so each timer that fell due in between is judged on the current state)."""
-    if now >= c.last + c.inact:
+    if now >= c.last + _inactivity(c, t):
         return True
     if c.dns_timer and now >= c.start + DNS_SESSION_TIMEOUT:
         at = c.start + (now - c.start) // DNS_SESSION_TIMEOUT * DNS_SESSION_TIMEOUT
@@ -825,7 +835,6 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
     c.udp_chk[1] = 0
     c.tcp = -1
     if kind == K_TCP:
-        c.inact = UDP_INACTIVITY
         c.tcp = n_tcp
         t = tx[n_tcp]
         n_tcp += 1
@@ -851,12 +860,12 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
             t.max_upper[e] = 1
             for k in range(4):
                 t.cnt[e, k] = 0
-                t.thresh[e, k] = 1
         t.is_partial = 0
         t.first_seen = 0
         t.is_active = 1
         t.close_deferred = 0
         t.deferred_gen = 0
+        t.long_inact = 0
         t.attempt_at = 0
         t.delete_at = 0
         t.expire_a = r.ts + SYN_TIMEOUT
@@ -870,13 +879,8 @@ def _new_conn(cs, i, tx, n_tcp, r, kind, sp, dp, flip_ports):
                 else:
                     flip = True
     elif kind == K_UDP:
-        c.inact = UDP_INACTIVITY
         flip = flip_ports[1, sp] and not flip_ports[1, dp]
-    elif kind == K_ICMP:
-        c.inact = ICMP_INACTIVITY
-        flip = False
     else:
-        c.inact = OTHER_INACTIVITY
         flip = False
     if flip and not (r.ipv == 4 and (r.dst_lo & np.uint64(M32)) == np.uint64(M32)):  # never flip to a broadcast
         _flip(c, t)
