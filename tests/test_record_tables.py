@@ -78,7 +78,7 @@ def test_records_read_the_pass_tables_and_the_pass_tables_are_released():
                     kept = min(syns, len(t["syn_times"]))
                     assert cols.lengths["syn_times"][i] == kept
                     micros = v["syn_times"][i][:kept]
-                    expected = (t["syn_times"][:kept] - t["syn_first_ts"] + 500) // 1000
+                    expected = (t["syn_times"][:kept] - t["syn_times"][0] + 500) // 1000
                     assert np.array_equal(micros, expected)
                     assert v["rst_count"][i] == t["rst_count"].sum()
                     if t["rst_count"].sum():

@@ -94,9 +94,8 @@ TCP_FACTS_DTYPE = state_dtype(
         ("sack_perm", np.uint8, (2,)),
         ("ts_opt", np.uint8, (2,)),
         ("syn_count", np.int32, (2,)),
-        ("syn_times", np.int64, (SYN_TIMES,)),
+        ("syn_times", np.int64, (SYN_TIMES,)),  # the first is the first SYN's time
         ("syn_dir", np.int8),
-        ("syn_first_ts", np.int64),
         ("syn_last_ts", np.int64),
         ("synack_count", np.int32),
         ("synack_dir", np.int8),
@@ -143,10 +142,10 @@ TCP_FACTS_DTYPE = state_dtype(
         ("retrans_last_seg", np.int32, (2,)),
         ("burst", np.float64, (4, 3)),  # [dir * 2 + clock] running gap statistics; clock 0 segments, 1 seconds
         ("ld_set", np.uint8, (2,)),  # the previous data segment of each direction
-        ("ld_seq", np.int64, (2,)),
+        ("ld_seq", np.uint32, (2,)),  # 32-bit packet fields held as such: a row per TCP stream
         ("ld_len", np.int32, (2,)),
-        ("ld_ipid", np.int64, (2,)),
-        ("ld_tsval", np.int64, (2,)),
+        ("ld_ipid", np.uint32, (2,)),
+        ("ld_tsval", np.uint32, (2,)),
         ("ld_ts", np.int64, (2,)),
     ]
 )
@@ -208,7 +207,6 @@ def _tcp_row(f, t, r, a, have_analysis, idle_rst_ns):
             if n < SYN_TIMES:
                 t.syn_times[n] = ts
             if n == 0:
-                t.syn_first_ts = ts
                 t.syn_dir = d
             t.syn_count[d] += 1
             t.syn_last_ts = ts

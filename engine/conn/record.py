@@ -256,7 +256,7 @@ def _initial_ttl(ttl):
 
 
 # ---- what the records read, taken from the pass's state tables once the pass is over ---------------------------------
-# The pass keeps ~0.3 KB per flow and ~1.1 KB per TCP stream of working state (Zeek's sequence bookkeeping, previous
+# The pass keeps ~0.16 KB per flow and ~1 KB per TCP stream of working state (Zeek's sequence bookkeeping, previous
 # timestamps, running statistics); the records need about a third of it. FlowAnalysis copies that third into the
 # tables below (derived values such as Zeek's sizes computed once) and releases the pass's tables. Facts few flows
 # have (RSTs, ICMP errors, repeated SYNs) sit in side tables sorted by conversation: a block's rows are scattered
@@ -457,7 +457,7 @@ class RecordTables:
         syn["conv"] = tcp_conv[syn_rows]
         kept = np.minimum(out_tcp["syns"][syn_rows], SYN_TIMES)
         syn["delta"] = np.where(np.arange(SYN_TIMES) < kept[:, None],
-                                ftcp["syn_times"][syn_rows] - ftcp["syn_first_ts"][syn_rows, None], 0)
+                                ftcp["syn_times"][syn_rows] - ftcp["syn_times"][syn_rows, :1], 0)
         syn = syn[np.argsort(syn["conv"], kind="stable")]
         icmp = facts.icmp_errors()
         tables = cls(out_flows, out_tcp, _side_table(ftcp, rst_rows, tcp_conv[rst_rows], RECORD_RST_DTYPE),
