@@ -78,7 +78,9 @@ class AnalysisPass:
         info = self.run.capture.info
         secrets_seen = 0
         # The flow analyses are kernels that drop the GIL and write only their own state: they run on a second
-        # thread while the application layer (Python) reads the same chunk here.
+        # thread while the application layer (Python) reads the same chunk here. The rules wait only for the TCP
+        # analysis; Zeek's states and the flow and capture facts go on beside them, done before the next chunk's
+        # flows.update.
         with self.run.capture, ThreadPoolExecutor(1, thread_name_prefix="diagnose-flows") as beside:
             for chunk in self.run.chunks(prepare=self.capture_facts.prepare):
                 if len(info.secrets) > secrets_seen:  # decryption secrets blocks come before their packets
@@ -90,15 +92,18 @@ class AnalysisPass:
                     continue
                 if first_ts is None:
                     first_ts = int(table["ts"][0])
-                flow_analyses = beside.submit(self._flow_analyses, chunk)
+                tcp_rows = beside.submit(self.tcp.update, table, chunk.buf)
+                flow_facts = beside.submit(self._flow_facts, chunk, tcp_rows)  # after it: one thread, in order
                 try:
                     app_chunk = self.app.update(chunk.buf, table, self.run.flows.conversations)
                     if self.want_dns_answers:
                         self.dns_answers.update(app_chunk)
                     for iface, count in zip(*np.unique(table["iface"], return_counts=True)):
                         self.per_iface[int(iface)] = self.per_iface.get(int(iface), 0) + int(count)
-                finally:
-                    rows = flow_analyses.result()  # the next chunk's flows.update must not overlap them
+                    rows = tcp_rows.result()
+                except BaseException:
+                    flow_facts.result()  # the next chunk's flows.update must not overlap them
+                    raise
                 ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts,
                                    file_big_endian=getattr(info, "big_endian", False),
                                    capture_format=getattr(info, "format", None))
@@ -107,6 +112,7 @@ class AnalysisPass:
                 first_chunk = prev_ts is None
                 prev_ts = int(table["ts"][-1])
                 yield ctx
+                flow_facts.result()
                 if first_chunk:  # every stage, the rules' too, has loaded its kernels: LLVM's start-up pages can go
                     release_unused_memory()
                 else:  # a kernel used for the first time (a table grew, a rare packet) read LLVM pages back
@@ -116,15 +122,12 @@ class AnalysisPass:
         self.app_flows = self.app.finish()
         self.tcp.release()  # the records read only its per-stream completeness (~6 MB on 1M packets)
 
-    def _flow_analyses(self, chunk) -> np.ndarray:
-        """Wireshark's TCP analysis, Zeek's connection states, the flow and capture facts of one chunk; returns the
-        chunk's TCP analysis rows."""
+    def _flow_facts(self, chunk, tcp_rows) -> None:
+        """Zeek's connection states, the flow and capture facts of one chunk (after its TCP analysis, tcp_rows)."""
         table, buf, flows = chunk.table, chunk.buf, self.run.flows
-        rows = self.tcp.update(table, buf)
         self.states.update(buf, table, flows.count)
-        self.flow_facts.update(table, flows.count, flows.tcp_streams, rows)
+        self.flow_facts.update(table, flows.count, flows.tcp_streams, tcp_rows.result())
         self.capture_facts.update(buf, table, flows.count, chunk.extra)
-        return rows
 
     def records(self, rule_facts: Iterable[str] = ()) -> FlowRecords:
         """One record per conversation: diagnose.conn's flow facts plus the application layer's (app_facts), made
