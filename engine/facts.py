@@ -111,13 +111,76 @@ def _frame_hash(buf, words, start, length):
 T_WIRE, T_CAPTURED, T_TS_MAX, T_TIME_BACK, T_SNAPLEN_CUT, T_TRUNCATED, T_MALFORMED, T_UNDECODED, T_LINK_MIXED = range(9)
 
 
+# The duplicate test looks at a frame's bytes in two steps. A key of its length and first KEY_BYTES bytes goes into a
+# small table (one frame per slot, the latest); only a frame whose key matches a frame still in the window, or that
+# lands in a slot whose earlier frame may still be copied ("hot"), is hashed whole and looked up in the table of whole
+# hashes. A copy has its original's key, so it is always hashed; a frame that is not a copy almost never is: the
+# first 64 bytes hold the addresses, IP ID, sequence numbers (and over IPv4 the TCP checksum). On the 1M-packet
+# benchmark 1% of frames are hashed whole, and the scan reads ~1/6 of the bytes.
+KEY_BYTES = 64
+_KEY_SLOTS = 1 << 13  # 256 KB: a window of the benchmark holds ~50 frames; a busier one makes more slots hot
+_HASHED = -1  # key-table mark instead of a frame number: the frame's whole hash is in the hash table
+# A frame can still be copied while a later frame may come within DUPLICATE_WINDOW_NS after it; allowing the clock
+# to step back up to one window, that is while it is no older than two windows before the newest frame.
+LIVE_NS = 2 * DUPLICATE_WINDOW_NS
+
+
+@inline
+def _frame_key(buf, words, start, length):
+    """64-bit key of a frame's length and first KEY_BYTES bytes: two lanes, read as in _frame_hash (a frame gets the
+    same key wherever it lies)."""
+    m = min(length, KEY_BYTES)
+    nw = m >> 3
+    q = start >> 3
+    p = np.uint64(0x100000001B3)
+    a = np.uint64(length) * np.uint64(0x9E3779B97F4A7C15)
+    b = np.uint64(0xCBF29CE484222325)
+    i = 0
+    if q + nw < words.shape[0]:
+        r = np.uint64((start & 7) * 8)
+        if r == 0:
+            while i + 2 <= nw:
+                a = (a ^ words[q + i]) * p
+                b = (b ^ words[q + i + 1]) * p
+                i += 2
+        else:
+            up = np.uint64(64) - r
+            while i + 2 <= nw:
+                w1 = words[q + i + 1]
+                a = (a ^ ((words[q + i] >> r) | (w1 << up))) * p
+                b = (b ^ ((w1 >> r) | (words[q + i + 2] << up))) * p
+                i += 2
+    else:
+        while i + 2 <= nw:
+            a = (a ^ _byte_word(buf, start + 8 * i)) * p
+            b = (b ^ _byte_word(buf, start + 8 * i + 8)) * p
+            i += 2
+    for k in range(start + 8 * i, start + m):  # an odd last word and the last bytes, byte by byte
+        b = (b ^ np.uint64(buf[k])) * p
+    return _mix(a ^ (b * np.uint64(0xC2B2AE3D27D4EB4F)))
+
+
+@inline
+def _remember(dup_hash, dup_ts, h, ts):
+    """Put a frame hashed after later frames into the hash table: it does not displace a later frame."""
+    s = np.int64(h & np.uint64(dup_hash.shape[0] - 1))
+    if dup_ts[s] <= ts:
+        dup_hash[s] = h
+        dup_ts[s] = ts
+
+
 @kernel
-def _scan_chunk(buf, words, table, dup_hash, dup_ts, out_dup, prev_ts, totals):
+def _scan_chunk(buf, words, table, keys, key_state, dup_hash, dup_ts, out_dup, prev_ts, totals):
     """What reads only the chunk, in order: mark duplicated frames (a copy of a frame within DUPLICATE_WINDOW_NS,
     by hash of its bytes) and count the chunk's capinfos totals (T_*); `prev_ts` is the timestamp before the
-    chunk's first row. Hashing reads every captured byte (~150 ms on 1M packets): the pass runs this ahead, on the
-    decoding thread, while the buffer is still in cache (CaptureFacts.prepare)."""
+    chunk's first row. `keys` is the key table (see KEY_BYTES): rows of key, ts, frame number from 0 (or _HASHED),
+    hot-until ts; key_state = the newest timestamp so far, the number of this chunk's first frame. A frame of an earlier chunk left unhashed was too old to be copied any more (older than LIVE_NS before
+    the newest frame when its chunk ended). The pass runs this ahead, on the decoding thread, while the buffer is
+    still in cache (CaptureFacts.prepare)."""
     mask = dup_hash.shape[0] - 1
+    kmask = keys.shape[0] - 1
+    newest = key_state[0]
+    base = key_state[1]
     wire = captured = back = cut = truncated = malformed = undecoded = mixed = 0
     ts_max = table[0].ts
     link0 = table[0].linktype
@@ -141,11 +204,42 @@ def _scan_chunk(buf, words, table, dup_hash, dup_ts, out_dup, prev_ts, totals):
             undecoded += 1
         if r.linktype != link0:
             mixed = 1
-        h = _frame_hash(buf, words, r.data, r.caplen)
-        s = np.int64(h & np.uint64(mask))
-        out_dup[i] = dup_hash[s] == h and r.ts - dup_ts[s] <= DUPLICATE_WINDOW_NS and r.ts >= dup_ts[s]
-        dup_hash[s] = h
-        dup_ts[s] = r.ts
+        if r.ts > newest:
+            newest = r.ts
+        k = _frame_key(buf, words, r.data, r.caplen)
+        ks = np.int64(k & np.uint64(kmask))
+        k_ts = keys[ks, 1]
+        k_row = keys[ks, 2]
+        hit = np.uint64(keys[ks, 0]) == k and r.ts - k_ts <= DUPLICATE_WINDOW_NS and r.ts >= k_ts
+        if k_ts + LIVE_NS >= newest:  # the frame leaving this slot may still be copied
+            if k_row >= base:
+                e = table[k_row - base]
+                eh = _frame_hash(buf, words, e.data, e.caplen)
+                _remember(dup_hash, dup_ts, eh, k_ts)
+            if k_ts + DUPLICATE_WINDOW_NS > keys[ks, 3]:
+                keys[ks, 3] = k_ts + DUPLICATE_WINDOW_NS
+        out_dup[i] = False
+        row = base + i
+        if hit or r.ts <= keys[ks, 3]:
+            h = _frame_hash(buf, words, r.data, r.caplen)
+            s = np.int64(h & np.uint64(mask))
+            out_dup[i] = dup_hash[s] == h and r.ts - dup_ts[s] <= DUPLICATE_WINDOW_NS and r.ts >= dup_ts[s]
+            dup_hash[s] = h
+            dup_ts[s] = r.ts
+            row = _HASHED
+        keys[ks, 0] = np.int64(k)
+        keys[ks, 1] = r.ts
+        keys[ks, 2] = row
+    # the chunk's buffer is about to go: hash the frames that may still be copied by a later chunk's frames
+    for i in range(table.shape[0]):
+        r = table[i]
+        if r.ts + LIVE_NS >= newest:
+            ks = np.int64(_frame_key(buf, words, r.data, r.caplen) & np.uint64(kmask))
+            if keys[ks, 2] == base + i:
+                _remember(dup_hash, dup_ts, _frame_hash(buf, words, r.data, r.caplen), r.ts)
+                keys[ks, 2] = _HASHED
+    key_state[0] = newest
+    key_state[1] = base + table.shape[0]
     totals[T_WIRE] = wire
     totals[T_CAPTURED] = captured
     totals[T_TS_MAX] = ts_max
@@ -184,6 +278,15 @@ def _words(buf: np.ndarray) -> np.ndarray:
     return buf[: buf.shape[0] // 8 * 8].view(np.uint64)
 
 
+def _empty_key_table() -> tuple[np.ndarray, np.ndarray]:
+    """_scan_chunk's key table (columns key, ts, frame number, hot-until) and key state, before any frame."""
+    keys = np.zeros((_KEY_SLOTS, 4), np.int64)
+    keys[:, 1] = np.iinfo(np.int64).min // 2  # far before any frame: never within a window, never live
+    keys[:, 2] = _HASHED
+    keys[:, 3] = np.iinfo(np.int64).min
+    return keys, np.array([np.iinfo(np.int64).min, 0], np.int64)
+
+
 @dataclass
 class CaptureFacts:
     """Accumulates capture facts chunk by chunk; `summary()` gives the capinfos-like report."""
@@ -212,6 +315,7 @@ class CaptureFacts:
     def __post_init__(self):
         self._dup_hash = np.zeros(_DUP_SLOTS, np.uint64)
         self._dup_ts = np.zeros(_DUP_SLOTS, np.int64)
+        self._keys, self._key_state = _empty_key_table()
         self._conv_mss = np.zeros((1024, 2), np.int64)
         self._prev_ts: int | None = None
 
@@ -228,8 +332,8 @@ class CaptureFacts:
         inputs = {"duplicates": np.zeros(n, np.bool_), "totals": np.zeros(9, np.int64)}
         if n:
             first_ts = int(table[0]["ts"])
-            _scan_chunk(buf, _words(buf), table, self._dup_hash, self._dup_ts, inputs["duplicates"],
-                        self._prev_ts if self._prev_ts is not None else first_ts, inputs["totals"])
+            _scan_chunk(buf, _words(buf), table, self._keys, self._key_state, self._dup_hash, self._dup_ts,
+                        inputs["duplicates"], self._prev_ts if self._prev_ts is not None else first_ts, inputs["totals"])
             self._prev_ts = int(table[n - 1]["ts"])
         if self.verify_checksums:
             inputs["checksums"] = verify_checksums(buf, table)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diagnose.facts import _frame_hash, _words
+from diagnose.facts import _frame_hash, _frame_key, _words
 from diagnose.jit import kernel
 
 
@@ -43,3 +43,22 @@ def test_any_changed_byte_or_length_changes_the_hash():
         seen.add(hashes_everywhere(bytes(changed)).pop())
     seen.add(hashes_everywhere(bytes(frame) + b"\0").pop())  # a zero byte more is another frame
     assert len(seen) == len(frame) + 2
+
+
+
+@kernel
+def _key_at(buf, words, start, length):
+    return _frame_key(buf, words, start, length)
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 15, 16, 17, 40, 63, 64, 65, 200])
+def test_a_frame_key_is_alike_wherever_the_frame_lies(length):
+    """The duplicate test first compares keys (facts._frame_key): a copy must get its original's key."""
+    frame = np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8)
+    keys = set()
+    for lead in range(16):
+        for tail in (0, 3, 8, 40):  # near the buffer's end the key reads bytes, elsewhere words
+            buf = np.concatenate([np.zeros(lead, np.uint8), frame, np.zeros(tail, np.uint8)])
+            keys.add(int(_key_at(buf, _words(buf), lead, length)))
+            keys.add(int(_key_at(buf, np.empty(0, np.uint64), lead, length)))
+    assert len(keys) == 1
