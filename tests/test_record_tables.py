@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from diagnose.conn.facts import FLOW_DTYPE, TCP_FACTS_DTYPE, FlowFacts
-from diagnose.conn.record import _NO_TCP_FACTS, RECORD_TCP_DTYPE, FlowAnalysis, _record_tcp
-from diagnose.conn.zeek import ConnStates
+from diagnose.conn.record import _NO_TCP_FACTS, RECORD_FLOW_DTYPE, RECORD_TCP_DTYPE, FlowAnalysis, _record_rows
+from diagnose.conn.zeek import CONV_CONN_DTYPE, TCP_DTYPE, ConnStates
+from diagnose.flows import CONV_DTYPE
 from diagnose.pipeline import open_pass
 from diagnose.tcp.analysis import TcpAnalyzer
 
@@ -33,7 +34,8 @@ def _pass(path):
 
 def test_a_flow_without_tcp_facts_reads_what_a_zero_row_gives():
     derived = np.zeros(1, RECORD_TCP_DTYPE)
-    _record_tcp(np.zeros(1, TCP_FACTS_DTYPE), np.zeros(1, FLOW_DTYPE), derived)
+    _record_rows(np.zeros(0, CONV_DTYPE), np.zeros(0, CONV_CONN_DTYPE), np.zeros(1, FLOW_DTYPE),
+                 np.zeros(1, TCP_FACTS_DTYPE), 1, np.zeros(0, TCP_DTYPE), np.zeros(0, RECORD_FLOW_DTYPE), derived)
     assert derived.tobytes() == _NO_TCP_FACTS.tobytes()
 
 

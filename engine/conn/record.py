@@ -16,7 +16,7 @@ dicts at all (diagnose.report.jsonkernel). TCP records carry more keys than the 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
 
@@ -116,8 +116,8 @@ class FlowColumns:
     their columns hold zeros elsewhere)."""
 
     lo: int
-    values: dict[str, np.ndarray]
-    null: dict[str, np.ndarray]
+    values: Mapping[str, np.ndarray]  # made when read (_Columns), or a dict
+    null: Mapping[str, np.ndarray]
     tcp: np.ndarray
     strings: list[str]  # STR columns index into this
     addresses: np.ndarray  # uint64 (k, 3): ipv, hi, lo; ADDR/ENDPOINT columns index into it
@@ -160,31 +160,66 @@ def _padded(arr: np.ndarray, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndar
 
 
 def _syn_micros(delta: np.ndarray) -> np.ndarray:
-    """round(delta / 1e9, 6) in microseconds, for ns deltas: the nearest microsecond, except at an exact half
+    """round(delta / 1e9, 6) in microseconds, for (flow, SYN) ns deltas: the nearest microsecond, except at an exact half
     (and for huge deltas), where Python's rounding of the float seconds decides."""
-    micros = (delta + 500) // 1000
-    odd = (delta % 1000 == 500) | (np.abs(delta) >= 10**15)
+    micros = np.zeros_like(delta)
+    rows = np.flatnonzero(delta.any(axis=1))  # most flows have no SYN after the first: zero deltas, zero micros
+    some = delta[rows]
+    part = (some + 500) // 1000
+    odd = (some % 1000 == 500) | (np.abs(some) >= 10**15)
     for k in zip(*np.nonzero(odd)):
-        seconds = round(int(delta[k]) / 1e9, 6)
-        micros[k] = int(Decimal(repr(seconds)) * 10**6)
+        seconds = round(int(some[k]) / 1e9, 6)
+        part[k] = int(Decimal(repr(seconds)) * 10**6)
+    micros[rows] = part
     return micros
 
 
-def _distinct_addresses(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct rows of (ipv, hi, lo) keys, index of each key's row): IPv6 rows need all three columns, the
-    others fit one integer (sorting one integer column is far faster than sorting rows)."""
-    v6 = keys[:, 0] == 6
-    inverse = np.empty(len(keys), np.int64)
-    narrow = np.nonzero(~v6)[0]
-    packed = (keys[narrow, 0] << np.uint64(32)) | (keys[narrow, 2] & np.uint64(0xFFFFFFFF))
-    distinct, inverse[narrow] = np.unique(packed, return_inverse=True)
+def _distinct_addresses(ipv: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of (ipv, hi, lo) keys, index of each key's row), keys given as three uint64 columns: IPv6
+    rows need all three columns, the others fit one integer (sorting one integer column is far faster than sorting
+    rows, and only IPv6 keys are stacked into rows)."""
+    v6 = ipv == 6
+    inverse = np.empty(len(ipv), np.int64)
+    if v6.any():
+        narrow = np.flatnonzero(~v6)
+        packed = (ipv[narrow] << np.uint64(32)) | (lo[narrow] & np.uint64(0xFFFFFFFF))
+        distinct, inverse[narrow] = np.unique(packed, return_inverse=True)
+    else:
+        distinct, inverse[:] = np.unique((ipv << np.uint64(32)) | (lo & np.uint64(0xFFFFFFFF)), return_inverse=True)
     rows = [np.stack([distinct >> np.uint64(32), np.zeros_like(distinct), distinct & np.uint64(0xFFFFFFFF)], axis=1)]
-    wide = np.nonzero(v6)[0]
+    wide = np.flatnonzero(v6)
     if len(wide):
-        distinct6, inverse6 = np.unique(keys[wide], axis=0, return_inverse=True)
+        distinct6, inverse6 = np.unique(np.stack([ipv[wide], hi[wide], lo[wide]], axis=1), axis=0,
+                                        return_inverse=True)
         inverse[wide] = inverse6.ravel() + len(distinct)
         rows.append(distinct6)
     return np.concatenate(rows), inverse
+
+
+_HISTORY_MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5)
+
+
+def _distinct_histories(hist: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(distinct histories in sorted order, index of each flow's) of NUL-padded history rows. Rows are told apart by
+    a mix of their 64-bit words (one integer column sorts far faster than byte strings), checked against the rows
+    themselves: should two histories ever mix alike, the byte strings are sorted instead."""
+    rows = np.ascontiguousarray(hist)
+    n, width = rows.shape
+    if n and width % 8 == 0:
+        words = rows.view(np.uint64)
+        key = np.zeros(n, np.uint64)
+        for k in range(words.shape[1]):
+            key ^= words[:, k] * np.uint64(_HISTORY_MIX[k % len(_HISTORY_MIX)]) + np.uint64(k)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        if np.array_equal(words, words[first][inverse]):
+            texts = rows[first].view(f"S{width}").ravel().tolist()  # NUL padding drops off
+            order = sorted(range(len(texts)), key=texts.__getitem__)  # as np.unique orders the byte strings
+            rank = np.empty(len(order), np.int64)
+            rank[order] = np.arange(len(order))
+            return [texts[i].decode("ascii") for i in order], rank[inverse]
+    distinct, inverse = np.unique(rows.view(f"S{width}").ravel(), return_inverse=True)
+    return [h.decode("ascii") for h in distinct.tolist()], inverse.ravel().astype(np.int64)
 
 
 class _Strings:
@@ -328,7 +363,7 @@ RECORD_ICMP_DTYPE = np.dtype([("conv", np.int64), *[(name, *ICMP_FACTS_DTYPE.fie
 RECORD_SYN_DTYPE = np.dtype([("conv", np.int64), ("delta", np.int64, (SYN_TIMES,))])  # SYN times after the first
 
 
-@kernel
+@inline
 def _record_flows(convs, c, f, ftcp, n_tcp, ztcp, out):
     """RECORD_FLOW_DTYPE rows of conversations (c, f: their CONV_CONN_DTYPE and FLOW_DTYPE rows)."""
     for i in range(convs.shape[0]):
@@ -364,7 +399,7 @@ def _record_flows(convs, c, f, ftcp, n_tcp, ztcp, out):
         o.idle_max_frame = fr.idle_max_frame
 
 
-@kernel
+@inline
 def _record_tcp(ftcp, f, out):
     """RECORD_TCP_DTYPE rows of TCP streams (ftcp: their TCP_FACTS_DTYPE rows; f: FLOW_DTYPE rows by conversation)."""
     for s in range(out.shape[0]):
@@ -403,6 +438,13 @@ def _record_tcp(ftcp, f, out):
                 b, none = _burstiness(t.burst[d * 2 + clock])
                 o.burst[d, clock] = b
                 o.burst_none[d, clock] = none
+
+
+@kernel
+def _record_rows(convs, c, f, ftcp, n_tcp, ztcp, out_flows, out_tcp):
+    """_record_flows and _record_tcp in one kernel (loading a cached kernel costs a few ms each)."""
+    _record_flows(convs, c, f, ftcp, n_tcp, ztcp, out_flows)
+    _record_tcp(ftcp[:n_tcp], f, out_tcp)
 
 
 def _side_rows(side: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -445,9 +487,8 @@ class RecordTables:
         f, _ = _padded(facts.flows, 0, n, FLOW_DTYPE)
         ftcp = facts.tcp[:n_tcp]
         out_flows = np.zeros(n, RECORD_FLOW_DTYPE)
-        _record_flows(convs, c, f, facts.tcp, n_tcp, states.tcp, out_flows)
         out_tcp = np.zeros(n_tcp, RECORD_TCP_DTYPE)
-        _record_tcp(ftcp, f, out_tcp)
+        _record_rows(convs, c, f, facts.tcp, n_tcp, states.tcp, out_flows, out_tcp)
         # a stream's facts belong to conversation `conv` (its records read them only where has_tcp says so)
         tcp_conv = ftcp["conv"].astype(np.int64)
         known = (tcp_conv >= 0) & (tcp_conv < n)
@@ -719,16 +760,15 @@ def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarra
     cdir = np.where(zeek, c["orig"], np.where(client >= 0, client, 0)).astype(np.int64)
 
     # ---- addresses: each distinct (ipv, hi, lo) once per block -----------------------------------------------------
-    k = np.arange(n)
     ipv = convs["ipv"].astype(np.uint64)
-    ends_hi = np.stack([convs["a_hi"], convs["b_hi"]], axis=1)
-    ends_lo = np.stack([convs["a_lo"], convs["b_lo"]], axis=1)
-    keys = np.concatenate([
-        np.stack([ipv, ends_hi[k, cdir], ends_lo[k, cdir]], axis=1),
-        np.stack([ipv, ends_hi[k, 1 - cdir], ends_lo[k, 1 - cdir]], axis=1),
-        np.stack([f["icmp_ipv"].astype(np.uint64), f["icmp_src_hi"], f["icmp_src_lo"]], axis=1),
-    ])
-    addresses, inverse = _distinct_addresses(keys)
+    client_hi = np.where(cdir == 0, convs["a_hi"], convs["b_hi"])
+    client_lo = np.where(cdir == 0, convs["a_lo"], convs["b_lo"])
+    server_hi = np.where(cdir == 0, convs["b_hi"], convs["a_hi"])
+    server_lo = np.where(cdir == 0, convs["b_lo"], convs["a_lo"])
+    addresses, inverse = _distinct_addresses(
+        np.concatenate([ipv, ipv, f["icmp_ipv"].astype(np.uint64)]),
+        np.concatenate([client_hi, server_hi, f["icmp_src_hi"]]).astype(np.uint64, copy=False),
+        np.concatenate([client_lo, server_lo, f["icmp_src_lo"]]).astype(np.uint64, copy=False))
     inverse = inverse.reshape(3, n)
 
     # ---- the numbers ------------------------------------------------------------------------------------------------
@@ -741,19 +781,14 @@ def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarra
     _fill_columns(convs, c, f, _side_rows(tables.rst, lo, lo + n), tables.tcp, _NO_TCP_FACTS,
                   _NO_COMPLETENESS if completeness is None else completeness, tables.have_analysis, cdir, inverse,
                   _PROTO_INDEX, _PHASE_INDEX, mat, mat.view(np.float64), nul, has_t, zstate, ports, syn_len)
-    syn_delta = _side_rows(tables.syn, lo, lo + n)["delta"]
-    syn_delta[has_t == 0] = 0  # as the flow's records read no TCP facts
 
     # ---- Zeek's conn_state and history: decided once per distinct combination -----------------------------------
     strings = _Strings()
-    width = c["hist"].shape[1]
-    raw = np.ascontiguousarray(c["hist"]).view(f"S{width}").ravel()  # NUL padding drops off
-    distinct, hist_of = np.unique(raw, return_inverse=True)
-    hist_text = [h.decode("ascii") for h in distinct.tolist()]
-    mat[:, R_HISTORY] = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of.ravel()]
+    hist_text, hist_of = _distinct_histories(c["hist"])
+    mat[:, R_HISTORY] = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of]
     kind = c["kind"].astype(np.int64)
     empty = (mat[:, R_ORIG_BYTES] == 0) & (mat[:, R_RESP_BYTES] == 0)  # conn_state reads sizes only to tell them zero
-    combo = (hist_of.ravel().astype(np.int64) << 16) | (kind << 8) | (zstate[0] << 5) | (zstate[1] << 2) | empty
+    combo = (hist_of << 16) | (kind << 8) | (zstate[0] << 5) | (zstate[1] << 2) | empty
     combos, combo_of = np.unique(combo, return_inverse=True)
     mat[:, R_CONN_STATE] = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1, hist_text[h]))
                                   if kd else -1 for kd, os_, rs, e, h in
@@ -761,21 +796,53 @@ def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarra
                                       ((combos >> 2) & 7).tolist(), (combos & 1).tolist(), (combos >> 16).tolist())],
                                  np.int32)[combo_of.ravel()]
 
-    values: dict[str, np.ndarray] = {}
-    for row, (name, kind_, _) in enumerate(FIELDS):
+    def value(name: str) -> np.ndarray:
+        row = _ROW[name]
+        kind_ = KINDS[name]
         if kind_ == UINT:
-            values[name] = mat[:, row].view(np.uint64)
-        elif kind_ == FLOAT:
-            values[name] = mat[:, row].view(np.float64)
-        elif kind_ == BOOL:
-            values[name] = mat[:, row] != 0
-        elif kind_ == MICROS:
-            values[name] = _syn_micros(syn_delta)
-        else:
-            values[name] = mat[:, row]
-    null = {name: nul[:, row].view(bool) for row, (name, _, _) in enumerate(FIELDS) if name in _NULLABLE}
+            return mat[:, row].view(np.uint64)
+        if kind_ == FLOAT:
+            return mat[:, row].view(np.float64)
+        if kind_ == BOOL:
+            return mat[:, row] != 0
+        if kind_ == MICROS:
+            syn_delta = _side_rows(tables.syn, lo, lo + n)["delta"]
+            syn_delta[has_t == 0] = 0  # as the flow's records read no TCP facts
+            return _syn_micros(syn_delta)
+        return mat[:, row]
+
+    values = _Columns(_ROW, value)
+    null = _Columns(_NULL_ROW, lambda name: nul[:, _ROW[name]].view(bool))
     return FlowColumns(lo, values, null, has_t.view(bool), strings.items, addresses,
                        {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len}, mat, nul)
+
+
+_ROW = {name: row for row, (name, _, _) in enumerate(FIELDS)}
+_NULL_ROW = {name: row for name, row in _ROW.items() if name in _NULLABLE}
+
+
+class _Columns(Mapping):
+    """A block's columns by key, each made when first read (a reader such as the rules' sweep reads a few dozen of
+    the ~150 keys: making every view, bool column and SYN-time table was a fifth of the block's time)."""
+
+    def __init__(self, keys: dict[str, int], make: Callable[[str], np.ndarray]):
+        self._keys = keys
+        self._make = make
+        self._made: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        got = self._made.get(name)
+        if got is None:
+            if name not in self._keys:
+                raise KeyError(name)
+            got = self._made[name] = self._make(name)
+        return got
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def _values(cols: FlowColumns, name: str, kind: int, address_texts: list[str]) -> list:
