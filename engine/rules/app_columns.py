@@ -98,6 +98,27 @@ class AppFacts:
             _flow_facts(record, flow)
         return record
 
+    def facts_many(self, convs: np.ndarray) -> list[dict]:
+        """facts(conv) of each of these flows (all of them in self.convs), the UDP DNS rows found at once (a
+        search per flow was half the time on thousands of flagged flows)."""
+        convs = np.asarray(convs, np.int64)
+        dns_rows = np.full(len(convs), -1, np.int64)
+        if len(self.dns.convs) and len(convs):
+            at = np.minimum(np.searchsorted(self.dns.convs, convs), len(self.dns.convs) - 1)
+            hit = self.dns.convs[at] == convs
+            dns_rows[hit] = at[hit]
+        out = []
+        write, get = self.dns.write, self.flows.get
+        for conv, i in zip(convs.tolist(), dns_rows.tolist()):
+            record: dict = {}
+            if i >= 0:
+                write(record, i)
+            flow = get(conv)
+            if flow is not None:
+                _flow_facts(record, flow)
+            out.append(record)
+        return out
+
     def release(self) -> None:
         self._columns.clear()
         self._http = self._dns_errors = None

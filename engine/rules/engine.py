@@ -34,6 +34,7 @@ from diagnose.rules.accumulate import (EvidenceCollection, EvidenceFrames, Keyed
                                        KeyedFrames, KeyedPeak, KeyedSpan, KeyedStats, first_values)
 from diagnose.rules.capture_fields import CAPTURE_FIELDS
 from diagnose.rules.flow_fields import Facts, FlowColumns
+from diagnose.rules.flow_records import IDENTITY_KEYS
 
 _SECONDS = (FieldType.RELTIME, FieldType.TIME)
 _NUMERIC = (FieldType.UINT, FieldType.INT, FieldType.FLOAT, FieldType.RELTIME, FieldType.TIME, FieldType.BOOL)
@@ -238,6 +239,7 @@ class RuleEngine:
         self.last_ts: int | None = None
         self.errors: dict[str, str] = {}
         self._rule_context: dict[str, dict] = {}  # what every finding of a rule shows its templates alike
+        self._record_keys = record_keys_read(self.rules)
 
     # ---- the pass ----------------------------------------------------------------------------------------------------
     def feed(self, ctx: ChunkContext) -> None:
@@ -368,7 +370,7 @@ class RuleEngine:
         release = getattr(records, "release_columns", None)
         if release is not None:
             release()
-        _load(records, sorted({c for _, fired in verdicts.values() for c in fired}))
+        _load(records, sorted({c for _, fired in verdicts.values() for c in fired}), self._record_keys)
         for rule in self.rules:
             if rule.id in self.errors:
                 continue
@@ -450,7 +452,8 @@ class RuleEngine:
             mask &= np.asarray(rule.having.evaluate(ctx), bool)
         out = []
         fired = np.flatnonzero(mask).tolist()
-        _load(flow_refs.records, fired if groups.by_flow else [c for gid in fired for c in groups.convs[gid]])
+        _load(flow_refs.records, fired if groups.by_flow else [c for gid in fired for c in groups.convs[gid]],
+              self._record_keys)
         for gid in fired:
             frames, total = groups.frames.get(gid)
             agg = {name: _agg_value(values[gid], rule.aggregates[name].result_type)
@@ -604,9 +607,11 @@ class _FlowRefs:
         got = self._refs.get(conv)
         if got is None:
             r = self.records[conv]
-            got = self._refs[conv] = FlowRef(conv, r.get("stream"), r.get("proto") or "?", r.get("client") or "?",
-                                             r.get("server") or "?", r.get("first_frame"), r.get("last_frame"),
-                                             r.get("orig_h"), r.get("resp_h"))
+            get = dict.get  # a record holds these keys when made (IDENTITY_KEYS): no LazyFacts.get call each
+            got = self._refs[conv] = FlowRef(conv, get(r, "stream"), get(r, "proto") or "?",
+                                             get(r, "client") or "?", get(r, "server") or "?",
+                                             get(r, "first_frame"), get(r, "last_frame"), get(r, "orig_h"),
+                                             get(r, "resp_h"))
         return got
 
 
@@ -646,11 +651,26 @@ def _reads_durations(rules) -> bool:
     return any(r.scope == "flow" and any(a.function == "rate" for a in r.aggregates.values()) for r in rules)
 
 
-def _load(records, convs: list[int]) -> None:
+def record_keys_read(rules) -> set[str]:
+    """The facts of a flagged flow's record that making its findings reads for every finding (flow references,
+    times, the names a rule's condition, evidence and grouping read): a record is made with these at once, the
+    rest when a template reads them."""
+    keys = flow_facts_read(rules) | set(IDENTITY_KEYS)
+    for rule in rules:
+        if rule.evidence_frames:
+            keys.add(rule.evidence_frames[5:])
+        if rule.group is not None:
+            keys.update(name[5:] for name in rule.group.by)
+            if rule.group.near:
+                keys.add(rule.group.near[5:])
+    return keys
+
+
+def _load(records, convs: list[int], keys: set[str] | None = None) -> None:
     """Make the records of many flows at once when they are made on demand (FlowRecords)."""
     load = getattr(records, "load", None)
     if load is not None:
-        load(convs)
+        load(convs, keys)
 
 
 def _durations(records) -> np.ndarray:

@@ -98,6 +98,108 @@ def _fact_column(values) -> tuple[np.ndarray, np.ndarray | None]:
         out[mask] = held
     return out, None if all(has) else np.array(has, bool)
 _TEXT_KINDS = (STR, ADDR, ENDPOINT, MICROS)
+_NAMES = [name for name, _, _ in FIELDS]
+# what names a flow and places it in time (a finding's FlowRef, start and end): in every record load makes
+IDENTITY_KEYS = ("stream", "proto", "client", "server", "first_frame", "last_frame", "orig_h", "resp_h", "ts",
+                 "duration")
+_COMMON_NAMES = [name for name, _, tcp_only in FIELDS if not tcp_only and name != "end"] + ["end"]  # record order
+_NOT_HELD = object()  # a fact the record does not hold (a TCP-only fact of another flow, an unknown key)
+
+
+class _FlaggedBlock:
+    """The rows of one block of columns whose records were asked for (load): a fact's Python values are made for
+    all of them when one of them is first read (TCP-only facts for the other flows too: their records skip them)."""
+
+    __slots__ = ("cols", "tcp", "texts", "lists")
+
+    def __init__(self, cols: FlowColumns):
+        self.cols = cols
+        self.tcp = cols.tcp.astype(bool).tolist()
+        self.texts: list[str] | None = None
+        self.lists: dict[str, list] = {}
+
+    def values(self, key: str) -> list:
+        got = self.lists.get(key)
+        if got is None:
+            if self.texts is None:
+                self.texts = self.cols.address_strings()
+            got = self.lists[key] = _values(self.cols, key, KINDS[key], self.texts)
+        return got
+
+
+class LazyFacts(Facts):
+    """A flow's record (Facts) holding some of its flow-analysis facts and its extra facts; the other facts are
+    made when first read (by key, get, in), and whatever lists, compares or copies it sees the whole record, in
+    the order column_records gives with the extra facts after them."""
+
+    __slots__ = ("_block", "_row")
+
+    def _resolve(self, key):
+        block = self._block
+        if key in KINDS and (block.tcp[self._row] or key not in _TCP_ONLY):
+            value = block.values(key)[self._row]
+            dict.__setitem__(self, key, value)
+            return value
+        return _NOT_HELD
+
+    def __missing__(self, key):
+        value = self._resolve(key)
+        return None if value is _NOT_HELD else value
+
+    def get(self, key, default=None):
+        value = dict.get(self, key, _NOT_HELD)
+        if value is _NOT_HELD:
+            value = self._resolve(key)
+            if value is _NOT_HELD:
+                return default
+        return value
+
+    def __contains__(self, key) -> bool:
+        return dict.__contains__(self, key) or self._resolve(key) is not _NOT_HELD
+
+    def whole(self) -> Facts:
+        """The whole record, as a Facts."""
+        out = Facts()
+        block, row, held = self._block, self._row, dict.get
+        for name in _NAMES if block.tcp[row] else _COMMON_NAMES:
+            value = held(self, name, _NOT_HELD)
+            out[name] = block.values(name)[row] if value is _NOT_HELD else value
+        for key, value in dict.items(self):
+            if key not in out:
+                out[key] = value
+        return out
+
+    def __iter__(self):
+        return iter(self.whole())
+
+    def __len__(self) -> int:
+        return len(self.whole())
+
+    def keys(self):
+        return self.whole().keys()
+
+    def values(self):
+        return self.whole().values()
+
+    def items(self):
+        return self.whole().items()
+
+    def copy(self) -> Facts:
+        return self.whole()
+
+    def __eq__(self, other) -> bool:
+        return self.whole() == (other.whole() if isinstance(other, LazyFacts) else other)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self.whole())
+
+    def __reduce__(self):
+        return Facts, (dict(self.whole()),)
 
 
 class FlowRecords(Sequence):
@@ -195,8 +297,9 @@ class FlowRecords(Sequence):
             wanted = np.asarray(convs, np.int64)
             for group in self.lazy:
                 hit, _ = find_sorted(group.convs, wanted)
-                for j in hit.tolist():
-                    facts = group.facts(int(wanted[j]))
+                many = getattr(group, "facts_many", None)
+                made = many(wanted[hit]) if many is not None else [group.facts(c) for c in wanted[hit].tolist()]
+                for j, facts in zip(hit.tolist(), made):
                     if out[j] is None:
                         out[j] = facts
                     else:
@@ -227,11 +330,21 @@ class FlowRecords(Sequence):
                         out[j].update(facts)
         return out
 
-    def load(self, convs: Iterable[int]) -> None:
-        """Make the records of these flows, each block of columns computed once for all its flows."""
+    def load(self, convs: Iterable[int], keys: Iterable[str] | None = None) -> None:
+        """Make the records of these flows, each block of columns computed once for all its flows. With `keys`,
+        only those flow-analysis facts and IDENTITY_KEYS are put in the records now (a plain dict read finds
+        them), the others when first read (LazyFacts): the findings of thousands of flagged flows read a few
+        dozen of a record's ~115 facts, templates a few more."""
         wanted = sorted({int(c) for c in convs
                          if int(c) not in self._made and 0 <= int(c) < self.n})
-        extras = dict(zip(wanted, self.extras_of(wanted)))
+        if not wanted:
+            return
+        extras = self.extras_of(wanted)
+        keys = _NAMES if keys is None else {*keys, *IDENTITY_KEYS}
+        # the facts every record holds first, then the TCP-only ones: zip stops at the common ones for other flows
+        common = [k for k in _NAMES if k in keys and k not in _TCP_ONLY]
+        eager = common + [k for k in _NAMES if k in keys and k in _TCP_ONLY]
+        made = self._made
         i = 0
         while i < len(wanted):
             lo = wanted[i] // BLOCK * BLOCK
@@ -239,10 +352,13 @@ class FlowRecords(Sequence):
             while j < len(wanted) and wanted[j] < lo + BLOCK:
                 j += 1
             rows = np.array(wanted[i:j], np.int64) - lo
-            cols = self.analysis.columns(lo, min(lo + BLOCK, self.n))
-            for conv, rec in zip(wanted[i:j], column_records(_take(cols, rows))):
-                facts = self._made[conv] = Facts(rec)  # as templates read it: findings share it, not a copy each
-                extra = extras[conv]
+            block = _FlaggedBlock(_take(self.analysis.columns(lo, min(lo + BLOCK, self.n)), rows))
+            lists = [block.values(k) for k in eager]
+            for row, (conv, values, is_tcp, extra) in enumerate(zip(wanted[i:j], zip(*lists) if lists else
+                                                                    [()] * (j - i), block.tcp, extras[i:j])):
+                # as templates read it: findings share it, not a copy each
+                facts = made[conv] = LazyFacts(zip(eager if is_tcp else common, values))
+                facts._block, facts._row = block, row
                 if extra:
                     facts.update(extra)
             i = j
