@@ -123,6 +123,7 @@ _HASHED = -1  # key-table mark instead of a frame number: the frame's whole hash
 # A frame can still be copied while a later frame may come within DUPLICATE_WINDOW_NS after it; allowing the clock
 # to step back up to one window, that is while it is no older than two windows before the newest frame.
 LIVE_NS = 2 * DUPLICATE_WINDOW_NS
+FETCH_AHEAD = 12  # frames
 
 
 @inline
@@ -181,6 +182,8 @@ def _scan_chunk(buf, words, table, keys, key_state, dup_hash, dup_ts, out_dup, p
     kmask = keys.shape[0] - 1
     newest = key_state[0]
     base = key_state[1]
+    ahead = 0
+    n = table.shape[0]
     wire = captured = back = cut = truncated = malformed = undecoded = mixed = 0
     ts_max = table[0].ts
     link0 = table[0].linktype
@@ -206,6 +209,9 @@ def _scan_chunk(buf, words, table, keys, key_state, dup_hash, dup_ts, out_dup, p
             mixed = 1
         if r.ts > newest:
             newest = r.ts
+        if i + FETCH_AHEAD < n:  # start loading a later frame's first bytes: the key's loads then wait less
+            f = table[i + FETCH_AHEAD].data
+            ahead += buf[f] + buf[min(f + KEY_BYTES - 1, buf.shape[0] - 1)]
         k = _frame_key(buf, words, r.data, r.caplen)
         ks = np.int64(k & np.uint64(kmask))
         k_ts = keys[ks, 1]
@@ -240,6 +246,7 @@ def _scan_chunk(buf, words, table, keys, key_state, dup_hash, dup_ts, out_dup, p
                 keys[ks, 2] = _HASHED
     key_state[0] = newest
     key_state[1] = base + table.shape[0]
+    key_state[2] = ahead  # (only so that the loads ahead are not dropped)
     totals[T_WIRE] = wire
     totals[T_CAPTURED] = captured
     totals[T_TS_MAX] = ts_max
@@ -284,7 +291,7 @@ def _empty_key_table() -> tuple[np.ndarray, np.ndarray]:
     keys[:, 1] = np.iinfo(np.int64).min // 2  # far before any frame: never within a window, never live
     keys[:, 2] = _HASHED
     keys[:, 3] = np.iinfo(np.int64).min
-    return keys, np.array([np.iinfo(np.int64).min, 0], np.int64)
+    return keys, np.array([np.iinfo(np.int64).min, 0, 0], np.int64)
 
 
 @dataclass
