@@ -200,7 +200,8 @@ class DnsAnswers:
                 when, time_ns, offs = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
                 ids = lens = np.zeros(0, np.int32)
             if np.all(when[1:] >= when[:-1]):  # answers in time order (the usual capture): by address, stable
-                order = np.argsort(ids, kind="stable")
+                # (a stable sort of 16-bit keys is a radix sort: few captures answer with 65536 addresses)
+                order = np.argsort(ids.astype(np.uint16) if len(self.addresses) <= 1 << 16 else ids, kind="stable")
             else:
                 order = np.lexsort((when, ids))
             names = np.concatenate([*self._names, np.zeros(_NAME_PAD, np.uint8)])  # padded: names cut at once
@@ -238,7 +239,8 @@ class DnsAnswers:
         found &= ~(when - times[at] > LOOKUP_WINDOW)
         best = np.searchsorted(key, key[at], side="left")[found]  # the first answer of that time
         duration[found] = time_ns[best] / 1e9
-        name[found] = _texts(names, offs[best], lens[best])
+        answers, answer_of = np.unique(best, return_inverse=True)  # many connections follow the same lookup
+        name[found] = _texts(names, offs[answers], lens[answers])[answer_of.ravel()]
         return found, duration, name
 
     def lookup_before(self, address: str, when: float) -> tuple[float, str | None] | None:
