@@ -73,8 +73,8 @@ def _frames(rng, n, gap_ns, copy_share, max_back):
     [
         (1, 6000, W // 50, 0.2, 120, 64 << 10),  # copies within and just beyond the window, across chunks
         (2, 4000, W // 4, 0.3, 10, 32 << 10),  # sparse traffic: most copies fall outside the window
-        # more frames in a window than key slots (copies come a few frames after their original: with thousands of frames
-        # between them, a 64K-slot table of whole hashes, as before the key table, loses some)
+        # more frames in a window than key slots (copies come a few frames after their original: with thousands of
+        # frames between them, a 64K-slot table of whole hashes, as before the key table, loses some)
         (3, 3 * _KEY_SLOTS, 150, 0.05, 6, 1 << 20),
     ],
 )
