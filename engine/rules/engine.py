@@ -415,7 +415,7 @@ class RuleEngine:
                 frames, total = sorted(set(frames) | set(listed[: rule.evidence_limit])), total + len(listed)
             agg = {name: _agg_value(values[conv], rule.aggregates[name].result_type) for name, values in columns.items()}
             finding = self._finding(rule, [flow_refs.ref(conv)], frames, total, agg, record, None, template_capture,
-                                    start=record.get("ts"), end=_end_time(record))
+                                    start=dict.get(record, "ts"), end=_end_time(record))
             out.append(finding)
         return out
 
@@ -702,7 +702,8 @@ def _epoch(ns) -> float | None:
 
 
 def _end_time(record: dict) -> float | None:
-    start, duration = record.get("ts"), record.get("duration")
+    # plain dict reads: a record holds its time and duration when made (IDENTITY_KEYS), no LazyFacts.get call
+    start, duration = dict.get(record, "ts"), dict.get(record, "duration")
     if start is None:
         return None
     return start + (duration or 0.0)
