@@ -557,12 +557,35 @@ def finalize(finding: Finding) -> Finding:
     parts = getattr(finding, "_parts", None)
     if parts is None or finding.message:
         return finding
-    rule = parts[0]
+    rule, shared = parts[0], parts[5]
     context = template_context(finding)
     finding.message = render(rule.message, context, rule.id, "message")
-    finding.explanation = RuleEngine._render_text(rule, "explanation", context)
-    finding.advice = RuleEngine._render_text(rule, "advice", context)
+    finding.explanation = _rule_text(rule, "explanation", context, shared)
+    finding.advice = _rule_text(rule, "advice", context, shared)
     return finding
+
+
+_CONSTANT_NAMES = {"param", "rule"}  # what a template reads that is the same for every finding of a rule
+
+
+def _rule_text(rule: Rule, what: str, context: dict, shared: dict) -> str:
+    """Explanation/advice of a finding, rendered once per rule (kept in the rule's shared context) when the template
+    reads only the rule and its parameters (hundreds of findings of one rule need not render it again)."""
+    key = f"text:{what}"
+    got = shared.get(key)
+    if got is not None:
+        return got if isinstance(got, str) else RuleEngine._render_text(rule, what, context)
+    text = RuleEngine._render_text(rule, what, context)
+    template = getattr(rule, what)
+    source = getattr(rule, f"{what}_text") if template is not None else ""
+    if template is None or "{" not in source:
+        shared[key] = text
+    else:
+        from jinja2 import meta
+
+        constant = meta.find_undeclared_variables(template.environment.parse(source)) <= _CONSTANT_NAMES
+        shared[key] = text if constant else False  # False: rendered per finding
+    return text
 
 
 def render(template, context: dict, rule_id: str, what: str) -> str:
