@@ -497,10 +497,12 @@ class RuleEngine:
                 "when": _template_names(rule)}
         values: dict[str, Any] = {f"agg.{k}": v for k, v in agg.items()} if agg else {}
         names, phases = shared["when"]
+        # a Facts reads a fact it lacks as None, like get, and by key without a Python call when it holds it
+        read = None if record is None else record.__getitem__ if isinstance(record, Facts) else record.get
         for name, kind, payload in names:  # in the order the filter names them, as the report lists them
             if kind == "flow":
-                if record is not None:
-                    values[name] = record.get(payload)
+                if read is not None:
+                    values[name] = read(payload)
             elif kind == "capture":
                 values[name] = template_capture.get(payload)
             else:

@@ -26,9 +26,13 @@ def group_findings(rule: Rule, findings: list[Finding], records: list[dict]) -> 
         return findings
     records = _RecordsOnce(records)
     buckets: dict[tuple, list[Finding]] = {}
+    by = [name[5:] for name in spec.by]
     for f in findings:
-        record = records[f.flows[0].conv] if f.flows else {}
-        key = tuple(record.get(name[5:]) for name in spec.by)
+        if f.flows:  # a Facts reads a fact it lacks as None: by key, without a get call per fact
+            record = records[f.flows[0].conv]
+            key = tuple(record[name] for name in by)
+        else:
+            key = (None,) * len(by)
         buckets.setdefault(key, []).append(f)
     out: list[Finding] = []
     tolerance = _tolerance_seconds(spec)
