@@ -631,7 +631,7 @@ class _FlowRefs:
     def ref(self, conv: int) -> FlowRef:
         got = self._refs.get(conv)
         if got is None:
-            r = self.records[conv]
+            r = self.facts(conv)  # made once per flow (the findings of a flow read both)
             get = dict.get  # a record holds these keys when made (IDENTITY_KEYS): no LazyFacts.get call each
             got = self._refs[conv] = FlowRef(conv, get(r, "stream"), get(r, "proto") or "?",
                                              get(r, "client") or "?", get(r, "server") or "?",
