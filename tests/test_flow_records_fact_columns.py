@@ -123,3 +123,31 @@ def test_prepared_integer_columns_are_narrow_and_read_the_same():
         assert got[0][got[1]].tolist() == want[0][want[1]].tolist()
     facts = records.facts_of(list(range(len(records))), list(keys))
     assert facts == [{k: r.get(k) for k in keys} for r in (dict(r) for r in records)]
+
+
+class _LazyGroup:
+    """A lazy group of facts (FlowRecords.add_lazy_facts) over some flows."""
+
+    def __init__(self, facts: dict[int, dict]):
+        self.by_conv = facts
+        self.convs = np.array(sorted(facts), np.int64)
+
+    def facts(self, conv: int) -> dict:
+        return dict(self.by_conv[int(conv)])
+
+    def column(self, key: str):
+        values = np.array([self.by_conv[c].get(key) for c in self.convs.tolist()], object)
+        return values, np.array([key in self.by_conv[c] for c in self.convs.tolist()])
+
+    def release(self) -> None:
+        pass
+
+
+def test_rows_update_lazy_facts_as_every_later_source_does():
+    records = FlowRecords(analyse_flows(CAPTURE))
+    records.add_lazy_facts(_LazyGroup({0: {"app_protocol": "dns", "dns_queries": 2}, 2: {"app_protocol": "tls"}}))
+    records.add_extra(0, {"dns_queries": 5, "tls_handshake_done": True})
+    # the row updates the lazy facts: both sources' keys stay, the row's value wins
+    assert records.extra_of(0) == {"app_protocol": "dns", "dns_queries": 5, "tls_handshake_done": True}
+    assert records.extra_of(2) == {"app_protocol": "tls"}
+    assert records.extra_of(1) is None

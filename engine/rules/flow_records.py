@@ -289,10 +289,17 @@ class FlowRecords(Sequence):
         return self.extras_of([conv])[0]
 
     def extras_of(self, convs: Sequence[int]) -> list[dict | None]:
-        """Every extra fact of each flow, or None: its row (add_extra), its columns' facts (add_fact_columns) and the
-        facts written with extra_for, each later source updating the earlier ones. Columns are searched for all
-        the flows at once."""
+        """Every extra fact of each flow, or None: its lazy groups' facts (add_lazy_facts), its row (add_extra), its
+        columns' facts (add_fact_columns) and the facts written with extra_for, each later source updating the
+        earlier ones. Columns are searched for all the flows at once."""
         out: list[dict | None] = [None] * len(convs)
+
+        def merge(j: int, facts: dict) -> None:
+            if out[j] is None:
+                out[j] = facts
+            else:
+                out[j].update(facts)
+
         if self.lazy and len(convs):
             wanted = np.asarray(convs, np.int64)
             for group in self.lazy:
@@ -300,34 +307,25 @@ class FlowRecords(Sequence):
                 many = getattr(group, "facts_many", None)
                 made = many(wanted[hit]) if many is not None else [group.facts(c) for c in wanted[hit].tolist()]
                 for j, facts in zip(hit.tolist(), made):
-                    if out[j] is None:
-                        out[j] = facts
-                    else:
-                        out[j].update(facts)
+                    merge(j, facts)
         rows = self.rows
         if rows:
             for j, conv in enumerate(convs):
                 row = rows.get(conv)
                 if row is not None:
-                    out[j] = dict(zip(*row))
+                    merge(j, dict(zip(*row)))
         if self.fact_columns and len(convs):
             wanted = np.asarray(convs, np.int64)
             for group in self.fact_columns:
                 hit, at = group.find(wanted)
                 for j, facts in zip(hit.tolist(), group.rows(at)):
-                    if out[j] is None:
-                        out[j] = facts
-                    else:
-                        out[j].update(facts)
+                    merge(j, facts)
         written = self.extra
         if written:
             for j, conv in enumerate(convs):
                 facts = written.get(conv)
                 if facts is not None:
-                    if out[j] is None:
-                        out[j] = facts
-                    else:
-                        out[j].update(facts)
+                    merge(j, facts)
         return out
 
     def load(self, convs: Iterable[int], keys: Iterable[str] | None = None) -> None:
