@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from diagnose.rules.flow_records import FlowRecords
 
 CAPTURE_PLAYBOOK = "capture"
+# Chunks twice the reader's default: the rules and the application layer cost some Python per chunk whatever its
+# size, and a diagnosis runs many of them (~0.1 s less on the 1M-packet benchmark, ~2 MB more at its peak).
+CHUNK_BYTES = 4 << 20
 
 
 @dataclass
@@ -55,7 +58,7 @@ class AnalysisPass:
         from diagnose.tcp.analysis import TcpAnalyzer
 
         self.keylog = KeyLog.load(keylogs or (), use_environment=use_environment)  # bad --keylog: exit 2 before reading
-        self.run = open_pass(path)
+        self.run = open_pass(path, chunk_bytes=CHUNK_BYTES)
         self.app = AppLayer(decryptor_factory=KeyLogDecryption(self.keylog), ca_file=ca_file)
         self.app_flows: dict = {}
         from diagnose.rules.latency import DnsAnswers
