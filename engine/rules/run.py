@@ -72,7 +72,7 @@ class AnalysisPass:
         self.per_iface: dict[int, int] = {}
 
     def contexts(self):
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, wait
 
         from diagnose.fields import ChunkContext
         from diagnose.tcp import fields as tcp_fields
@@ -105,7 +105,7 @@ class AnalysisPass:
                         self.per_iface[int(iface)] = self.per_iface.get(int(iface), 0) + int(count)
                     rows = tcp_rows.result()
                 except BaseException:
-                    flow_facts.result()  # the next chunk's flows.update must not overlap them
+                    wait((flow_facts,))  # not running on when the caller stops; this error is the one to report
                     raise
                 ctx = ChunkContext(chunk.buf, table, first_ts=first_ts, prev_ts=prev_ts,
                                    file_big_endian=getattr(info, "big_endian", False),
