@@ -35,8 +35,7 @@ from diagnose.protocols.http2 import PREFACE, Http2Connection
 from diagnose.protocols.dnsscan import B_RESPONSE, B_SHORT, WINDOW_NS, DnsBatch, DnsMatcher
 from diagnose.protocols.dnsscan import scan as dns_scan
 from diagnose.protocols.select import (DONE, EVENT, IGNORE, K_DONE, K_FIELDS, K_HEAD, K_HEAD_DONE, K_REQUEST,
-                                       MAX_ATTEMPTS, TRACK, UNSEEN, dns_followup, end_chunk, new_states, resume,
-                                       scan_chunk)
+                                       MAX_ATTEMPTS, TRACK, UNSEEN, dns_followup, new_states, resume, scan_chunk)
 from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
 from diagnose.reassembly import Direction, PendingBudget, StreamConsumer
@@ -385,7 +384,6 @@ class AppLayer:
                 self._kernel_messages()
         if q:
             self._settle_rows(done[:q])
-        end_chunk(table, states)
         self._retire_finished(conversations)
         self._cur_row = -1
         self._last_ts = int(self._ts[-1])
@@ -488,6 +486,7 @@ class AppLayer:
         from diagnose.protocols.select import _step
         buf, table, states = self._buf, self._table, self._states
         convs, recs, nrec = self._convs, self._recs, self._nrec
+        states["blocked"][table["conv"][starts]] = 0  # walked here, not by resume (which would unblock them)
         for start in starts.tolist():
             r = int(next_row[start])
             while r >= 0:

@@ -284,16 +284,21 @@ def _take_response(buf, r, i, st, convs, recs, nrec):
     return True
 
 
-def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
-    """Account row i: NOTHING, EVENT (Python must see it) or DNS_ROW (the DNS kernel takes it)."""
-    r = table[i]
-    c = r.conv
-    if c < 0 or (r.status & (ST_ICMP_ERROR | ST_IP_FRAGMENT)) != 0 or r.l4_off < 0:
+SLOW, BODY_DONE = 4, 5  # _fast_step: the rest needs the chunk's bytes (_slow_step); a followed body ended
+
+
+@inline
+def _fast_step(r, st, i):
+    """Account row i (r, its conversation's state st) as far as the row and the state tell: NOTHING, EVENT (Python
+    must see it), DNS_ROW (the DNS kernel takes it), DONE, or SLOW when the payload must be read (_slow_step goes
+    on from there) or BODY_DONE when a body the kernel followed ended at this row (its record is written by the
+    caller). Only records and numbers are passed: a per-row function given arrays takes and drops a reference on
+    each (numba), which cost more than the rest of the row."""
+    if (r.status & (ST_ICMP_ERROR | ST_IP_FRAGMENT)) != 0 or r.l4_off < 0:
         return NOTHING
     is_tcp = r.ip_proto == 6
     if not is_tcp and r.ip_proto != 17:
         return NOTHING
-    st = states[c]
     mode = st.mode
     if mode == IGNORE:
         return NOTHING
@@ -315,12 +320,7 @@ def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
                 if st.app != APP_PYTHON:
                     st.mode = TRACK
                     return DNS_ROW
-            if _worth_a_look(buf, r, False):
-                return EVENT
-            st.attempts += 1
-            if st.attempts >= max_attempts:
-                st.mode = IGNORE
-            return NOTHING
+            return SLOW
         return DNS_ROW if st.app != APP_PYTHON else EVENT
     flags = r.tcp_flags
     if (flags & 0x10) != 0:
@@ -330,15 +330,7 @@ def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
     if mode == UNSEEN:
         if plen <= 0:
             return NOTHING
-        if follow_http and st.attempts == 0 and st.passed == 0 and _take_request(buf, r, i, st, convs, recs, nrec):
-            return NOTHING
-        if _worth_a_look(buf, r, True):
-            return EVENT
-        st.passed |= np.uint8(1 << d)
-        st.attempts += 1
-        if st.attempts >= max_attempts:
-            st.mode = IGNORE
-        return NOTHING
+        return SLOW
     if (flags & 0x05) != 0 and st.watch_close != 0:
         return EVENT
     if plen <= 0:
@@ -351,10 +343,10 @@ def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
                 st.skip[d] -= plen
                 if st.skip[d] == 0:
                     st.kphase = 2
-                    _record(recs, nrec, i, K_DONE, c, 0, 0, 0, 0, r)
+                    return BODY_DONE
                 return NOTHING
-            if st.kphase == 0 and _take_response(buf, r, i, st, convs, recs, nrec):
-                return NOTHING
+            if st.kphase == 0:
+                return SLOW
         return EVENT
     if st.nxt_ok[d] != 0 and r.tcp_seq == st.nxt[d] and plen <= st.skip[d] and st.done_end[d] == 0:
         st.nxt[d] = st.nxt[d] + np.uint32(plen)
@@ -367,34 +359,85 @@ def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
     return EVENT
 
 
-_step_inline = inline(_step)  # scan_chunk: no call (with its many array arguments) per packet
-_step = kernel(_step)  # resume (a few packets after each event: one copy of the code less) and AppLayer._walk_in_python
+@kernel
+def _slow_step(buf, r, i, st, max_attempts, convs, recs, nrec, follow_http):
+    """The rest of _fast_step's SLOW rows: a payload of an unclassified flow (the start of an HTTP exchange the
+    kernel follows, worth a look by Python, or one more attempt), or the first answer of a followed exchange."""
+    if r.ip_proto != 6:
+        if _worth_a_look(buf, r, False):
+            return EVENT
+        st.attempts += 1
+        if st.attempts >= max_attempts:
+            st.mode = IGNORE
+        return NOTHING
+    if st.mode == UNSEEN:
+        if follow_http and st.attempts == 0 and st.passed == 0 and _take_request(buf, r, i, st, convs, recs, nrec):
+            return NOTHING
+        if _worth_a_look(buf, r, True):
+            return EVENT
+        st.passed |= np.uint8(1 << r.dir)
+        st.attempts += 1
+        if st.attempts >= max_attempts:
+            st.mode = IGNORE
+        return NOTHING
+    if _take_response(buf, r, i, st, convs, recs, nrec):
+        return NOTHING
+    return EVENT
+
+
+@kernel
+def _step(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http):
+    """Account row i as scan_chunk and resume do (AppLayer._walk_in_python)."""
+    r = table[i]
+    if r.conv < 0:
+        return NOTHING
+    st = states[r.conv]
+    what = _fast_step(r, st, i)
+    if what == SLOW:
+        return _slow_step(buf, r, i, st, max_attempts, convs, recs, nrec, follow_http)
+    if what == BODY_DONE:
+        _record(recs, nrec, i, K_DONE, r.conv, 0, 0, 0, 0, r)
+        return NOTHING
+    return what
 
 
 @kernel
 def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempts, convs, recs, nrec, follow_http):
     """First pass over a chunk: link rows per conversation, consume what needs no Python, list the first events,
-    every DNS row and the rows that ended a skipped body. Returns the three counts."""
+    every DNS row and the rows that ended a skipped body. Returns the three counts.
+
+    A conversation's last_end (1 + its last row so far) is never reset: it is from this chunk exactly when it
+    points before the row at hand and at a row of the same conversation (had the conversation a row before this
+    one in the chunk, last_end was set there)."""
     n = table.shape[0]
     k = 0
     m = 0
     q = 0
     for i in range(n):
         next_row[i] = -1
-        c = table[i].conv
+        r = table[i]
+        c = r.conv
         if c < 0:
             continue
         st = states[c]
-        if st.last_end > 0:
-            next_row[st.last_end - 1] = i
+        last = st.last_end - 1
+        if 0 <= last < i and table[last].conv == c:
+            next_row[last] = i
         st.last_end = i + 1
         if st.blocked != 0:
             continue
-        what = _step_inline(buf, table, i, states, max_attempts, convs, recs, nrec, follow_http)
+        what = _fast_step(r, st, i)
+        if what == NOTHING:
+            continue
+        if what == SLOW:
+            what = _slow_step(buf, r, i, st, max_attempts, convs, recs, nrec, follow_http)
+        elif what == BODY_DONE:
+            _record(recs, nrec, i, K_DONE, c, 0, 0, 0, 0, r)
+            continue
         if what == EVENT:
             events[k] = i
             k += 1
-            if table[i].ip_proto == 6:
+            if r.ip_proto == 6:
                 st.blocked = 1
         elif what == DNS_ROW:
             dns_rows[m] = i
@@ -409,35 +452,33 @@ def scan_chunk(buf, table, states, next_row, events, dns_rows, done, max_attempt
 def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done, max_attempts, convs, recs, nrec,
            follow_http):
     """Continue each TCP conversation after the event row in `starts` until its next event. Returns the number of
-    events and the new count of rows in `done`."""
+    events and the new count of rows in `done`. Every conversation blocked in this chunk is in `starts` (its
+    event was the last Python was handed), so none is blocked afterwards."""
     k = 0
     q = n_done
     for j in range(n_starts):
-        r = next_row[starts[j]]
+        i = next_row[starts[j]]
         c = table[starts[j]].conv
-        states[c].blocked = 0
-        while r >= 0:
-            what = _step(buf, table, r, states, max_attempts, convs, recs, nrec, follow_http)
+        st = states[c]
+        st.blocked = 0
+        while i >= 0:
+            r = table[i]
+            what = _fast_step(r, st, i)
+            if what == SLOW:
+                what = _slow_step(buf, r, i, st, max_attempts, convs, recs, nrec, follow_http)
+            elif what == BODY_DONE:
+                _record(recs, nrec, i, K_DONE, c, 0, 0, 0, 0, r)
+                what = NOTHING
             if what == EVENT:
-                events[k] = r
+                events[k] = i
                 k += 1
-                states[c].blocked = 1
+                st.blocked = 1
                 break
             if what == DONE:
-                done[q] = r
+                done[q] = i
                 q += 1
-            r = next_row[r]
+            i = next_row[i]
     return k, q
-
-
-@kernel
-def end_chunk(table, states):
-    """Reset the per-chunk scratch fields of every conversation in the chunk."""
-    for i in range(table.shape[0]):
-        c = table[i].conv
-        if c >= 0:
-            states[c].last_end = 0
-            states[c].blocked = 0
 
 
 @kernel
