@@ -754,7 +754,37 @@ def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarra
     convs = flows.conversations[lo:hi]
     n = len(convs)
     c, _ = _padded(tables.flows, lo, lo + n, RECORD_FLOW_DTYPE)
-    f = _side_rows(tables.icmp, lo, lo + n)
+    return _columns_of(lo, convs, c, lambda side: _side_rows(side, lo, lo + n), tables, completeness)
+
+
+def flow_columns_of(flows: FlowTable, tables: RecordTables, completeness: np.ndarray | None,
+                    rows: np.ndarray) -> FlowColumns:
+    """The records of the conversations `rows` (sorted, each < flows.count) as one block of columns, row k holding
+    conversation rows[k]: what flow_columns gives for them, without computing the blocks around them (the flows a
+    diagnosis flags are a tenth of all, spread over every block). Its lo is -1: its rows are not a range."""
+    rows = np.asarray(rows, np.int64)
+    c = np.zeros(len(rows), RECORD_FLOW_DTYPE)
+    kept = rows < len(tables.flows)
+    c[kept] = tables.flows[rows[kept]]
+    return _columns_of(-1, flows.conversations[rows], c, lambda side: _side_take(side, rows), tables, completeness)
+
+
+def _side_take(side: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of conversations `rows` (sorted) from a side table (sorted by conv), zeroed where it has none."""
+    out = np.zeros(len(rows), side.dtype)
+    if len(side) and len(rows):
+        at = np.minimum(np.searchsorted(side["conv"], rows), len(side) - 1)
+        hit = np.flatnonzero(side["conv"][at] == rows)
+        out[hit] = side[at[hit]]
+    return out
+
+
+def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[np.ndarray], np.ndarray],
+                tables: RecordTables, completeness: np.ndarray | None) -> FlowColumns:
+    """The columns of conversations `convs` (their RECORD_FLOW rows c; side_rows(table): their rows of a side
+    table)."""
+    n = len(convs)
+    f = side_rows(tables.icmp)
     zeek = c["kind"] != 0
     client = convs["client"]
     cdir = np.where(zeek, c["orig"], np.where(client >= 0, client, 0)).astype(np.int64)
@@ -778,7 +808,7 @@ def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarra
     zstate = np.zeros((2, n), np.int64)
     ports = np.zeros((2, n), np.int64)
     syn_len = np.zeros(n, np.int64)
-    _fill_columns(convs, c, f, _side_rows(tables.rst, lo, lo + n), tables.tcp, _NO_TCP_FACTS,
+    _fill_columns(convs, c, f, side_rows(tables.rst), tables.tcp, _NO_TCP_FACTS,
                   _NO_COMPLETENESS if completeness is None else completeness, tables.have_analysis, cdir, inverse,
                   _PROTO_INDEX, _PHASE_INDEX, mat, mat.view(np.float64), nul, has_t, zstate, ports, syn_len)
 
@@ -806,7 +836,7 @@ def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarra
         if kind_ == BOOL:
             return mat[:, row] != 0
         if kind_ == MICROS:
-            syn_delta = _side_rows(tables.syn, lo, lo + n)["delta"]
+            syn_delta = side_rows(tables.syn)["delta"]
             syn_delta[has_t == 0] = 0  # as the flow's records read no TCP facts
             return _syn_micros(syn_delta)
         return mat[:, row]
@@ -864,8 +894,9 @@ def _values(cols: FlowColumns, name: str, kind: int, address_texts: list[str]) -
     else:
         out = arr.tolist()
     missing = cols.null.get(name)
-    if missing is not None and missing.any():
-        out = [None if m else x for x, m in zip(out, missing.tolist())]
+    if missing is not None:
+        for i in np.flatnonzero(missing).tolist():  # a few of a column are None: no Python step for the others
+            out[i] = None
     return out
 
 
@@ -912,6 +943,10 @@ class FlowAnalysis:
         """The records of flows lo..hi-1 as columns (one array per key; see FlowColumns and FIELDS)."""
         return flow_columns(self.flows, self.tables, self.completeness, lo,
                             self.flows.count if hi is None else hi)
+
+    def columns_of(self, rows: np.ndarray) -> FlowColumns:
+        """The records of the flows `rows` (sorted) as one block of columns (flow_columns_of)."""
+        return flow_columns_of(self.flows, self.tables, self.completeness, rows)
 
     def iter_columns(self, block: int = BLOCK) -> Iterator[FlowColumns]:
         for lo in range(0, self.flows.count, block):

@@ -343,6 +343,17 @@ class FlowRecords(Sequence):
         common = [k for k in _NAMES if k in keys and k not in _TCP_ONLY]
         eager = common + [k for k in _NAMES if k in keys and k in _TCP_ONLY]
         made = self._made
+        columns_of = getattr(self.analysis, "columns_of", None)
+        if columns_of is not None:  # one block of just these flows: computing every block around them cost ~3x more
+            block = _FlaggedBlock(columns_of(np.array(wanted, np.int64)))
+            lists = [block.values(k) for k in eager]
+            for row, (conv, values, is_tcp, extra) in enumerate(zip(wanted, zip(*lists) if lists else
+                                                                    [()] * len(wanted), block.tcp, extras)):
+                facts = made[conv] = LazyFacts(zip(eager if is_tcp else common, values))
+                facts._block, facts._row = block, row
+                if extra:
+                    facts.update(extra)
+            return
         i = 0
         while i < len(wanted):
             lo = wanted[i] // BLOCK * BLOCK
