@@ -66,13 +66,29 @@ class ChunkContext:
                 value.release()
 
     # ---- frame geometry ------------------------------------------------------------------------------------------
+    def geometry(self):
+        """Where each frame and its main transport header lie (diagnose.fields.geometry.Geometry), found in one pass
+        over the table; None when the table is not a packet table."""
+        got = self._cache.get("@geometry", _MISSING)
+        if got is _MISSING:
+            from diagnose.fields.geometry import compute_geometry
+            got = self._cache["@geometry"] = compute_geometry(self.table, self.buf.shape[0])
+        return got
+
     @property
     def frame_start(self) -> np.ndarray:
+        geometry = self.geometry()
+        if geometry is not None:
+            return geometry.frame_start
         return self.cached("@frame_start", lambda: self.table["data"].astype(np.int64))
 
     @property
     def frame_end(self) -> np.ndarray:
         """Absolute end of the captured bytes of each frame (never past the buffer)."""
+        geometry = self.geometry()
+        if geometry is not None:
+            return geometry.frame_end
+
         def compute():
             end = self.frame_start + self.table["caplen"]  # int32 widens in the addition
             return np.minimum(end, self.buf.shape[0])

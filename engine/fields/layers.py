@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from diagnose.fields.context import ChunkContext
+from diagnose.fields.geometry import (IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,  # noqa: F401 (here
+                                      NO_TRANSPORT)                                      # for the field modules)
 from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
 
 LINKTYPE_ETHERNET = 1
 ETH_VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
-IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6 = 6, 17, 1, 58
 
 
 @dataclass
@@ -45,6 +46,9 @@ def _status(ctx: ChunkContext) -> np.ndarray:
 def _status_seen(ctx: ChunkContext) -> int:
     """Every status bit set on some row of the chunk: a bit no row has (ICMP error, fragment, reassembled: rare)
     needs no per-row mask."""
+    geometry = ctx.geometry()
+    if geometry is not None:
+        return geometry.status_seen
     return ctx.cached("@status_seen", lambda: int(np.bitwise_or.reduce(_status(ctx))) if ctx.n else 0)
 
 
@@ -55,6 +59,9 @@ def column(ctx: ChunkContext, name: str) -> np.ndarray:
 
 def _l4_abs(ctx: ChunkContext) -> np.ndarray:
     """Absolute offset of the main transport header (meaningless where l4_off < 0)."""
+    geometry = ctx.geometry()
+    if geometry is not None:
+        return geometry.l4_abs
     return ctx.cached("@l4_abs", lambda: _abs(ctx, ctx.table["l4_off"]))
 
 
@@ -75,6 +82,10 @@ def _icmp_error(ctx: ChunkContext) -> np.ndarray | None:
 
 def _outer_rows(ctx: ChunkContext) -> np.ndarray | None:
     """Rows with a tunnel's outer IP header, None when there is none."""
+    geometry = ctx.geometry()
+    if geometry is not None and not geometry.has_outer:
+        return None
+
     def compute():
         rows = ctx.table["outer_l3_off"] >= 0
         return rows if rows.any() else None
@@ -144,6 +155,10 @@ def _own_ipv6_headers(ctx: ChunkContext, main: np.ndarray, offset: np.ndarray) -
 
 def transport_end(ctx: ChunkContext) -> np.ndarray:
     """Where the main transport segment's bytes end: its length by IP, within the captured (or reassembled) data."""
+    geometry = ctx.geometry()
+    if geometry is not None:
+        return geometry.l4_end
+
     def compute():
         end = _l4_abs(ctx) + np.maximum(ctx.table["l4_len"], 0)
         if _status_seen(ctx) & ST_REASSEMBLED:
@@ -157,6 +172,9 @@ def transport_end(ctx: ChunkContext) -> np.ndarray:
 def _decoded_l4(ctx: ChunkContext) -> np.ndarray:
     """Rows whose main transport header was decoded (IP, a transport offset, not a non-first fragment)."""
     def compute():
+        geometry = ctx.geometry()
+        if geometry is not None:
+            return geometry.l4_proto != NO_TRANSPORT
         decoded = (column(ctx, "ipv") != 0) & _has_l4(ctx)
         if _status_seen(ctx) & ST_IP_FRAGMENT:
             decoded &= (_status(ctx) & ST_IP_FRAGMENT) == 0
@@ -166,7 +184,12 @@ def _decoded_l4(ctx: ChunkContext) -> np.ndarray:
 
 def main_transport(ctx: ChunkContext, proto: int) -> np.ndarray:
     """Rows whose main transport layer is `proto` (decoded: not a non-first fragment)."""
-    return ctx.cached(f"@l4_{proto}", lambda: (column(ctx, "ip_proto") == proto) & _decoded_l4(ctx))
+    def compute():
+        geometry = ctx.geometry()
+        if geometry is not None:
+            return geometry.l4_proto == proto
+        return (column(ctx, "ip_proto") == proto) & _decoded_l4(ctx)
+    return ctx.cached(f"@l4_{proto}", compute)
 
 
 def transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
