@@ -11,6 +11,7 @@ import difflib
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field as dataclass_field
+from typing import Any
 
 from diagnose.fields.context import ChunkContext
 from diagnose.fields.values import FieldType, Occurrence
@@ -31,6 +32,21 @@ FIELD_MODULES: list[str] = [
 
 
 @dataclass(frozen=True)
+class FlagBits:
+    """A field that is bits of a word per row which the chunk has anyway (the TCP flags, the TCP analysis flags):
+    a filter tests such fields, and several at once, with one mask of the word instead of extracting each field.
+
+    `word(ctx)` is that word (an integer array, one per row; the same array for every field of the word), or None
+    when the chunk's field is not a single occurrence the word describes (a TCP header quoted in an ICMP error
+    adds a second): then filters extract the field. The field exists on a row where the word has any bit of
+    `present`; a bool field's value is bit `value` (0 for a field that is only present or not)."""
+
+    word: Callable[[ChunkContext], Any]
+    present: int
+    value: int = 0
+
+
+@dataclass(frozen=True)
 class Field:
     name: str
     type: FieldType
@@ -40,6 +56,7 @@ class Field:
     base: str = "dec"  # how string() shows an integer: dec | hex
     value_names: Mapping[int, str] | None = dataclass_field(default=None, repr=False, compare=False)
     protocol: str = ""  # the protocol the field belongs to ("tcp" for tcp.flags.syn)
+    flag: FlagBits | None = dataclass_field(default=None, repr=False, compare=False)  # see FlagBits
 
     def extract(self, ctx: ChunkContext) -> list[Occurrence]:
         """The field's occurrences in this chunk (computed once per chunk)."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.fields.context import ChunkContext
+from diagnose.fields.geometry import TCP_FLAGS_END, TCP_FLAGS_PRESENT
 from diagnose.fields.layers import IPPROTO_TCP, IPPROTO_UDP, Instance, transport_end, transport_instances
-from diagnose.fields.registry import field, lookup, register_table
+from diagnose.fields.registry import FlagBits, field, lookup, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
 from diagnose.decode.transport import tcp_option_at
 from diagnose.decode.wire import be16, be32
 from diagnose.jit import kernel
-from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS
+from diagnose.packet import OPT_MSS, OPT_SACK_PERM, OPT_TS, OPT_WS, ST_ICMP_ERROR
 
 TCP_FLAG_BITS = {"fin": 0x001, "syn": 0x002, "reset": 0x004, "push": 0x008, "ack": 0x010, "urg": 0x020,
                  "ece": 0x040, "cwr": 0x080, "ns": 0x100}
@@ -71,7 +72,7 @@ register_table("tcp", [
     ("tcp.hdr_len", T.UINT, "Header length (bytes)", ((IPPROTO_TCP, "tcp_hlen", 12, 1, 20),
                                                      {"shift": 4, "mask": 0xF, "scale": 4}), {"bits": 8}),
     ("tcp.flags", T.UINT, "Flags (12 bits: reserved, NS, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN)",
-     ((IPPROTO_TCP, "tcp_flags", 12, 2, 14), {"mask": 0xFFF}), {"bits": 12, "base": "hex"}),
+     ((IPPROTO_TCP, "tcp_flags", 12, 2, TCP_FLAGS_END), {"mask": 0xFFF}), {"bits": 12, "base": "hex"}),
     ("tcp.window_size_value", T.UINT, "Window field as on the wire (not scaled)",
      ((IPPROTO_TCP, "tcp_win", 14, 2, 16), {}), {"bits": 16}),
     ("tcp.checksum", T.UINT, "Checksum as in the packet", ((IPPROTO_TCP, "tcp_csum", 16, 2, 18), {}),
@@ -80,8 +81,24 @@ register_table("tcp", [
 ], _make)
 
 
+def tcp_flag_word(ctx: ChunkContext) -> np.ndarray | None:
+    """The flags of the main TCP header with TCP_FLAGS_PRESENT where they exist (the chunk geometry's word), when
+    that header is the only TCP header of the chunk's rows (no tunnel, no TCP header quoted in an ICMP error); None
+    otherwise: then tcp.flags.* have further occurrences and filters extract them."""
+    def compute():
+        geometry = ctx.geometry()
+        if geometry is None:
+            return None
+        if (geometry.has_outer or geometry.status_seen & ST_ICMP_ERROR) and \
+                len(transport_instances(ctx, IPPROTO_TCP)) != 1:
+            return None
+        return geometry.tcp_flags
+    return ctx.cached("@tcp_flag_word", compute)
+
+
 def _flag_bit(name: str, bit: int):
-    @field(f"tcp.flags.{name}", T.BOOL, f"{TCP_FLAG_TITLES[name]} flag", protocol="tcp")
+    @field(f"tcp.flags.{name}", T.BOOL, f"{TCP_FLAG_TITLES[name]} flag", protocol="tcp",
+           flag=FlagBits(tcp_flag_word, TCP_FLAGS_PRESENT, bit))
     def extract(ctx: ChunkContext) -> list[Occurrence]:
         return [Occurrence((o.values & bit) != 0, o.present, o.layer) for o in lookup("tcp.flags").extract(ctx)]
     return extract

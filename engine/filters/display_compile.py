@@ -48,8 +48,9 @@ class Expr:
     start: int
     end: int
     compute: Callable[[ChunkContext], list[Occurrence]]
-    field: Field | None = None  # set for a plain field reference
+    field: Field | None = None  # set for a field reference (plain or with layers)
     fields: frozenset[str] = frozenset()  # every field it reads
+    layers: tuple | None = None  # the layers a field reference selects (tcp.flags.syn#2), None for all
 
     def occurrences(self, ctx: ChunkContext) -> list[Occurrence]:
         return self.compute(ctx)
@@ -104,6 +105,7 @@ class _Checker:
         self.text = text
         self.resolve = resolve
         self.used: set[str] = set()
+        self._flag_forms: dict[int, _FlagForm | None] = {}  # id(node) -> its flag form (see flag_form)
 
     def error(self, column: int, message: str) -> FilterError:
         return FilterError(self.text, column, message, language=LANGUAGE)
@@ -113,6 +115,9 @@ class _Checker:
         """The node's test; a test with a key caches its mask on the context (ctx.cached), so the same comparison
         in several filters of a rule set is computed once per chunk."""
         test = self._test(node)
+        form = self.flag_form(node)
+        if form is not None:
+            test = form.test(test)
         key = self.key(node)
         if key is None:
             return test
@@ -164,6 +169,56 @@ class _Checker:
             inner = self.value_key(node.operand)
             return None if inner is None or inner[0] == "field" else ("negate", inner)
         return None
+
+    def flag_form(self, node: ast.Node) -> _FlagForm | None:
+        """The test as one mask of a word of flag bits (see diagnose.fields.registry.FlagBits), for the tests of
+        flag fields that playbooks write most (`tcp.flags.syn == 1 && tcp.flags.ack == 0`, `tcp.analysis.zero_window
+        || tcp.analysis.window_update`): two array operations per chunk instead of extracting and comparing each
+        field. None for any other test. Called after the node compiled, so its errors are already raised."""
+        known = self._flag_forms.get(id(node), _UNSET)
+        if known is _UNSET:
+            known = self._flag_forms[id(node)] = self._flag_form(node)
+        return known
+
+    def _flag_form(self, node: ast.Node) -> _FlagForm | None:
+        if isinstance(node, ast.Truth):
+            found = self._flag_field(node.operand)
+            return None if found is None else _FlagForm(found.flag.word, found.flag.present, 0, True)
+        if isinstance(node, ast.Compare):
+            return self._flag_compare(node)
+        if isinstance(node, ast.Logical) and node.op in ("and", "or"):
+            left, right = self.flag_form(node.left), self.flag_form(node.right)
+            if left is None or right is None or left.word is not right.word:
+                return None
+            return left.both(right) if node.op == "and" else left.either(right)
+        return None
+
+    def _flag_field(self, node: ast.Node) -> Field | None:
+        """The field a node names as a whole (no layer selection, not its raw bytes), if it is a flag field."""
+        if isinstance(node, ast.Word):
+            found = self.field_of(node.text)
+        elif isinstance(node, ast.Field) and not node.raw and not node.layers:
+            found = self.field_of(node.name)
+        else:
+            return None
+        return found if found is not None and found.flag is not None else None
+
+    def _flag_compare(self, node: ast.Compare) -> _FlagForm | None:
+        """A bool flag field against true/false: on its single occurrence, every operator and quantifier of
+        equality is "present and equal" (==, ===, any/all ==) or "present and different" (!=, !==)."""
+        if node.op not in ("eq", "ne", "all_eq", "any_ne"):
+            return None
+        found, other = self._flag_field(node.left), node.right
+        if found is None:
+            found, other = self._flag_field(node.right), node.left
+        if found is None or found.type != T.BOOL or not found.flag.value or self.try_value(other) is not None:
+            return None
+        constant = self.literal(other, Expr(found.type, node.start, node.end, found.extract, found)).value
+        if not isinstance(constant, (bool, int)):
+            return None
+        flag = found.flag
+        wanted = bool(constant) == (node.op in ("eq", "all_eq"))
+        return _FlagForm(flag.word, flag.present | flag.value, flag.present | (flag.value if wanted else 0), False)
 
     def _test(self, node: ast.Node) -> Test:
         if isinstance(node, ast.Logical):
@@ -403,7 +458,7 @@ class _Checker:
             if layers is not None:
                 occurrences = [_select_layers(o, layers, occurrences) for o in occurrences]
             return occurrences
-        expr = Expr(found.type, node.start, node.end, compute, found, frozenset({found.name}))
+        expr = Expr(found.type, node.start, node.end, compute, found, frozenset({found.name}), layers)
         if raw:
             return self.raw_bytes(expr, found, node)
         return expr
@@ -570,6 +625,62 @@ class _Checker:
             return spec.apply(ctx, [a.occurrences(ctx) for a in args], [a.type for a in args])
         fields = frozenset().union(*(a.fields for a in args))
         return Expr(result_type, node.start, node.end, compute, None, fields)
+
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class _FlagForm:
+    """A test as a mask of a flag word: `(word & mask) == value`, or `(word & mask) != 0` when `any_of`."""
+
+    word: Callable[[ChunkContext], Any]
+    mask: int
+    value: int
+    any_of: bool
+
+    def _as_equal(self) -> tuple[int, int] | None:
+        if not self.any_of:
+            return self.mask, self.value
+        return (self.mask, self.mask) if _one_bit(self.mask) else None  # one bit set: "not zero" is "equal to it"
+
+    def _as_any(self) -> int | None:
+        if self.any_of:
+            return self.mask
+        return self.mask if self.mask == self.value and _one_bit(self.mask) else None
+
+    def both(self, other: _FlagForm) -> _FlagForm | None:
+        """a && b: one comparison of the bits both test, unless they want a shared bit both set and clear."""
+        a, b = self._as_equal(), other._as_equal()
+        if a is None or b is None:
+            return None
+        shared = a[0] & b[0]
+        if a[1] & shared != b[1] & shared:
+            return None
+        return _FlagForm(self.word, a[0] | b[0], a[1] | b[1], False)
+
+    def either(self, other: _FlagForm) -> _FlagForm | None:
+        """a || b: any of their bits, when each is "any of these bits"."""
+        a, b = self._as_any(), other._as_any()
+        return None if a is None or b is None else _FlagForm(self.word, a | b, 0, True)
+
+    def test(self, fallback: Test) -> Test:
+        """The test on a chunk; `fallback` (the test compiled field by field) where the word is not known."""
+        word_of, mask, value = self.word, self.mask, self.value
+        if self.any_of:
+            def any_of(ctx):
+                word = word_of(ctx)
+                return fallback(ctx) if word is None else (word & mask) != 0
+            return any_of
+
+        def equal(ctx):
+            word = word_of(ctx)
+            return fallback(ctx) if word is None else (word & mask) == value
+        return equal
+
+
+def _one_bit(mask: int) -> bool:
+    return mask > 0 and mask & (mask - 1) == 0
 
 
 _OP_SYMBOL = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}

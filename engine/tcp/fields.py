@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.fields.context import ChunkContext
-from diagnose.fields.registry import register_table
+from diagnose.fields.registry import FlagBits, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
 
 from .analysis import (FLAG_FILTERS, P_ACK_RTT, P_ACKS_FRAME, P_ANALYSIS, P_BYTES_IN_FLIGHT, P_DUPACK, P_HEADER,
@@ -107,6 +107,12 @@ def _flags(ctx: ChunkContext) -> np.ndarray:
     return ctx.cached("@tcpa_flags", lambda: np.ascontiguousarray(_rows(ctx)["flags"]))
 
 
+def analysis_flag_word(ctx: ChunkContext) -> np.ndarray:
+    """The analysis flags of the rows whose analysis is shown (P_ANALYSIS), 0 elsewhere: the word of the
+    tcp.analysis.* flag fields (FlagBits), which filters test several at once."""
+    return ctx.cached("@tcpa_word", lambda: np.where(_presence(ctx, P_ANALYSIS), _flags(ctx), 0))
+
+
 def _no_bytes(ctx: ChunkContext) -> ByteRanges:
     """The value of a marker field (empty bytes on every row), one per chunk for all of them."""
     def compute():
@@ -134,5 +140,12 @@ def _extractor(source):
     return extract
 
 
-register_table("tcp", [(name, ftype, description, (source, presence), options)
+def _options(source, presence, options: dict) -> dict:
+    """A flag field shown with the analysis (tcp.analysis.retransmission, ...) is bits of analysis_flag_word."""
+    if isinstance(source, tuple) and presence == P_ANALYSIS:
+        return {**options, "flag": FlagBits(analysis_flag_word, source[1])}
+    return options
+
+
+register_table("tcp", [(name, ftype, description, (source, presence), _options(source, presence, options))
                        for name, ftype, description, source, presence, options in FIELDS], _extractor)
