@@ -21,8 +21,10 @@ ECHO_TYPES = {4: (0, 8, 13, 14, 15, 16, 17, 18), 6: (128, 129)}
 
 def _present(ctx: ChunkContext, version: int) -> np.ndarray:
     def compute():
-        proto = IPPROTO_ICMP if version == 4 else IPPROTO_ICMPV6
-        return main_transport(ctx, proto) & (column(ctx, "ipv") == version) & (_icmp_type(ctx) >= 0)
+        main = main_transport(ctx, IPPROTO_ICMP if version == 4 else IPPROTO_ICMPV6)
+        if not main.any():  # most chunks: no need to read two more columns of the table
+            return main
+        return main & (column(ctx, "ipv") == version) & (_icmp_type(ctx) >= 0)
     return ctx.cached(f"@icmp{version}", compute)
 
 
