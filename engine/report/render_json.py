@@ -20,6 +20,9 @@ from diagnose.findings import Finding, Report, frame_set
 _INDENT = "  "
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 _all_scalars = _SCALARS.issuperset  # _all_scalars(map(type, items)): every item is exactly one of _SCALARS
+_all_ints = frozenset((int,)).issuperset
+_ENCODED_KEPT = 8192  # distinct texts of findings noted (a busy report repeats a few dozen, encoded when repeated)
+_UNSEEN = object()
 
 
 def _default(value):
@@ -116,6 +119,9 @@ class _Encoder:
         self.capture = capture  # the capture file named in each finding's evidence command
         self.command_head = f"diagnose list {shlex.quote(capture)} -Y " if capture else None
         self.heads: dict[int, dict[str, str]] = {}  # heads[level]: the key heads of a finding at that level
+        self.ref_heads: dict[int, tuple[str, ...]] = {}  # the same of a flow reference
+        self.encoded: dict[str, str | None] = {}  # a finding's texts seen: encoded once repeated (title, advice, ...)
+        self.reference_texts: dict[tuple, tuple] = {}  # (id(list), level) -> (the list, its items, its text)
 
     def flush(self) -> None:
         if self.stream is not None:
@@ -229,21 +235,15 @@ class _Encoder:
             heads["list"] = "[" + inner2
             heads["list.sep"] = "," + inner2
             heads["list.end"] = inner + "]"
+            inner3 = self._break(level + 3)
+            heads["frames"] = "[" + inner3
+            heads["frames.sep"] = "," + inner3
+            heads["frames.end"] = inner2 + "]"
             self.heads[level] = heads
         return heads
 
-    def _texts(self, pairs, level: int) -> None:
-        """A finding's text fields, each after its key head: a string encoded at once, anything else as a value."""
-        out = self.out
-        for head, text in pairs:
-            out.append(head)
-            if type(text) is str:
-                out.append(encode_basestring(text))
-            else:
-                self.value(text, level)
-
     def _items(self, items, encode, heads: dict) -> None:
-        """A finding's list of objects (flows, symptoms) at the finding's indentation: '[]' when empty."""
+        """A finding's list of objects (symptoms) at the finding's indentation: '[]' when empty."""
         out = self.out
         if not items:
             out.append("[]")
@@ -255,58 +255,144 @@ class _Encoder:
             encode(item)
         out.append(heads["list.end"])
 
+    def _references(self, references, level: int) -> str:
+        """sequence(list(references), level) as one string, kept by list and level: a rule's findings share its
+        list."""
+        key = (id(references), level)
+        got = self.reference_texts.get(key)
+        if got is not None and got[0] is references and got[1] == references:
+            return got[2]
+        text = self._text(list(references), level)
+        self.reference_texts[key] = (references, list(references), text)
+        return text
+
+    def _text(self, value, level: int) -> str:
+        """What value(value, level) writes, as one string (for the rare value a finding's fast paths do not know)."""
+        out = self.out
+        self.out = []
+        try:
+            self.value(value, level)
+            return "".join(self.out)
+        finally:
+            self.out = out
+
+    def _ref_heads(self, level: int) -> tuple[str, ...]:
+        """The key heads of a flow reference's mapping at this level, and its closing."""
+        heads = self.ref_heads.get(level)
+        if heads is None:
+            inner = self._break(level + 1)
+            keys = ("stream", "proto", "client", "server", "first_frame", "last_frame")
+            heads = self.ref_heads[level] = (*(("{" if i == 0 else ",") + inner + encode_basestring(key) + ": "
+                                               for i, key in enumerate(keys)), self._break(level) + "}")
+        return heads
+
+    def _ref(self, ref, level: int) -> str:
+        """mapping(ref.to_dict(), level) as one string: formatted at once when its fields are of the plain types
+        a FlowRef is made of (the thousands of flows of a grouped finding), else by the generic encoder."""
+        stream, first, last = ref.stream, ref.first_frame, ref.last_frame
+        proto, client, server = ref.proto, ref.client, ref.server
+        if type(proto) is str and type(client) is str and type(server) is str and \
+                (stream is None or type(stream) is int) and (first is None or type(first) is int) and \
+                (last is None or type(last) is int):
+            h = self._ref_heads(level)
+            return "".join((h[0], "null" if stream is None else int.__repr__(stream), h[1], encode_basestring(proto),
+                            h[2], encode_basestring(client), h[3], encode_basestring(server), h[4],
+                            "null" if first is None else int.__repr__(first), h[5],
+                            "null" if last is None else int.__repr__(last), h[6]))
+        return self._text(ref.to_dict(), level)
+
+    def _strings(self, value, level: int) -> str:
+        """A finding's text field: the encoded string (the same title, explanation and advice come back for every
+        finding of a rule: encoded once), or any other value as value() writes it."""
+        if type(value) is not str:
+            return self._text(value, level)
+        got = self.encoded.get(value, _UNSEEN)
+        if got is None:  # seen once before: it comes back, keep it encoded
+            got = self.encoded[value] = encode_basestring(value)
+        elif got is _UNSEEN:  # a message-like text of one finding is not kept, only noted
+            got = encode_basestring(value)
+            if len(self.encoded) < _ENCODED_KEPT:
+                self.encoded[value] = None
+        return got
+
     def finding(self, f: Finding, level: int) -> None:
         """What mapping(f.to_dict(capture), level) writes, without making the dict: the keys, their order and the
         optional ones are Finding.to_dict's."""
         out = self.out
-        heads = self._finding_heads(level)
+        append = out.append
+        heads = self.heads.get(level)
+        if heads is None:
+            heads = self._finding_heads(level)
         inner_level = level + 1
-        texts = (f.rule_id, f.playbook, f.title, f.severity, f.status, f.scope, f.message, f.about())
-        self._texts(zip(heads["texts"], texts), inner_level)
-        out.append(heads["flows"])
-        self._items(f.flows, lambda ref: self.mapping(ref.to_dict(), level + 2), heads)
-        out.append(heads["start"])
-        self.value(f.start, inner_level)
-        out.append(heads["end"])
-        self.value(f.end, inner_level)
-        out.append(heads["evidence"])
-        out.append(heads["evidence.frames"])
-        self.sequence(list(f.evidence), level + 2)
-        out.append(heads["evidence.total"])
-        self.value(f.evidence_total, level + 2)
-        out.append(heads["evidence.filter"])
-        if f.evidence:
-            evidence_filter = f"frame.number in {frame_set(f.evidence)}"
-            out.append(encode_basestring(evidence_filter))
-            out.append(heads["evidence.command"])
-            if self.command_head is None:
-                out.append("null")
-            else:
-                out.append(encode_basestring(self.command_head + shlex.quote(evidence_filter)))
+        strings = self._strings
+        head = heads["texts"]
+        message, about = f.message, f.about()
+        append("".join((head[0], strings(f.rule_id, inner_level), head[1], strings(f.playbook, inner_level), head[2],
+                        strings(f.title, inner_level), head[3], strings(f.severity, inner_level), head[4],
+                        strings(f.status, inner_level), head[5], strings(f.scope, inner_level), head[6],
+                        encode_basestring(message) if type(message) is str else self._text(message, inner_level),
+                        head[7], encode_basestring(about) if type(about) is str else self._text(about, inner_level),
+                        heads["flows"])))
+        if f.flows:
+            ref = self._ref
+            append(heads["list"] + heads["list.sep"].join([ref(r, level + 2) for r in f.flows]) + heads["list.end"])
         else:
-            out.append("null")
-            out.append(heads["evidence.command"])
-            out.append("null")
-        out.append(heads["evidence.end"])
-        out.append(heads["values"])
+            append("[]")
+        start, end = f.start, f.end
+        append("".join((heads["start"], _scalar(start) if type(start) in _SCALARS else self._text(start, inner_level),
+                        heads["end"], _scalar(end) if type(end) in _SCALARS else self._text(end, inner_level),
+                        heads["evidence"], heads["evidence.frames"])))
+        evidence = f.evidence
+        if evidence and _all_ints(map(type, evidence)):
+            append(heads["frames"] + heads["frames.sep"].join(map(int.__repr__, evidence)) + heads["frames.end"])
+        else:
+            self.sequence(list(evidence), level + 2)
+        total = f.evidence_total
+        append(heads["evidence.total"])
+        append(int.__repr__(total) if type(total) is int else self._text(total, level + 2))
+        append(heads["evidence.filter"])
+        if evidence:
+            evidence_filter = f"frame.number in {frame_set(evidence)}"
+            append(encode_basestring(evidence_filter))
+            append(heads["evidence.command"])
+            if self.command_head is None:
+                append("null")
+            else:
+                append(encode_basestring(self.command_head + shlex.quote(evidence_filter)))
+        else:
+            append("null")
+            append(heads["evidence.command"])
+            append("null")
+        append(heads["evidence.end"])
+        append(heads["values"])
         self.value(f.values, inner_level)
-        out.append(heads["key"])
-        self.value(f.key, inner_level)
-        out.append(heads["group"])
-        self.value(f.group, inner_level)
-        self._texts(((heads["explanation"], f.explanation), (heads["advice"], f.advice)), inner_level)
-        out.append(heads["references"])
-        self.sequence(list(f.references), inner_level)
-        out.append(heads["symptoms"])
-        self._items(f.symptoms, lambda symptom: self.finding(symptom, level + 2), heads)
-        out.append(heads["impact"])
-        self.value(f.impact, inner_level)
+        append(heads["key"])
+        if f.key is None:
+            append("null")
+        else:
+            self.value(f.key, inner_level)
+        append(heads["group"])
+        if f.group is None:
+            append("null")
+        else:
+            self.value(f.group, inner_level)
+        append("".join((heads["explanation"], strings(f.explanation, inner_level), heads["advice"],
+                        strings(f.advice, inner_level), heads["references"])))
+        append(self._references(f.references, inner_level))
+        append(heads["symptoms"])
+        if f.symptoms:
+            self._items(f.symptoms, lambda symptom: self.finding(symptom, level + 2), heads)
+        else:
+            append("[]")
+        append(heads["impact"])
+        impact = f.impact
+        append(_scalar(impact) if type(impact) in _SCALARS else self._text(impact, inner_level))
         if f.original_severity is not None:
-            out.append(heads["original_severity"])
+            append(heads["original_severity"])
             self.value(f.original_severity, inner_level)
         if f.explained_by is not None:
-            out.append(heads["explained_by"])
+            append(heads["explained_by"])
             self.value(dict(f.explained_by), inner_level)
-        out.append(heads["close"])
+        append(heads["close"])
         if self.stream is not None and len(out) >= _FLUSH_PIECES:
             self.flush()
