@@ -32,10 +32,10 @@ from diagnose.protocols.dns import HEADER_LEN, DnsMessage, DnsTracker, Malformed
 from diagnose.protocols.http import BODY, HttpConnection, HttpHalf, HttpMessage, TransactionStore, _parse_head, \
     parse_datagram
 from diagnose.protocols.http2 import PREFACE, Http2Connection
-from diagnose.protocols.dnsscan import B_RESPONSE, B_SHORT, WINDOW_NS, DnsBatch, DnsMatcher
+from diagnose.protocols.dnsscan import NAME_NONE, P_FIELDS, WINDOW_NS, DnsBatch, DnsMatcher
 from diagnose.protocols.dnsscan import scan as dns_scan
 from diagnose.protocols.select import (DONE, EVENT, IGNORE, K_DONE, K_FIELDS, K_HEAD, K_HEAD_DONE, K_REQUEST,
-                                       MAX_ATTEMPTS, TRACK, UNSEEN, dns_followup, new_states, resume, scan_chunk)
+                                       MAX_ATTEMPTS, TRACK, UNSEEN, new_states, resume, scan_chunk)
 from diagnose.protocols.tls import TlsConnection
 from diagnose.protocols.x509 import ChainReport, check_chain
 from diagnose.reassembly import Direction, PendingBudget, StreamConsumer
@@ -65,6 +65,7 @@ _BOTH_FRESH = (True, True)
 _NO_DIRECTIONS = (None, None)
 _BOTH_CLOSED = (True, True)
 _NOT_CLOSED = (False, False)
+DNS_NAME_BYTES = 1 << 16  # a chunk's names of error responses and open queries (more are read in Python)
 MAX_ROUNDS_BEFORE_PYTHON = 64  # a conversation with more events per chunk than this is walked in Python
 
 
@@ -282,6 +283,7 @@ class AppLayer:
         self._used_probe: tuple[int, bytes, int] | None = None
         self._dns = DnsMatcher()
         self._dns_open: dict[int, tuple[int, int, str | None]] = {}  # slot -> (conversation, frame, name)
+        self._dns_names = np.empty(DNS_NAME_BYTES, np.uint8)  # the DNS kernel writes the names the facts keep here
         self.dns_errors: list[tuple[int, int, str | None, int]] = []  # (conversation, frame, name, rcode)
         self.max_kept = 10000  # problem records kept for the facts (bounded memory)
         self._capture_end_ts: int | None = None
@@ -392,34 +394,26 @@ class AppLayer:
         return out
 
     def _dns_batch(self, out: AppChunk, rows: np.ndarray) -> None:
-        """Match this chunk's UDP DNS messages in the DNS kernel; decode only those the facts need."""
+        """Match this chunk's UDP DNS messages in the DNS kernel, which also reads the names the flow facts keep."""
         n = len(rows)
         matcher = self._dns
         matcher.reserve(n)
-        time = np.empty(n, np.int64)
-        resp_to = np.empty(n, np.int64)
-        retrans_of = np.empty(n, np.int64)
-        bits = np.empty(n, np.int64)
-        slots = np.empty(n, np.int64)
-        matcher.count += dns_scan(self._buf, self._table, rows, n, self._states, matcher.tx, WINDOW_NS, time,
-                                  resp_to, retrans_of, bits, slots)
-        protocols = np.empty(n, np.int64)
-        rcode = np.empty(n, np.int64)
-        picked = np.empty(n, np.int64)
-        starts = np.empty(n, np.int64)
-        ends = np.empty(n, np.int64)
-        k = dns_followup(self._buf, self._table, rows, n, self._states, matcher.tx, bits, slots, B_RESPONSE, B_SHORT,
-                         protocols, rcode, picked, starts, ends)
+        time, resp_to, retrans_of, bits, slots, protocols = np.empty((6, n), np.int64)
+        picked = np.empty((n, P_FIELDS), np.int64)
+        added, k, used = dns_scan(self._buf, self._table, rows, n, self._states, matcher.tx, WINDOW_NS, time, resp_to,
+                                  retrans_of, bits, slots, protocols, picked, self._dns_names)
+        matcher.count += added
         out.dns_batches.append(DnsBatch(self._buf, self._table, rows, time, resp_to, retrans_of, bits, protocols))
         # names for the flow facts: errors (rcode != 0) and queries still open at the end of this chunk
         if k:
-            buf = self._buf
-            chosen = picked[:k]
-            on = self._table[rows[chosen]]
-            for conv, frame, start, end, is_response, code, slot in zip(
-                    on["conv"].tolist(), on["frame"].tolist(), starts[:k].tolist(), ends[:k].tolist(),
-                    ((bits[chosen] & B_RESPONSE) != 0).tolist(), rcode[chosen].tolist(), slots[chosen].tolist()):
-                qname = _first_qname(buf[start:end].tobytes())
+            text = self._dns_names[:used].tobytes()
+            for conv, frame, is_response, code, slot, start, end, name_off, name_len in picked[:k].tolist():
+                if name_len >= 0:
+                    qname = text[name_off: name_off + name_len].decode("ascii")
+                elif name_len == NAME_NONE:
+                    qname = None
+                else:
+                    qname = _first_qname(self._buf[start:end].tobytes())
                 if is_response:
                     if len(self.dns_errors) < self.max_kept:
                         self.dns_errors.append((conv, frame, qname, code))
@@ -819,6 +813,7 @@ class AppLayer:
         self._views()
         self._dns = DnsMatcher(1)
         self._dns_open = {}
+        self._dns_names = None
         self._probes = {}
         self._stale = {}
         self._live = set()

@@ -20,7 +20,7 @@ from diagnose.protocols.dns import (MAX_NAME_JUMPS, MAX_RECORDS, RETRANSMISSION_
                                     T_HTTPS, T_MX, T_OPT, T_SOA, T_SRV, T_SVCB, T_TXT, T_URI, _ipv6_text,
                                     parse_message)
 from diagnose.packet import ST_REASSEMBLED
-from diagnose.protocols.select import _payload_span
+from diagnose.protocols.select import _payload_span, payload_span
 
 B_RESPONSE, B_RETRANSMISSION, B_UNSOLICITED, B_SHORT, B_TRUNCATED = 1, 2, 4, 8, 16
 EMPTY = np.int64(-1)
@@ -41,45 +41,51 @@ def new_table(size: int) -> np.ndarray:
     return t
 
 
+@inline
+def _home(key, mask):
+    """A key's first slot in a table of mask + 1 slots (then the next ones, in order)."""
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64((h >> np.uint64(17)) & np.uint64(mask))
+
+
 @kernel
 def _slot(table, key):
     mask = table.shape[0] - 1
-    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
-    s = np.int64((h >> np.uint64(17)) & np.uint64(mask))
+    s = _home(key, mask)
     while table[s].key != -1 and table[s].key != key:
         s = (s + 1) & mask
     return s
 
 
-@kernel
-def _question_hash(buf, start, n):
-    """FNV-1a of the first question's name as written (labels up to the root or a compression pointer)."""
-    h = np.uint64(0xCBF29CE484222325)
-    p = start + 12
-    end = start + n
-    while p < end:
-        b = buf[p]
-        h = (h ^ np.uint64(b)) * np.uint64(0x100000001B3)
-        if b == 0 or b >= 0xC0:
-            break
-        p += 1
-    return h
+# scan's picked messages, one row each: what AppLayer keeps of them for the flow facts
+P_CONV, P_FRAME, P_RESPONSE, P_RCODE, P_SLOT, P_START, P_END, P_NAME_OFF, P_NAME_LEN = range(9)
+P_FIELDS = 9
+NAME_NONE, NAME_IN_PYTHON = -1, -2  # P_NAME_LEN when the first question has no name / was not read here
 
 
 @kernel
-def scan(buf, table, rows, n_rows, states, tx, window_ns, out_time, out_resp_to, out_retrans_of, out_bits, out_slot):
-    """Match the DNS rows of a chunk; returns the number of transactions added to `tx`."""
+def scan(buf, table, rows, n_rows, states, tx, window_ns, out_time, out_resp_to, out_retrans_of, out_bits, out_slot,
+         out_protocol, picked, names):
+    """Match the DNS rows of a chunk, then pick the messages whose first question's name the flow facts keep: error
+    responses and the queries still unanswered once the whole chunk is matched. Returns (transactions added to
+    `tx`, messages picked into `picked`, bytes of `names` used).
+
+    The per-row work is written out here rather than in helpers given the arrays: such a call takes and drops a
+    reference on every array argument, which cost more than matching the row. A picked message's name is its text
+    as dns.read_name shows it (names[off: off + length]), NAME_NONE where app._first_qname finds none, and
+    NAME_IN_PYTHON when it does not fit in `names`."""
     added = 0
+    buf_len = buf.shape[0]
+    mask = tx.shape[0] - 1
     for j in range(n_rows):
-        i = rows[j]
-        r = table[i]
+        r = table[rows[j]]
         c = r.conv
         out_time[j] = -1
         out_resp_to[j] = -1
         out_retrans_of[j] = -1
         out_slot[j] = -1
         bits = 0
-        start, n = _payload_span(buf, r)
+        start, n = payload_span(r, buf_len)
         if r.payload_len < 12 or n < 12:
             out_bits[j] = B_SHORT
             continue
@@ -87,7 +93,9 @@ def scan(buf, table, rows, n_rows, states, tx, window_ns, out_time, out_resp_to,
         flags = (np.int64(buf[start + 2]) << 8) | buf[start + 3]
         st = states[c]
         key = (np.int64(c) << 16) | ident
-        s = _slot(tx, key)
+        s = _home(key, mask)
+        while tx[s].key != -1 and tx[s].key != key:
+            s = (s + 1) & mask
         out_slot[j] = s
         if flags & 0x0200:
             bits |= B_TRUNCATED
@@ -95,7 +103,15 @@ def scan(buf, table, rows, n_rows, states, tx, window_ns, out_time, out_resp_to,
                 st.dns_truncated += 1
         if (flags & 0x8000) == 0:  # query
             st.dns_queries += 1
-            qh = _question_hash(buf, start, n)
+            # FNV-1a of the first question's name as written (labels up to the root or a compression pointer)
+            qh = np.uint64(0xCBF29CE484222325)
+            p = start + 12
+            while p < start + n:
+                b = buf[p]
+                qh = (qh ^ np.uint64(b)) * np.uint64(0x100000001B3)
+                if b == 0 or b >= 0xC0:
+                    break
+                p += 1
             e = tx[s]
             if e.key == key and e.rframe == -1 and e.qhash == qh and 0 <= r.ts - e.qts < window_ns:
                 bits |= B_RETRANSMISSION
@@ -129,7 +145,39 @@ def scan(buf, table, rows, n_rows, states, tx, window_ns, out_time, out_resp_to,
                 bits |= B_RETRANSMISSION
                 out_retrans_of[j] = e.rframe
         out_bits[j] = bits
-    return added
+    k = 0
+    used = 0
+    for j in range(n_rows):
+        r = table[rows[j]]
+        out_protocol[j] = np.int64(states[r.conv].app) - 1  # 0 dns, 1 mdns, 2 llmnr
+        bits = out_bits[j]
+        if (bits & B_SHORT) != 0:
+            continue
+        start, n = payload_span(r, buf_len)
+        code = buf[start + 3] & 0xF
+        if (bits & B_RESPONSE) != 0:
+            if code == 0:
+                continue
+        elif tx[out_slot[j]].rframe != -1:
+            continue
+        picked[k, P_CONV] = r.conv
+        picked[k, P_FRAME] = r.frame
+        picked[k, P_RESPONSE] = 1 if (bits & B_RESPONSE) != 0 else 0
+        picked[k, P_RCODE] = code
+        picked[k, P_SLOT] = out_slot[j]
+        picked[k, P_START] = start
+        picked[k, P_END] = start + n
+        picked[k, P_NAME_OFF] = used
+        length = NAME_NONE
+        if buf[start + 4] != 0 or buf[start + 5] != 0:  # a question
+            end, copied = _name_end(buf, start, n, 12, True, names, used)
+            if end >= 0 and end + 4 <= n:
+                length = copied if copied >= 0 else NAME_IN_PYTHON
+        picked[k, P_NAME_LEN] = length
+        if length > 0:
+            used += length
+        k += 1
+    return added, k, used
 
 
 @kernel

@@ -60,20 +60,26 @@ def new_states(n: int | None = None) -> np.ndarray:
     return reserved(CONV_STATE_DTYPE) if n is None else zeroed(n, CONV_STATE_DTYPE)
 
 
+@inline
+def payload_span(r, buf_len):
+    """(absolute start, captured length) of a row's transport payload in a chunk buffer of buf_len bytes (the
+    buffer's length, not the buffer: per-row helpers given an array take and drop a reference on it)."""
+    if r.payload_off < 0 or r.payload_len <= 0:
+        return np.int64(0), np.int64(0)
+    start = np.int64(r.data) + r.payload_off
+    if (r.status & ST_REASSEMBLED) != 0:
+        avail = buf_len - start
+    else:
+        avail = np.int64(r.caplen) - r.payload_off
+    n = np.int64(r.payload_len) if r.payload_len < avail else avail
+    if n < 0:
+        n = np.int64(0)
+    return start, n
+
+
 @kernel
 def _payload_span(buf, r):
-    """(absolute start, captured length) of a row's transport payload."""
-    if r.payload_off < 0 or r.payload_len <= 0:
-        return 0, 0
-    start = r.data + r.payload_off
-    if (r.status & ST_REASSEMBLED) != 0:
-        avail = buf.shape[0] - start
-    else:
-        avail = r.caplen - r.payload_off
-    n = r.payload_len if r.payload_len < avail else avail
-    if n < 0:
-        n = 0
-    return start, n
+    return payload_span(r, buf.shape[0])
 
 
 @kernel
@@ -479,31 +485,3 @@ def resume(buf, table, states, next_row, starts, n_starts, events, done, n_done,
                 q += 1
             i = next_row[i]
     return k, q
-
-
-@kernel
-def dns_followup(buf, table, rows, n, states, tx, bits, slots, b_response, b_short, protocols, rcode, picked, starts,
-                 ends):
-    """After the DNS kernel: each message's protocol (0 dns, 1 mdns, 2 llmnr) and rcode, and the messages whose
-    names the flow facts keep (error responses, queries still open); returns how many (their indexes in `picked`,
-    payload spans in `starts`/`ends`)."""
-    k = 0
-    for j in range(n):
-        r = table[rows[j]]
-        protocols[j] = np.int64(states[r.conv].app) - 1
-        b = bits[j]
-        start, length = _payload_span(buf, r)
-        code = 0
-        if (b & b_short) == 0:
-            code = buf[np.int64(r.data) + r.payload_off + 3] & 0xF
-        rcode[j] = code
-        if (b & b_response) != 0:
-            wanted = code != 0
-        else:
-            wanted = (b & b_short) == 0 and slots[j] >= 0 and tx[slots[j]].rframe == -1
-        if wanted:
-            picked[k] = j
-            starts[k] = start
-            ends[k] = start + length
-            k += 1
-    return k
