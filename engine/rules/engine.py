@@ -266,8 +266,11 @@ class RuleEngine:
         conv = table["conv"]  # read in full only where aggregates need it: the evidence takes a few rows
         frames = table["frame"]
         in_flow = everything = zeros = None
-        for rule in self.rules:
-            if rule.id in self.errors or (rule.scope != "packet" and not self._aggs[rule.id]):
+        folding = self.__dict__.get("_folding")
+        if folding is None:  # the rules with work per chunk besides their evidence (none in the built-in playbooks)
+            folding = self._folding = [r for r in self.rules if r.scope == "packet" or self._aggs[r.id]]
+        for rule in folding:
+            if rule.id in self.errors:
                 continue
             try:
                 if rule.scope == "packet":
@@ -300,18 +303,21 @@ class RuleEngine:
                 which.append(at)
             if not chosen:
                 continue
-            selected = np.stack(chosen)
-            if scope == "flow":
-                if in_flow is None:
-                    in_flow = conv >= 0
-                selected &= in_flow
             # (collection, row) pairs, rows in arrival order within each collection (np.nonzero of a 2-d mask
             # costs ~10x a flat one)
-            flat = np.flatnonzero(selected)
-            picked, rows = np.divmod(flat, ctx.n)
-            if len(rows):
-                batch.add(np.asarray(which, np.int64)[picked],
-                          conv[rows] if scope == "flow" else np.zeros(len(rows), np.int64), frames[rows])
+            picked, rows = np.divmod(np.flatnonzero(np.stack(chosen)), ctx.n)
+            if not len(rows):
+                continue
+            if len(which) < len(specs):
+                picked = np.asarray(which, np.int64)[picked]
+            if scope == "flow":  # only packets of a flow: conv of the few selected rows, not a pass over the table
+                keys = conv[rows]
+                inside = keys >= 0
+                if not inside.all():
+                    picked, rows, keys = picked[inside], rows[inside], keys[inside]
+            else:
+                keys = np.zeros(len(rows), np.int64)
+            batch.add(picked, keys, frames[rows])
 
     def _feed_packet_rule(self, rule: Rule, ctx: ChunkContext, masks, frames) -> None:
         groups = self._groups[rule.id]
