@@ -311,6 +311,8 @@ class _Checker:
         quantifier = quantifier or "any"
         if quantifier == "any" and isinstance(right, Const):
             return lambda ctx: _any_constant(ctx, left, right.value, cmp)
+        if quantifier == "any":
+            return lambda ctx: _any_pair(ctx, left, right, cmp)
         return lambda ctx: _quantified(ctx, left, right, cmp, quantifier)
 
     def check_comparable(self, left: Expr, right: Expr | Const, op: str, node: ast.Node) -> None:
@@ -837,6 +839,18 @@ def _any_constant(ctx, left: Expr, value, cmp) -> np.ndarray:
         if o.present.any():
             out |= o.present & cmp(o.values, value)
     return out
+
+
+def _any_pair(ctx, left: Expr, right: Expr, cmp) -> np.ndarray:
+    """_quantified(..., "any") of two values, without the pair generator for the usual single occurrences
+    (`tcp.time_delta >= param.min_idle`)."""
+    a, b = left.occurrences(ctx), right.occurrences(ctx)
+    if len(a) != 1 or len(b) != 1:
+        return _quantified(ctx, left, right, cmp, "any")
+    present = a[0].present & b[0].present
+    if not present.any():
+        return present
+    return present & cmp(a[0].values, b[0].values)
 
 
 def _quantified(ctx, left: Expr, right, cmp, quantifier: str) -> np.ndarray:
