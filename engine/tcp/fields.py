@@ -15,9 +15,10 @@ import numpy as np
 from diagnose.fields.context import ChunkContext
 from diagnose.fields.registry import FlagBits, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
+from diagnose.jit import kernel
 
-from .analysis import (FLAG_FILTERS, P_ACK_RTT, P_ACKS_FRAME, P_ANALYSIS, P_BYTES_IN_FLIGHT, P_DUPACK, P_HEADER,
-                       P_INITIAL_RTT, P_NXTSEQ, P_RTO, P_SCALE, P_SEQ, P_TCP, P_TIMES)
+from .analysis import (ANALYSIS_DTYPE, FLAG_FILTERS, P_ACK_RTT, P_ACKS_FRAME, P_ANALYSIS, P_BYTES_IN_FLIGHT, P_DUPACK,
+                       P_HEADER, P_INITIAL_RTT, P_NXTSEQ, P_RTO, P_SCALE, P_SEQ, P_TCP, P_TIMES)
 
 EXTRA_KEY = "tcp.analysis"  # ChunkContext.extra key of the chunk's ANALYSIS_DTYPE rows
 
@@ -94,13 +95,32 @@ def _rows(ctx: ChunkContext) -> np.ndarray:
     return rows
 
 
+@kernel
+def _present_and_flags(rows, present, word):
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        present[i] = r.present
+        word[i] = r.flags if (r.present & P_ANALYSIS) != 0 else 0
+
+
+def _columns(ctx: ChunkContext) -> tuple[np.ndarray, np.ndarray]:
+    """The presence bits of every row, and analysis_flag_word, read in one pass over the rows: the TCP analysis
+    has just written them on the other thread (the first read of each row waits for its cache line)."""
+    def compute():
+        rows = _rows(ctx)
+        if rows.dtype == ANALYSIS_DTYPE and rows.flags.c_contiguous and len(rows):
+            present, word = np.empty(len(rows), np.uint16), np.empty(len(rows), np.uint32)
+            _present_and_flags(rows, present, word)
+            return present, word
+        present = np.ascontiguousarray(rows["present"])
+        return present, np.where((present & P_ANALYSIS) != 0, rows["flags"], 0)
+    return ctx.cached("@tcpa_columns", compute)
+
+
 def _presence(ctx: ChunkContext, bit: int) -> np.ndarray:
     """Rows whose analysis has presence bit `bit`: shared by the fields with that bit (tcp.analysis and its 15 flags
     all read P_ANALYSIS), once per chunk."""
-    def compute():
-        present = ctx.cached("@tcpa_present", lambda: np.ascontiguousarray(_rows(ctx)["present"]))
-        return (present & bit) != 0
-    return ctx.cached(f"@tcpa_p{bit}", compute)
+    return ctx.cached(f"@tcpa_p{bit}", lambda: (_columns(ctx)[0] & bit) != 0)
 
 
 def _flags(ctx: ChunkContext) -> np.ndarray:
@@ -110,7 +130,7 @@ def _flags(ctx: ChunkContext) -> np.ndarray:
 def analysis_flag_word(ctx: ChunkContext) -> np.ndarray:
     """The analysis flags of the rows whose analysis is shown (P_ANALYSIS), 0 elsewhere: the word of the
     tcp.analysis.* flag fields (FlagBits), which filters test several at once."""
-    return ctx.cached("@tcpa_word", lambda: np.where(_presence(ctx, P_ANALYSIS), _flags(ctx), 0))
+    return _columns(ctx)[1]
 
 
 def _no_bytes(ctx: ChunkContext) -> ByteRanges:
@@ -129,7 +149,10 @@ def _extractor(source):
         if column is None:
             values = _no_bytes(ctx)
         elif isinstance(column, tuple):
-            present = present & ((_flags(ctx) & column[1]) != 0)
+            if presence == P_ANALYSIS:  # the word holds the flags of exactly the rows with P_ANALYSIS
+                present = (analysis_flag_word(ctx) & column[1]) != 0
+            else:
+                present = present & ((_flags(ctx) & column[1]) != 0)
             values = _no_bytes(ctx)
         elif column == "win_scale":
             shift = _rows(ctx)["win_scale"].astype(np.int64)
