@@ -525,13 +525,15 @@ class AppLayer:
         """Turn the message records the kernel wrote (select.K_REQUEST ...) into the HttpMessages, transactions and
         flows the Python parser would have made at the same rows, then clear them. A followed connection has one
         request and at most one response, so HttpConnection.completed comes down to a few assignments here (tests
-        compare both ways on every capture: tests/test_http_kernel_path.py)."""
+        compare both ways on every capture: tests/test_http_kernel_path.py); the exchanges that end here go to the
+        transaction store together, in the order they ended."""
         nrec = self._nrec
         recs = self._recs[: int(nrec[0])].tolist()
         nrec[0] = 0
         buf, flows, kbody, live = memoryview(self._buf), self.flows, self._kbody, self._live
         emitted = self._out.emitted["http"]
-        store, status_lines = self.http_store, self._status_lines
+        status_lines = self._status_lines
+        ended, values, methods, uris = [], [], [], []  # the exchanges that end here: their connections, store values
         for row, kind, c, start, length, code, content_length, frame, ts in recs:
             if kind == K_REQUEST:
                 flow = flows[c] = AppFlow(c, cls.HTTP, self)
@@ -567,15 +569,22 @@ class AppLayer:
                     kbody[c] = msg  # body_bytes is set when the body ends (or Python takes over)
                     continue
             conn = flows[c].http
-            msg.body_bytes = msg.content_length
+            body = msg.body_bytes = msg.content_length
             msg.complete = True
             msg.frame, msg.ts = frame, ts
             conn.responses = msg.number = 1
             msg.request = request = conn.waiting[0]
             conn.waiting = ()
             msg.time_ns = ts - request.ts
-            conn.rows = store.append_exchange(request, msg)
+            ended.append(conn)
+            values.append((request.frame, request.ts, msg.code, msg.first_frame, msg.first_ts, frame, ts, body, body))
+            methods.append(request.method)
+            uris.append(request.uri)
             emitted.append((row, msg))
+        if ended:
+            first = self.http_store.extend_exchanges(values, methods, uris)
+            for k, conn in enumerate(ended):
+                conn.rows = first + k
 
     def _materialize(self, flow: AppFlow, c: int) -> None:
         """A conversation the kernel followed needs Python from now on: build the directions and parser halves the

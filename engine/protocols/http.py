@@ -15,6 +15,7 @@ truncated transaction: bytes received against the announced Content-Length.
 from __future__ import annotations
 
 from array import array
+from itertools import repeat
 
 from diagnose.reassembly import StreamConsumer
 
@@ -269,6 +270,17 @@ class TransactionStore:
         method = request.method
         self.methods.append(_METHOD_TEXTS.get(method, method))
         self.uris.append(request.uri)
+        return row
+
+    def extend_exchanges(self, values: list[tuple], methods: list[str], uris: list[str | None]) -> int:
+        """append_exchange for many exchanges at once, given as their values in _INTS order (every one present and
+        within 64 bits: the exchanges the selection kernel read), methods and URIs; returns the first one's row."""
+        row = len(self.bits)
+        for column, part in zip(self.ints, zip(*values)):
+            column.extend(part)
+        self.bits.extend(repeat(self._EXCHANGE, len(values)))
+        self.methods.extend(map(_METHOD_TEXTS.get, methods, methods))
+        self.uris.extend(uris)
         return row
 
     def get(self, row: int) -> HttpTransaction:
