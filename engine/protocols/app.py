@@ -429,8 +429,8 @@ class AppLayer:
         ids = np.fromiter(live, np.int64, len(live))
         ids = ids[ids < len(conversations)]
         flags = conversations["flags"][ids]
-        ended = ((flags[:, 0] & F_FIN) != 0) & ((flags[:, 1] & F_FIN) != 0) | ((flags & F_RST) != 0).any(axis=1)
-        ended_ids = ids[ended]
+        a, b = flags[:, 0], flags[:, 1]
+        ended_ids = ids[((a & b & F_FIN) | ((a | b) & F_RST)) != 0]  # FIN each way, or a RST (one bit each)
         if not len(ended_ids):
             return
         ended_list = ended_ids.tolist()

@@ -213,7 +213,7 @@ HTTP_FIELDS = [
     ("http.request_number", UINT, "Request number in the connection", "http", _req(lambda m: [m.number]),
      {"bits": 32}),
     ("http.response.version", STRING, "Response version", "http", _rsp(lambda m: [m.version]), {}),
-    ("http.response.code", UINT, "Status code", "http", _rsp(lambda m: [m.code]), {"bits": 16}),
+    ("http.response.code", UINT, "Status code", "http", lambda m: [] if m.is_request else [m.code], {"bits": 16}),
     ("http.response.phrase", STRING, "Reason phrase", "http", _rsp(lambda m: [m.phrase]), {}),
     ("http.response.line", STRING, "A response header line", "http", _rsp(lambda m: list(m.lines)), {}),
     ("http.response_number", UINT, "Response number in the connection", "http", _rsp(lambda m: [m.number]),
@@ -482,11 +482,18 @@ def occurrences(chunk, name: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]
     rows: list[int] = []
     flat: list = []
     many = False  # a PDU with several values, or a frame completing several PDUs
-    for row, values in _pdu_values(chunk, kind, getter):
-        if len(values) != 1 or (rows and rows[-1] == row):
-            many = True
-        rows.append(row)
-        flat.append(values)
+    last = -1
+    for row, obj in _pdus(chunk, kind):  # _pdu_values written out: this loop runs for every PDU of every chunk
+        try:
+            values = getter(obj)
+        except (AttributeError, TypeError, IndexError):  # a PDU too damaged to have this field
+            continue
+        if values:
+            if len(values) != 1 or row == last:
+                many = True
+            rows.append(row)
+            flat.append(values)
+            last = row
     if not rows:
         return []
     if many or len(set(rows)) != len(rows):
