@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from diagnose.rules.accumulate import (EvidenceCollection, EvidenceFrames, Keyed
                                        KeyedFrames, KeyedPeak, KeyedSpan, KeyedStats, first_values)
 from diagnose.rules.capture_fields import CAPTURE_FIELDS
 from diagnose.rules.flow_fields import Facts, FlowColumns
-from diagnose.rules.flow_records import IDENTITY_KEYS
+from diagnose.rules.flow_records import IDENTITY_KEYS, LazyFacts
 
 _SECONDS = (FieldType.RELTIME, FieldType.TIME)
 _NUMERIC = (FieldType.UINT, FieldType.INT, FieldType.FLOAT, FieldType.RELTIME, FieldType.TIME, FieldType.BOOL)
@@ -412,17 +413,27 @@ class RuleEngine:
         if verdicts is None:  # no flows
             return []
         columns, fired = verdicts
+        if not fired:
+            return []
+        evidence = self._evidence[rule.id].get_many(fired) if rule.id in self._evidence else None
+        listed_key = rule.evidence_frames[5:] if rule.evidence_frames else None
+        limit = rule.evidence_limit
+        aggs = [(name, values, rule.aggregates[name].result_type) for name, values in columns.items()]
+        shared = self._shared(rule, template_capture)
+        facts, ref, make = flow_refs.facts, flow_refs.ref, self._make_finding
+        held = dict.get  # a record holds its time and duration when made (IDENTITY_KEYS): no LazyFacts.get call
         out = []
-        evidence = self._evidence[rule.id].get_many(fired) if rule.id in self._evidence else [([], 0)] * len(fired)
-        for conv, (frames, total) in zip(fired, evidence):
-            record = flow_refs.facts(conv)
-            if rule.evidence_frames:
-                listed = sorted({int(f) for f in (record.get(rule.evidence_frames[5:]) or ())})
-                frames, total = sorted(set(frames) | set(listed[: rule.evidence_limit])), total + len(listed)
-            agg = {name: _agg_value(values[conv], rule.aggregates[name].result_type) for name, values in columns.items()}
-            finding = self._finding(rule, [flow_refs.ref(conv)], frames, total, agg, record, None, template_capture,
-                                    start=dict.get(record, "ts"), end=_end_time(record))
-            out.append(finding)
+        none = []  # the frames of a rule without an evidence filter (read only: a finding sorts its own copy)
+        for k, conv in enumerate(fired):
+            frames, total = evidence[k] if evidence is not None else (none, 0)
+            record = facts(conv)
+            if listed_key is not None:
+                listed = sorted({int(f) for f in (record.get(listed_key) or ())})
+                frames, total = sorted(set(frames) | set(listed[:limit])), total + len(listed)
+            agg = {name: _agg_value(values[conv], result_type) for name, values, result_type in aggs} if aggs else {}
+            start, duration = held(record, "ts"), held(record, "duration")
+            out.append(make(rule, shared, [ref(conv, record)], frames, total, agg, record, None, template_capture,
+                            start, None if start is None else start + (duration or 0.0)))
         return out
 
     def _judge_capture(self, rule, ctx, duration, template_capture) -> list[Finding]:
@@ -493,17 +504,58 @@ class RuleEngine:
 
     def _finding(self, rule: Rule, flows: list[FlowRef], frames: list[int], total: int, agg: dict, record,
                  key, template_capture, *, start, end) -> Finding:
+        return self._make_finding(rule, self._shared(rule, template_capture), flows, frames, total, agg, record, key,
+                                  template_capture, start, end)
+
+    def _shared(self, rule: Rule, template_capture: dict) -> dict:
+        """What every finding of a rule shows its templates alike, made once per rule (thousands of findings; templates
+        only read it), with what making a finding needs of the rule."""
         shared = self._rule_context.get(rule.id)
-        if shared is None:  # one of each per rule, not per finding (thousands on a busy capture); templates only read
+        if shared is None:
+            names, phases = _template_names(rule)
+            # a finding's values in the filter's order: the rule's own ones (parameters, capture facts) are the same
+            # for all its findings, the flow facts are read from each finding's record into a copy of them
+            with_flow = {}
+            for name, kind, payload in names:
+                with_flow[name] = None if kind == "flow" else \
+                    template_capture.get(payload) if kind == "capture" else payload
             shared = self._rule_context[rule.id] = {
                 "param": {p.name: p.value.python for p in rule.params.values()},
                 "rule": {"id": rule.id, "title": rule.title, "severity": rule.severity},
                 "key": {}, "symptoms": [], "flows": [],
                 "references": list(rule.references),  # read only, like every reader of Finding.references
-                "when": _template_names(rule)}
+                "when": (names, phases),
+                "values": (with_flow, [(name, payload) for name, kind, payload in names if kind == "flow"],
+                           template_capture)}
+        return shared
+
+    def _make_finding(self, rule: Rule, shared: dict, flows: list[FlowRef], frames: list[int], total: int,
+                      agg: dict, record, key, template_capture, start, end) -> Finding:
+        with_flow, flow_names, capture_of_shared = shared["values"]
+        if record is not None and not agg and template_capture is capture_of_shared:
+            values = with_flow.copy()
+            # a Facts reads a fact it lacks as None, like get, and by key without a Python call when it holds it
+            read = record.__getitem__ if isinstance(record, Facts) else record.get
+            for name, payload in flow_names:
+                values[name] = read(payload)
+            if shared["when"][1]:
+                from diagnose.rules.latency import phases_of
+                values["phases"] = phases_of(record)
+        else:
+            values = self._values(shared, agg, record, template_capture)
+        finding = Finding(rule.id, rule.playbook, rule.title, rule.severity, rule.scope, "", "", "",
+                          shared["references"], flows, start, end, sorted(frames), total, values, key)
+        # messages are rendered once grouping has decided which findings survive (see finalize): thousands of
+        # flows merged into one group need one rendering, not thousands; what the templates read is put together
+        # then (template_context), from these parts
+        finding._parts = (rule, record, agg, key, template_capture, shared)  # type: ignore[attr-defined]
+        return finding
+
+    @staticmethod
+    def _values(shared: dict, agg: dict, record, template_capture: dict) -> dict:
+        """A finding's values: its aggregates, then the names its rule's condition reads, in the filter's order."""
         values: dict[str, Any] = {f"agg.{k}": v for k, v in agg.items()} if agg else {}
         names, phases = shared["when"]
-        # a Facts reads a fact it lacks as None, like get, and by key without a Python call when it holds it
         read = None if record is None else record.__getitem__ if isinstance(record, Facts) else record.get
         for name, kind, payload in names:  # in the order the filter names them, as the report lists them
             if kind == "flow":
@@ -516,15 +568,7 @@ class RuleEngine:
         if record is not None and phases:
             from diagnose.rules.latency import phases_of
             values["phases"] = phases_of(record)
-        finding = Finding(rule_id=rule.id, playbook=rule.playbook, title=rule.title, severity=rule.severity,
-                          scope=rule.scope, message="", references=shared["references"], flows=flows,
-                          start=start, end=end, evidence=sorted(frames), evidence_total=total, values=values,
-                          key=key)
-        # messages are rendered once grouping has decided which findings survive (see finalize): thousands of
-        # flows merged into one group need one rendering, not thousands; what the templates read is put together
-        # then (template_context), from these parts
-        finding._parts = (rule, record, agg, key, template_capture, shared)  # type: ignore[attr-defined]
-        return finding
+        return values
 
 
 def _template_names(rule: Rule) -> tuple[list[tuple[str, str, Any]], bool]:
@@ -634,16 +678,23 @@ class _FlowRefs:
             got = self._facts[conv] = _as_facts(self.records[conv])
         return got
 
-    def ref(self, conv: int) -> FlowRef:
+    def ref(self, conv: int, record=None) -> FlowRef:
+        """A flow's reference; `record`: its facts(conv), when the caller has them."""
         got = self._refs.get(conv)
         if got is None:
-            r = self.facts(conv)  # made once per flow (the findings of a flow read both)
-            get = dict.get  # a record holds these keys when made (IDENTITY_KEYS): no LazyFacts.get call each
-            got = self._refs[conv] = FlowRef(conv, get(r, "stream"), get(r, "proto") or "?",
-                                             get(r, "client") or "?", get(r, "server") or "?",
-                                             get(r, "first_frame"), get(r, "last_frame"), get(r, "orig_h"),
-                                             get(r, "resp_h"))
+            r = self.facts(conv) if record is None else record  # made once per flow (its findings read both)
+            if type(r) is LazyFacts:  # holds these keys when made (IDENTITY_KEYS): read at once, as dict.get would
+                stream, proto, client, server, first, last, orig_h, resp_h = _REF_FACTS(r)
+            else:
+                get = dict.get
+                stream, proto, client, server, first, last, orig_h, resp_h = (get(r, k) for k in _REF_KEYS)
+            got = self._refs[conv] = FlowRef(conv, stream, proto or "?", client or "?", server or "?", first, last,
+                                             orig_h, resp_h)
         return got
+
+
+_REF_KEYS = ("stream", "proto", "client", "server", "first_frame", "last_frame", "orig_h", "resp_h")
+_REF_FACTS = itemgetter(*_REF_KEYS)
 
 
 def _rows_context(n: int, first_ts: int | None, extra: dict) -> ChunkContext:
@@ -730,14 +781,6 @@ def _epoch(ns) -> float | None:
     if ns is None or (isinstance(ns, float) and (math.isnan(ns) or math.isinf(ns))):
         return None
     return float(ns) / 1e9
-
-
-def _end_time(record: dict) -> float | None:
-    # plain dict reads: a record holds its time and duration when made (IDENTITY_KEYS), no LazyFacts.get call
-    start, duration = dict.get(record, "ts"), dict.get(record, "duration")
-    if start is None:
-        return None
-    return start + (duration or 0.0)
 
 
 __all__ = ["EngineResult", "Facts", "RuleEngine", "finalize", "capture_template_values", "environment", "render"]
