@@ -48,9 +48,8 @@ class Expr:
     start: int
     end: int
     compute: Callable[[ChunkContext], list[Occurrence]]
-    field: Field | None = None  # set for a field reference (plain or with layers)
+    field: Field | None = None  # set for a plain field reference
     fields: frozenset[str] = frozenset()  # every field it reads
-    layers: tuple | None = None  # the layers a field reference selects (tcp.flags.syn#2), None for all
 
     def occurrences(self, ctx: ChunkContext) -> list[Occurrence]:
         return self.compute(ctx)
@@ -460,7 +459,7 @@ class _Checker:
             if layers is not None:
                 occurrences = [_select_layers(o, layers, occurrences) for o in occurrences]
             return occurrences
-        expr = Expr(found.type, node.start, node.end, compute, found, frozenset({found.name}), layers)
+        expr = Expr(found.type, node.start, node.end, compute, found, frozenset({found.name}))
         if raw:
             return self.raw_bytes(expr, found, node)
         return expr
