@@ -8,7 +8,6 @@ CaptureError with its byte offset.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from collections import deque
@@ -19,7 +18,7 @@ import numpy as np
 
 from diagnose.capture import linktypes, pcap, pcapng
 from diagnose.capture.pcapng import Interface, Secret, Section
-from diagnose.capture.source import ByteSource, FileWindow
+from diagnose.capture.source import ByteSource
 from diagnose.errors import CaptureError
 from diagnose.packet import PACKET_DTYPE
 
@@ -31,8 +30,7 @@ MAX_ROWS = 8192
 
 @dataclass
 class Chunk:
-    """Packets of one chunk. `buf` and `table` are reused: use them before asking for the next chunk. (For an
-    uncompressed file `buf` maps the file instead of holding a copy of it: the same bytes.)"""
+    """Packets of one chunk. `buf` and `table` are reused: use them before asking for the next chunk."""
 
     buf: np.ndarray
     table: np.ndarray
@@ -112,8 +110,7 @@ class Capture:
         tables = [np.zeros(self._max_rows, PACKET_DTYPE) for _ in range(1 + held)]
         opt_off = np.zeros(self._max_rows, np.int64)
         opt_len = np.zeros(self._max_rows, np.int64)
-        prefetcher = _MappedPrefetcher if self._source.mappable() else _Prefetcher
-        with prefetcher(self._source, self._chunk_bytes, held) as reader:
+        with _Prefetcher(self._source, self._chunk_bytes, held) as reader:
             yield from self._walk(reader, tables, opt_off, opt_len)
 
     def _walk(self, reader: _Prefetcher, tables, opt_off, opt_len) -> Iterator[Chunk]:
@@ -349,118 +346,6 @@ class _Prefetcher:
         if not eof:
             self._start(out)
         return out, start, start + left + n, eof
-
-
-class _MappedPrefetcher:
-    """Read-ahead without copies, for an uncompressed regular file: each block is a window of a copy-on-write
-    mapping of the file (source.FileWindow), handed out as the chunk buffer. The worker thread maps the next window
-    and faults its block in while the current one is decoded (page faults cost about what copying did; there they
-    do not land on the decoding thread), and gives back the pages of windows that no chunk may use any more: mapped
-    pages count in RSS, and the process has a memory budget.
-
-    The blocks are _Prefetcher's (a block ends every `block` bytes of the file), so the walker cuts the same chunks
-    at the same records. A window starts HEADROOM before its block, so the partial record left at the end of one
-    block is in the next window too; a longer one gets a window of its own, from its first byte."""
-
-    HEADROOM = _Prefetcher.HEADROOM
-    SLACK = 64 << 10  # file bytes mapped (not faulted in) past a window's block
-
-    def __init__(self, source: ByteSource, block: int, held: int = 0):
-        self._source = source
-        self._block = block
-        self._held = held
-        self._handed: deque = deque(maxlen=held or 1)  # buffers of the chunks the caller may hold
-        self._windows: list[FileWindow] = []  # windows the walker or the caller may still read
-        self._walking: FileWindow | None = None
-        self._read_to = 0  # file offset where the blocks mapped so far end
-        self._pool = None
-        self._pending = None
-
-    def __enter__(self) -> _MappedPrefetcher:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            if self._pending is not None and not self._pending.exception():  # read ahead, never walked
-                ahead = self._pending.result()[0]
-                if ahead is not None:
-                    ahead.drop()
-        # the windows of the chunks the caller may still hold go with their arrays, when the caller drops them
-        for window in self._stale():
-            window.drop()
-
-    def handed_out(self, buf: np.ndarray) -> None:
-        """A chunk referring to buf went to the caller."""
-        if self._held and not (self._handed and self._handed[-1] is buf):
-            self._handed.append(buf)
-
-    def _stale(self) -> list[FileWindow]:
-        """Windows nobody may read any more (forgotten here; their pages still to be dropped)."""
-        busy = [self._walking.array, *self._handed] if self._walking is not None else list(self._handed)
-        stale = [w for w in self._windows if not any(w.array is b for b in busy)]
-        self._windows = [w for w in self._windows if not any(w is s for s in stale)]
-        return stale
-
-    def _map_block(self, start: int, stale: list[FileWindow]) -> tuple[FileWindow | None, int]:
-        """(window holding the block that starts at `start` or None if the file has no more bytes, block end).
-        Runs on the worker thread."""
-        for window in stale:
-            window.drop()
-        hi = max(start, min(start + self._block, self._source.file_size()))
-        if hi == start:
-            return None, hi
-        lo = _page_floor(max(0, start - self.HEADROOM))
-        window = self._source.window(lo, hi, self.SLACK)
-        window.populate(start - lo, hi - lo)
-        return window, hi
-
-    def _start(self, stale: list[FileWindow]) -> None:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diagnose-read")
-        self._pending = self._pool.submit(self._map_block, self._read_to, stale)
-
-    def first(self) -> tuple[np.ndarray, int, int, bool]:
-        """(buffer, start, end of valid bytes, end of input reached) of the first block."""
-        window, hi = self._map_block(0, [])
-        if window is None:  # emptied since it was opened
-            return np.zeros(0, np.uint8), 0, 0, True
-        self._windows.append(window)
-        self._walking = window
-        self._read_to = hi
-        eof = hi < self._block
-        if not eof:
-            self._start([])
-        return window.array, 0, hi, eof
-
-    def refill(self, buf: np.ndarray, pos: int, filled: int) -> tuple[np.ndarray, int, int, bool]:
-        """The unread bytes buf[pos:filled] followed by the next block: (buffer, start, end, end of input)."""
-        at = self._walking.lo + pos  # file offset of the first unread byte
-        window, hi = self._pending.result()
-        self._pending = None
-        eof = hi - self._read_to < self._block
-        self._read_to = hi
-        if window is None:  # no more bytes: the walker sees the same ones and stops
-            return buf, pos, filled, True
-        self._windows.append(window)
-        if at < window.lo:  # a record longer than the headroom
-            window = self._source.window(_page_floor(at), hi, self.SLACK)
-            self._windows.append(window)
-        self._walking = window
-        stale = self._stale()
-        if eof:
-            for old in stale:
-                old.drop()
-        else:
-            self._start(stale)
-        return window.array, at - window.lo, hi - window.lo, eof
-
-
-def _page_floor(offset: int) -> int:
-    """The mapping offset at or before `offset` (mappings start at multiples of the allocation granularity)."""
-    return offset - offset % mmap.ALLOCATIONGRANULARITY
 
 
 def _show(head: bytes) -> str:

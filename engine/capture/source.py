@@ -2,33 +2,20 @@
 
 Opening classifies the input by its first bytes (never by file name) and fails with one clear CaptureError for the
 cases users hit: missing file, a directory, an empty file, no permission.
-
-An uncompressed regular file can also be seen through windows (`FileWindow`): arrays that map the file's bytes
-instead of copying them. Everything else (gzip, standard input, pipes, files that cannot be mapped) is read with
-`readinto`.
 """
 
 from __future__ import annotations
 
-import errno
 import gzip
 import io
-import mmap
 import os
-import stat
 import sys
 import zlib
 from typing import BinaryIO
 
-import numpy as np
-
 from diagnose.errors import CaptureError
 
 GZIP_MAGIC = b"\x1f\x8b"
-
-# madvise advice Python 3.11 does not name: Linux >= 5.14 maps a range's pages in one call, as read faults would
-# (the page cache's pages, not private copies); older kernels answer EINVAL.
-MADV_POPULATE_READ = 22
 
 
 class ByteSource:
@@ -54,7 +41,6 @@ class ByteSource:
         self._pending = head
         self.head = head
         self.consumed = 0  # bytes handed out so far (uncompressed)
-        self._windowed_to: int | None = None  # end of the file bytes handed out through windows
 
     @staticmethod
     def _open_raw(path: str) -> BinaryIO:
@@ -73,8 +59,6 @@ class ByteSource:
 
     def disk_position(self) -> int:
         """Bytes read from the underlying file so far (for progress on compressed input)."""
-        if self._windowed_to is not None:
-            return self._windowed_to
         try:
             return self._raw.tell()
         except (OSError, ValueError):
@@ -102,106 +86,12 @@ class ByteSource:
         self.consumed += n
         return n
 
-    # -- windows --------------------------------------------------------------------------------------------------
-    def mappable(self) -> bool:
-        """True for an uncompressed regular file that a memory mapping can show (tried on its first page)."""
-        if self.compressed or self._raw is sys.stdin.buffer:
-            return False
-        try:
-            fd = self._raw.fileno()
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size < len(self.head):  # /proc-like files claim size 0
-                return False
-            mmap.mmap(fd, min(st.st_size, mmap.ALLOCATIONGRANULARITY), access=mmap.ACCESS_COPY).close()
-        except (OSError, ValueError, OverflowError, io.UnsupportedOperation):
-            return False
-        return True
-
-    def file_size(self) -> int:
-        """The file's size now (a capture still being written grows while it is read)."""
-        return os.fstat(self._raw.fileno()).st_size
-
-    def window(self, lo: int, hi: int, slack: int = 0) -> FileWindow:
-        """File bytes from lo (a multiple of mmap.ALLOCATIONGRANULARITY) to hi, followed by up to `slack` more bytes
-        of the file (mapped, never read ahead: a kernel reading a little past the last record of a block finds
-        file bytes there, as it finds stale bytes past the fill of a read buffer). Counts as read up to hi."""
-        end = max(hi, min(hi + slack, self.file_size()))
-        self._windowed_to = max(self._windowed_to or 0, hi)
-        try:
-            mapping = _map(self._raw.fileno(), lo, end)
-            return FileWindow(lo, np.frombuffer(mapping, np.uint8), mapping)
-        except (OSError, ValueError, OverflowError):  # no mapping (address space, a file system without mmap):
-            pass  # the same bytes, read
-        array = np.empty(end - lo, np.uint8)
-        self._raw.seek(lo)
-        got = 0
-        while got < len(array):
-            n = self._raw.readinto(memoryview(array)[got:])
-            if not n:
-                break
-            got += n
-        if got < hi - lo:
-            raise CaptureError(self.path, f"read error: the file ends at byte {lo + got} while being read")
-        return FileWindow(lo, array)
-
     def close(self) -> None:
         if self._raw is not sys.stdin.buffer:
             self._stream.close()
             self._raw.close()
 
     gzip_error: str | None = None
-
-
-def _map(fd: int, lo: int, end: int) -> mmap.mmap:
-    # Copy-on-write (MAP_PRIVATE): the array is writable like a read buffer, so numba kernels see the very same array
-    # type (a read-only one would compile every kernel again, and a write would fail inside one), and a write could
-    # never reach the file. Reading maps the page cache's pages as they are: nothing is copied.
-    return mmap.mmap(fd, end - lo, access=mmap.ACCESS_COPY, offset=lo)
-
-
-class FileWindow:
-    """Bytes of a file from offset `lo`: `array` maps them (or, when mapping failed, holds a copy).
-
-    A mapping's pages count in the process's RSS once touched, until dropped or unmapped; the mapping itself goes
-    when the last array viewing it does."""
-
-    __slots__ = ("lo", "array", "_map")
-
-    _populate_works = sys.platform.startswith("linux")  # MADV_POPULATE_READ is Linux's (other systems: touch pages)
-
-    def __init__(self, lo: int, array: np.ndarray, mapping: mmap.mmap | None = None):
-        self.lo = lo
-        self.array = array
-        self._map = mapping
-
-    def populate(self, start: int, stop: int) -> None:
-        """Fault array[start:stop] in now, on this thread, so that the faults do not land on the thread that decodes
-        the window (and a file not in the page cache is read here)."""
-        m = self._map
-        start -= start % mmap.PAGESIZE
-        if m is None or stop <= start:
-            return
-        if FileWindow._populate_works:
-            try:
-                m.madvise(MADV_POPULATE_READ, start, stop - start)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # EFAULT/EIO: the file shrank or failed; the reader will see it
-                    return
-                FileWindow._populate_works = False  # Linux before 5.14
-        self.array[start:stop:mmap.PAGESIZE].max()  # one byte per page: one fault each (numpy drops the GIL)
-
-    def drop(self) -> None:
-        """Give the window's pages back (nobody may read the window any more). Reading a dropped page of a file
-        mapping faults it in again from the file, so dropping too early costs time, never correctness (only a
-        byte written into the window, copy-on-write, would be lost: nothing writes into chunk buffers). Without
-        madvise (Windows) the pages go when the mapping does, with the last array viewing it."""
-        m = self._map
-        if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            try:
-                m.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):
-                pass
 
 
 class _Prefixed(io.RawIOBase):
