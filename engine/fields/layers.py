@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from diagnose.fields.context import ChunkContext
-from diagnose.fields.geometry import (IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,  # noqa: F401 (here
-                                      NO_TRANSPORT)                                      # for the field modules)
+from diagnose.fields.geometry import NO_TRANSPORT
+from diagnose.fields.geometry import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP  # noqa: F401 (re-exported)
 from diagnose.packet import ST_ICMP_ERROR, ST_IP_FRAGMENT, ST_REASSEMBLED
 
 LINKTYPE_ETHERNET = 1
