@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.fields.context import ChunkContext
-from diagnose.fields.layers import IPPROTO_ICMP, IPPROTO_ICMPV6, column, main_transport, transport_end
+from diagnose.fields.layers import (IPPROTO_ICMP, IPPROTO_ICMPV6, column, main_transport, transport_end,
+                                    transport_start)
 from diagnose.fields.registry import field, register_table
 from diagnose.fields.values import ByteRanges, FieldType as T, Occurrence
 
@@ -19,12 +20,15 @@ ICMPV6_TYPES = {1: "Destination Unreachable", 2: "Packet Too Big", 3: "Time Exce
 ECHO_TYPES = {4: (0, 8, 13, 14, 15, 16, 17, 18), 6: (128, 129)}
 
 
-def _present(ctx: ChunkContext, version: int) -> np.ndarray:
+def _present(ctx: ChunkContext, version: int) -> np.ndarray | None:
+    """Rows whose main transport header is ICMP (version 4) or ICMPv6 (6); None when no row of the chunk has one
+    (most chunks: then the fields have no occurrence, and neither the ipv nor an icmp_* column is read)."""
     def compute():
         main = main_transport(ctx, IPPROTO_ICMP if version == 4 else IPPROTO_ICMPV6)
-        if not main.any():  # most chunks: no need to read two more columns of the table
-            return main
-        return main & (column(ctx, "ipv") == version) & (_icmp_type(ctx) >= 0)
+        if not main.any():
+            return None
+        present = main & (column(ctx, "ipv") == version) & (_icmp_type(ctx) >= 0)
+        return present if present.any() else None
     return ctx.cached(f"@icmp{version}", compute)
 
 
@@ -35,22 +39,25 @@ def _icmp_type(ctx: ChunkContext) -> np.ndarray:
 
 def _column(version: int, column_name: str, echo_only: bool):
     def extract(ctx: ChunkContext) -> list[Occurrence]:
-        t = ctx.table
         present = _present(ctx, version)
+        if present is None:
+            return []
         if echo_only:
-            start = ctx.frame_start + t["l4_off"].astype(np.int64)
+            start = transport_start(ctx)
             present = present & np.isin(_icmp_type(ctx), ECHO_TYPES[version]) & (start + 8 <= ctx.frame_end)
-        values = _icmp_type(ctx) if column_name == "icmp_type" else t[column_name].astype(np.int64)
+        values = _icmp_type(ctx) if column_name == "icmp_type" else ctx.table[column_name].astype(np.int64)
         return [Occurrence(values, present)]
     return extract
 
 
 def _protocol(version: int):
     def extract(ctx: ChunkContext) -> list[Occurrence]:
-        t = ctx.table
-        start = ctx.frame_start + t["l4_off"].astype(np.int64)
+        present = _present(ctx, version)
+        if present is None:
+            return []
+        start = transport_start(ctx)
         length = np.maximum(transport_end(ctx) - start, 0)
-        return [Occurrence(ByteRanges(ctx.buf, start, length), _present(ctx, version))]
+        return [Occurrence(ByteRanges(ctx.buf, start, length), present)]
     return extract
 
 

@@ -57,7 +57,7 @@ def column(ctx: ChunkContext, name: str) -> np.ndarray:
     return ctx.cached(f"@col_{name}", lambda: np.ascontiguousarray(ctx.table[name]))
 
 
-def _l4_abs(ctx: ChunkContext) -> np.ndarray:
+def transport_start(ctx: ChunkContext) -> np.ndarray:
     """Absolute offset of the main transport header (meaningless where l4_off < 0)."""
     geometry = ctx.geometry()
     if geometry is not None:
@@ -126,7 +126,7 @@ def _ip_instances(ctx: ChunkContext, version: int) -> list[Instance]:
     if icmp_error is not None:
         quoted = icmp_error & (t["q_ipv"] == version)
         if quoted.any():
-            q_off = _l4_abs(ctx) + 8
+            q_off = transport_start(ctx) + 8
             q_layer = main_layer + ((t["ipv"] == version) & main).astype(np.int64)
             out.append(Instance("quoted", q_off, quoted, q_layer, transport_end(ctx)))
     return out
@@ -160,7 +160,7 @@ def transport_end(ctx: ChunkContext) -> np.ndarray:
         return geometry.l4_end
 
     def compute():
-        end = _l4_abs(ctx) + np.maximum(ctx.table["l4_len"], 0)
+        end = transport_start(ctx) + np.maximum(ctx.table["l4_len"], 0)
         if _status_seen(ctx) & ST_REASSEMBLED:
             cap = np.where((_status(ctx) & ST_REASSEMBLED) != 0, ctx.buf.shape[0], ctx.frame_end)
         else:
@@ -205,11 +205,11 @@ def _transport_instances(ctx: ChunkContext, proto: int) -> list[Instance]:
     if outer is not None:
         out.append(outer)
         main_layer = 1 + outer.present.astype(np.int64)
-    out.append(Instance("main", _l4_abs(ctx), main_transport(ctx, proto), main_layer, transport_end(ctx)))
+    out.append(Instance("main", transport_start(ctx), main_transport(ctx, proto), main_layer, transport_end(ctx)))
     icmp_error = _icmp_error(ctx)
     quoted = icmp_error & (t["q_proto"] == proto) if icmp_error is not None else None
     if quoted is not None and quoted.any():
-        q_ip = _l4_abs(ctx) + 8
+        q_ip = transport_start(ctx) + 8
         v4 = t["q_ipv"] == 4
         first, ok = ctx.read_be(q_ip, 1, quoted & v4)
         ihl = np.where(ok, (first & 0x0F) * 4, 0)
@@ -237,7 +237,7 @@ def _outer_transport(ctx: ChunkContext, proto: int) -> Instance | None:
     nxt6, ok6 = ctx.read_be(start + 6, 1, has_outer & (version == 6))
     v6 = ok6 & (nxt6 == proto)
     offset = np.where(v4, start + (first & 0x0F) * 4, start + 40)
-    present = (v4 | v6) & (offset + 4 <= ctx.frame_end) & (offset != _l4_abs(ctx))
+    present = (v4 | v6) & (offset + 4 <= ctx.frame_end) & (offset != transport_start(ctx))
     if not present.any():
         return None
     return Instance("outer", offset, present, 1, ctx.frame_end)
