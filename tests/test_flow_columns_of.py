@@ -14,6 +14,7 @@ from capbuild import frame, write_pcap
 from scapy.all import ICMP, IP, TCP, UDP, Ether, IPv6
 
 from diagnose.conn.record import analyse_flows, column_records
+from diagnose.rules.flow_records import FlowRecords
 
 DATA = Path(__file__).parent / "data"
 # captures whose flows have RSTs, ICMP errors, repeated SYNs, and more than one kind of flow
@@ -78,3 +79,22 @@ def test_the_many_flows_use_every_side_table(tmp_path):
     assert sum(1 for r in records if r.get("icmp_errors")) == 12
     assert sum(1 for r in records if len(r.get("syn_times") or ()) > 1) == 8
     assert sum(1 for r in records if ":" in r["client"].rsplit(":", 1)[0]) == 12
+
+
+@pytest.mark.parametrize("capture", [*CAPTURES, "many"])
+def test_blocks_with_lazy_zeek_texts_read_the_same(capture, tmp_path):
+    """Blocks whose conn_state and history are decided when first read (the rules' sweep) give the same records,
+    and the rules' prepared text columns (Zeek's texts read before and after the others) the records' texts."""
+    analysis = analyse_flows(str(_many_flows(tmp_path) if capture == "many" else DATA / capture))
+    whole = [rec for cols in analysis.iter_columns(block=5) for rec in column_records(cols)]
+    lazy = [rec for cols in analysis.iter_columns(block=5, lazy_texts=True) for rec in column_records(cols)]
+    assert lazy == whole and [list(r) for r in lazy] == [list(r) for r in whole]
+    assert all(cols.matrix is None for cols in analysis.iter_columns(block=5, lazy_texts=True))
+    for keys in (["conn_state", "end", "handshake", "history", "proto", "rst_sender"], ["end", "history"]):
+        records = FlowRecords(analysis)
+        records.prepare(keys)  # in a block, the texts of the keys before history are read before Zeek's are decided
+        for key in keys:
+            values, present = records.prepared(key)
+            want = [rec.get(key) for rec in whole]
+            assert [v if p else None for v, p in zip(values.tolist(), present.tolist())] == want
+    assert any(rec["conn_state"] for rec in whole) and any(rec["history"] for rec in whole)

@@ -451,7 +451,7 @@ def _side_rows(side: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Rows of conversations lo..hi-1 from a side table (sorted by conv), zeroed where it has none."""
     a, b = np.searchsorted(side["conv"], [lo, hi])
     out = np.zeros(hi - lo, side.dtype)
-    out[side["conv"][a:b] - lo] = side[a:b]
+    np.put(out, side["conv"][a:b] - lo, side[a:b])  # np.put: numpy's indexed store of structured rows is slow
     return out
 
 
@@ -748,25 +748,32 @@ def _fill_columns(convs, c, icmps, rsts, ftcp, no_tcp, completeness, have_analys
 
 
 def flow_columns(flows: FlowTable, tables: RecordTables, completeness: np.ndarray | None, lo: int,
-                 hi: int) -> FlowColumns:
+                 hi: int, lazy_texts: bool = False) -> FlowColumns:
     """The records of conversations lo..hi-1 (see FlowAnalysis.columns): the numbers by a kernel (_fill_columns),
-    the texts (states, histories, addresses) once per distinct value of the block."""
+    the texts (states, histories, addresses) once per distinct value of the block. With lazy_texts, Zeek's
+    conn_state and history are decided when first read (and the block has no matrix)."""
     convs = flows.conversations[lo:hi]
     n = len(convs)
     c, _ = _padded(tables.flows, lo, lo + n, RECORD_FLOW_DTYPE)
-    return _columns_of(lo, convs, c, lambda side: _side_rows(side, lo, lo + n), tables, completeness)
+    return _columns_of(lo, convs, c, lambda side: _side_rows(side, lo, lo + n), tables, completeness, lazy_texts)
 
 
 def flow_columns_of(flows: FlowTable, tables: RecordTables, completeness: np.ndarray | None,
                     rows: np.ndarray) -> FlowColumns:
     """The records of the conversations `rows` (sorted, each < flows.count) as one block of columns, row k holding
     conversation rows[k]: what flow_columns gives for them, without computing the blocks around them (the flows a
-    diagnosis flags are a tenth of all, spread over every block). Its lo is -1: its rows are not a range."""
+    diagnosis flags are a tenth of all, spread over every block). Its lo is -1: its rows are not a range; its
+    conn_state and history are decided when first read, and it has no matrix."""
     rows = np.asarray(rows, np.int64)
-    c = np.zeros(len(rows), RECORD_FLOW_DTYPE)
-    kept = rows < len(tables.flows)
-    c[kept] = tables.flows[rows[kept]]
-    return _columns_of(-1, flows.conversations[rows], c, lambda side: _side_take(side, rows), tables, completeness)
+    # np.take, not rows of a structured array by an index array: numpy's generic path for that is ~30x slower
+    if len(rows) and rows[-1] >= len(tables.flows):
+        c = np.zeros(len(rows), RECORD_FLOW_DTYPE)
+        kept = np.flatnonzero(rows < len(tables.flows))
+        c[kept] = np.take(tables.flows, rows[kept])
+    else:
+        c = np.take(tables.flows, rows)
+    return _columns_of(-1, np.take(flows.conversations, rows), c, lambda side: _side_take(side, rows), tables,
+                       completeness, True)
 
 
 def _side_take(side: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -775,12 +782,12 @@ def _side_take(side: np.ndarray, rows: np.ndarray) -> np.ndarray:
     if len(side) and len(rows):
         at = np.minimum(np.searchsorted(side["conv"], rows), len(side) - 1)
         hit = np.flatnonzero(side["conv"][at] == rows)
-        out[hit] = side[at[hit]]
+        np.put(out, hit, np.take(side, at[hit]))
     return out
 
 
 def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[np.ndarray], np.ndarray],
-                tables: RecordTables, completeness: np.ndarray | None) -> FlowColumns:
+                tables: RecordTables, completeness: np.ndarray | None, lazy_texts: bool) -> FlowColumns:
     """The columns of conversations `convs` (their RECORD_FLOW rows c; side_rows(table): their rows of a side
     table)."""
     n = len(convs)
@@ -814,19 +821,31 @@ def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[
 
     # ---- Zeek's conn_state and history: decided once per distinct combination -----------------------------------
     strings = _Strings()
-    hist_text, hist_of = _distinct_histories(c["hist"])
-    mat[:, R_HISTORY] = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of]
-    kind = c["kind"].astype(np.int64)
-    empty = (mat[:, R_ORIG_BYTES] == 0) & (mat[:, R_RESP_BYTES] == 0)  # conn_state reads sizes only to tell them zero
-    combo = (hist_of << 16) | (kind << 8) | (zstate[0] << 5) | (zstate[1] << 2) | empty
-    combos, combo_of = np.unique(combo, return_inverse=True)
-    mat[:, R_CONN_STATE] = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1, hist_text[h]))
-                                  if kd else -1 for kd, os_, rs, e, h in
-                                  zip(((combos >> 8) & 255).tolist(), ((combos >> 5) & 7).tolist(),
-                                      ((combos >> 2) & 7).tolist(), (combos & 1).tolist(), (combos >> 16).tolist())],
-                                 np.int32)[combo_of.ravel()]
+    texts_pending = [True]
+
+    def decide_texts() -> None:  # their texts join the block's strings (a list the block's readers share)
+        if not texts_pending:
+            return
+        texts_pending.clear()
+        hist_text, hist_of = _distinct_histories(c["hist"])
+        mat[:, R_HISTORY] = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of]
+        kind = c["kind"].astype(np.int64)
+        empty = (mat[:, R_ORIG_BYTES] == 0) & (mat[:, R_RESP_BYTES] == 0)  # conn_state tells sizes zero or not
+        combo = (hist_of << 16) | (kind << 8) | (zstate[0] << 5) | (zstate[1] << 2) | empty
+        combos, combo_of = np.unique(combo, return_inverse=True)
+        mat[:, R_CONN_STATE] = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1,
+                                                                hist_text[h]))
+                                         if kd else -1 for kd, os_, rs, e, h in
+                                         zip(((combos >> 8) & 255).tolist(), ((combos >> 5) & 7).tolist(),
+                                             ((combos >> 2) & 7).tolist(), (combos & 1).tolist(),
+                                             (combos >> 16).tolist())], np.int32)[combo_of.ravel()]
+
+    if not lazy_texts:
+        decide_texts()
 
     def value(name: str) -> np.ndarray:
+        if texts_pending and name in _ZEEK_TEXTS:
+            decide_texts()
         row = _ROW[name]
         kind_ = KINDS[name]
         if kind_ == UINT:
@@ -844,7 +863,11 @@ def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[
     values = _Columns(_ROW, value)
     null = _Columns(_NULL_ROW, lambda name: nul[:, _ROW[name]].view(bool))
     return FlowColumns(lo, values, null, has_t.view(bool), strings.items, addresses,
-                       {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len}, mat, nul)
+                       {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len},
+                       None if lazy_texts else mat, None if lazy_texts else nul)
+
+
+_ZEEK_TEXTS = frozenset(("history", "conn_state"))  # decided from the block's numbers when first read (lazy_texts)
 
 
 _ROW = {name: row for row, (name, _, _) in enumerate(FIELDS)}
@@ -939,18 +962,19 @@ class FlowAnalysis:
     def __len__(self) -> int:
         return self.flows.count
 
-    def columns(self, lo: int = 0, hi: int | None = None) -> FlowColumns:
-        """The records of flows lo..hi-1 as columns (one array per key; see FlowColumns and FIELDS)."""
+    def columns(self, lo: int = 0, hi: int | None = None, lazy_texts: bool = False) -> FlowColumns:
+        """The records of flows lo..hi-1 as columns (one array per key; see FlowColumns and FIELDS; lazy_texts: see
+        flow_columns)."""
         return flow_columns(self.flows, self.tables, self.completeness, lo,
-                            self.flows.count if hi is None else hi)
+                            self.flows.count if hi is None else hi, lazy_texts)
 
     def columns_of(self, rows: np.ndarray) -> FlowColumns:
         """The records of the flows `rows` (sorted) as one block of columns (flow_columns_of)."""
         return flow_columns_of(self.flows, self.tables, self.completeness, rows)
 
-    def iter_columns(self, block: int = BLOCK) -> Iterator[FlowColumns]:
+    def iter_columns(self, block: int = BLOCK, lazy_texts: bool = False) -> Iterator[FlowColumns]:
         for lo in range(0, self.flows.count, block):
-            yield self.columns(lo, lo + block)
+            yield self.columns(lo, lo + block, lazy_texts)
 
     def iter_records(self) -> Iterator[dict]:
         """One record per flow, in flow-table order, built a block at a time (stream them out for big captures)."""

@@ -397,7 +397,7 @@ class FlowRecords(Sequence):
         present = np.empty((len(todo), self.n), bool)  # row k: where the records hold todo[k]
         wide: dict[str, np.dtype] = {}
         lo = 0
-        for cols in self.analysis.iter_columns(BLOCK):
+        for cols in self.analysis.iter_columns(BLOCK, lazy_texts=True):  # Zeek's texts only if a rule reads them
             texts = _address_texts(cols, [k for k in todo if KINDS[k] == ENDPOINT])
             string_ids = None
             hi = lo + len(cols)
@@ -415,9 +415,10 @@ class FlowRecords(Sequence):
                 if kind == ADDR:
                     values = self._address_column_part(cols, key)
                 elif kind == STR:
-                    if string_ids is None:  # the block's table of texts in the records' table
+                    ids = cols.values[key]  # first: reading Zeek's texts adds them to the block's strings
+                    if string_ids is None or len(string_ids) < len(cols.strings):  # the block's texts in the records'
                         string_ids = np.fromiter(map(self._string_id, cols.strings), np.int64, len(cols.strings))
-                    values = string_ids[cols.values[key]]
+                    values = string_ids[ids]
                 else:
                     values = _raw(cols, key, texts)
                 wide[key] = values.dtype
