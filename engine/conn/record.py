@@ -891,6 +891,10 @@ class _Columns(Mapping):
             got = self._made[name] = self._make(name)
         return got
 
+    def get(self, name: str, default=None):
+        # Mapping.get finds an absent key by catching __getitem__'s KeyError: ~1 us for each key without a None mask
+        return self[name] if name in self._keys else default
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
 

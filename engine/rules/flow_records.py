@@ -655,7 +655,8 @@ def _objects(values: list) -> np.ndarray:
 _ADDRESS_KEYS = [name for name, kind, _ in FIELDS if kind in (ADDR, ENDPOINT)]
 
 
-_NARROW = (np.uint8, np.uint16, np.int16, np.uint32, np.int32)
+_NARROW = tuple((np.dtype(t), int(np.iinfo(t).min), int(np.iinfo(t).max))
+                for t in (np.uint8, np.uint16, np.int16, np.uint32, np.int32))  # (dtype, lowest, highest)
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
@@ -665,10 +666,9 @@ def _narrow(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind not in "iu" or values.dtype.itemsize <= 1 or not len(values):
         return values
     lo, hi = int(values.min()), int(values.max())
-    for dtype in _NARROW:
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return values.astype(dtype) if np.dtype(dtype).itemsize < values.dtype.itemsize else values
+    for dtype, lowest, highest in _NARROW:
+        if lowest <= lo and hi <= highest:
+            return values.astype(dtype) if dtype.itemsize < values.dtype.itemsize else values
     return values
 
 
