@@ -378,6 +378,7 @@ class RuleEngine:
         if release is not None:
             release()
         _load(records, sorted({c for _, fired in verdicts.values() for c in fired}), self._record_keys)
+        flow_refs.take_loaded()
         for rule in self.rules:
             if rule.id in self.errors:
                 continue
@@ -429,7 +430,9 @@ class RuleEngine:
             record = facts(conv)
             if listed_key is not None:
                 listed = sorted({int(f) for f in (record.get(listed_key) or ())})
-                frames, total = sorted(set(frames) | set(listed[:limit])), total + len(listed)
+                # without filter frames the listed ones are the union already (sorted, distinct)
+                frames = sorted(set(frames) | set(listed[:limit])) if frames else listed[:limit]
+                total += len(listed)
             agg = {name: _agg_value(values[conv], result_type) for name, values, result_type in aggs} if aggs else {}
             start, duration = held(record, "ts"), held(record, "duration")
             out.append(make(rule, shared, [ref(conv, record)], frames, total, agg, record, None, template_capture,
@@ -669,6 +672,12 @@ class _FlowRefs:
         self.records = records
         self._refs: dict[int, FlowRef] = {}
         self._facts: dict[int, Facts] = {}
+
+    def take_loaded(self) -> None:
+        """The records made so far (FlowRecords.loaded: Facts already) are the flows' facts: no lookup each."""
+        loaded = getattr(self.records, "loaded", None)
+        if loaded is not None:
+            self._facts.update(loaded())
 
     def facts(self, conv: int) -> Facts:
         """A flow's record as templates read it, made once for all the findings that name the flow (a busy

@@ -237,6 +237,10 @@ class FlowRecords(Sequence):
             got = self._made[conv]
         return got
 
+    def loaded(self) -> dict[int, Facts]:
+        """The records made so far (load, records[conv]) by flow: read only."""
+        return self._made
+
     def __iter__(self) -> Iterator[dict]:
         """Every record, a block at a time (nothing kept)."""
         for cols in self.analysis.iter_columns(BLOCK):
