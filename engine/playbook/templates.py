@@ -441,6 +441,30 @@ def _plain_loads(root: nodes.Node, env) -> set[str] | None:
     return names
 
 
+_UNREPEATABLE_FILTERS = frozenset(("random",))  # filters whose text is not a function of their input
+
+
+def read_attributes(tree: nodes.Template) -> tuple[tuple[str, str], ...] | None:
+    """The (name, attribute) pairs a plain template reads from its context, when it reads the context only as
+    `name.attribute` (no whole value, no item, no call, no unrepeatable filter): its text is then a function of
+    those values alone, and equal values (of equal types) render equal text. None when that does not hold."""
+    from jinja2 import nodes
+
+    names = plain_names(tree)
+    if names is None or any(True for _ in tree.find_all(nodes.Call)) or \
+            any(f.name in _UNREPEATABLE_FILTERS for f in tree.find_all(nodes.Filter)):
+        return None
+    under_attribute = {id(node.node) for node in tree.find_all(nodes.Getattr) if type(node.node) is nodes.Name}
+    read: dict[tuple[str, str], None] = {}
+    for node in tree.find_all(nodes.Getattr):
+        if type(node.node) is nodes.Name and node.node.name in names:
+            read[(node.node.name, node.attr)] = None
+    for node in tree.find_all(nodes.Name):
+        if node.name in names and id(node) not in under_attribute:
+            return None  # the whole value is read (passed on, iterated, indexed)
+    return tuple(read)
+
+
 def attribute_paths(tree: nodes.Template, root: str) -> list[tuple[str, int]]:
     """`root.a.b` paths read by a template (dotted, with the template line), for checking names of facts."""
     from jinja2 import nodes

@@ -625,11 +625,13 @@ _CONSTANT_NAMES = {"param", "rule"}  # what a template reads that is the same fo
 
 def _rule_text(rule: Rule, what: str, context: dict, shared: dict) -> str:
     """Explanation/advice of a finding, rendered once per rule (kept in the rule's shared context) when the template
-    reads only the rule and its parameters (hundreds of findings of one rule need not render it again)."""
+    reads only the rule and its parameters (hundreds of findings of one rule need not render it again), else once
+    per distinct set of the values it reads when it reads them as `name.attribute` only (a refused connection's
+    advice names its server: a few dozen servers, hundreds of findings)."""
     key = f"text:{what}"
     got = shared.get(key)
     if got is not None:
-        return got if isinstance(got, str) else RuleEngine._render_text(rule, what, context)
+        return got if isinstance(got, str) else _text_of_values(rule, what, context, got)
     text = RuleEngine._render_text(rule, what, context)
     template = getattr(rule, what)
     source = getattr(rule, f"{what}_text") if template is not None else ""
@@ -638,9 +640,60 @@ def _rule_text(rule: Rule, what: str, context: dict, shared: dict) -> str:
     else:
         from jinja2 import meta
 
-        constant = meta.find_undeclared_variables(template.environment.parse(source)) <= _CONSTANT_NAMES
-        shared[key] = text if constant else False  # False: rendered per finding
+        from diagnose.playbook.templates import read_attributes
+
+        tree = template.environment.parse(source)
+        if meta.find_undeclared_variables(tree) <= _CONSTANT_NAMES:
+            shared[key] = text
+        else:  # rendered per finding: per distinct values read, when they are known (else each time)
+            read = read_attributes(tree)
+            texts: dict = {}
+            shared[key] = (read, texts)
+            if read is not None:
+                values = _values_read(read, context)
+                if values is not None:
+                    texts[values] = text
     return text
+
+
+def _text_of_values(rule: Rule, what: str, context: dict, memo: tuple) -> str:
+    """A finding's explanation/advice whose template reads `read` (name, attribute) pairs: the text of the same
+    values if rendered before, else rendered."""
+    read, texts = memo
+    values = None if read is None else _values_read(read, context)
+    if values is None:
+        return RuleEngine._render_text(rule, what, context)
+    text = texts.get(values)
+    if text is None:
+        text = texts[values] = RuleEngine._render_text(rule, what, context)
+    return text
+
+
+_NOT_READ = object()
+_KEY_TYPES = (str, int, bool, type(None))  # values whose equality (with their type) means equal text
+
+
+def _values_read(read: tuple[tuple[str, str], ...], context: dict) -> tuple | None:
+    """The values a template reading `read` gets, as the sandbox reads them (an attribute, else the item): with
+    their types, floats by repr (0.0 == -0.0); None when one is not such a plain value (or not found: the
+    template fails, rendered to say so)."""
+    out = []
+    for name, attribute in read:
+        obj = context.get(name)
+        if getattr(obj, attribute, _NOT_READ) is not _NOT_READ:
+            return None  # an attribute of the object (a method...): not a fact
+        try:
+            value = obj[attribute]
+        except (TypeError, LookupError):
+            return None
+        kind = type(value)
+        if kind is float:
+            out.append((kind, repr(value)))
+        elif kind in _KEY_TYPES:
+            out.append((kind, value))
+        else:
+            return None
+    return tuple(out)
 
 
 def render(template, context: dict, rule_id: str, what: str) -> str:
