@@ -304,9 +304,9 @@ class RuleEngine:
                 which.append(at)
             if not chosen:
                 continue
-            # (collection, row) pairs, rows in arrival order within each collection (np.nonzero of a 2-d mask
-            # costs ~10x a flat one)
-            picked, rows = np.divmod(np.flatnonzero(np.stack(chosen)), ctx.n)
+            # (collection, row) pairs, rows in arrival order within each collection: the masks end to end, one
+            # after the other (np.nonzero of a 2-d mask costs ~10x a flat one; np.stack of ~22 masks ~20 us of Python)
+            picked, rows = np.divmod(np.flatnonzero(np.concatenate(chosen)), ctx.n)
             if not len(rows):
                 continue
             if len(which) < len(specs):
