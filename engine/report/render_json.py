@@ -21,6 +21,7 @@ _INDENT = "  "
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 _all_scalars = _SCALARS.issuperset  # _all_scalars(map(type, items)): every item is exactly one of _SCALARS
 _all_ints = frozenset((int,)).issuperset
+_all_str = frozenset((str,)).issuperset
 _ENCODED_KEPT = 8192  # distinct texts of findings noted (a busy report repeats a few dozen, encoded when repeated)
 _UNSEEN = object()
 
@@ -230,7 +231,10 @@ class _Encoder:
             heads["evidence.filter"] = "," + inner2 + '"filter": '
             heads["evidence.command"] = "," + inner2 + '"command": '
             heads["evidence.end"] = inner + "}"
-            heads["texts"] = tuple(heads[key] for key in keys[:8])  # rule .. about: text, one after the other
+            heads["texts"] = tuple(heads[key] for key in keys[:6])  # rule .. scope: text, one after the other
+            heads["evidence.none"] = "".join((heads["evidence.filter"], "null", heads["evidence.command"], "null",
+                                              heads["evidence.end"], heads["values"]))
+            heads["known"] = {}  # (rule .. scope) and (explanation, advice) texts -> their encoded parts
             heads["close"] = self._break(level) + "}"
             heads["list"] = "[" + inner2
             heads["list.sep"] = "," + inner2
@@ -324,14 +328,20 @@ class _Encoder:
         if heads is None:
             heads = self._finding_heads(level)
         inner_level = level + 1
-        strings = self._strings
-        head = heads["texts"]
+        # rule .. scope: the same few combinations for all the findings of a rule, encoded once each
+        texts = (f.rule_id, f.playbook, f.title, f.severity, f.status, f.scope)
+        got = heads["known"].get(texts)
+        if got is None:
+            strings = self._strings
+            got = "".join([part for head, text in zip(heads["texts"], texts)
+                           for part in (head, strings(text, inner_level))])
+            if _all_str(map(type, texts)):
+                heads["known"][texts] = got
         message, about = f.message, f.about()
-        append("".join((head[0], strings(f.rule_id, inner_level), head[1], strings(f.playbook, inner_level), head[2],
-                        strings(f.title, inner_level), head[3], strings(f.severity, inner_level), head[4],
-                        strings(f.status, inner_level), head[5], strings(f.scope, inner_level), head[6],
+        append("".join((got, heads["message"],
                         encode_basestring(message) if type(message) is str else self._text(message, inner_level),
-                        head[7], encode_basestring(about) if type(about) is str else self._text(about, inner_level),
+                        heads["about"],
+                        encode_basestring(about) if type(about) is str else self._text(about, inner_level),
                         heads["flows"])))
         if f.flows:
             ref = self._ref
@@ -350,21 +360,16 @@ class _Encoder:
         total = f.evidence_total
         append(heads["evidence.total"])
         append(int.__repr__(total) if type(total) is int else self._text(total, level + 2))
-        append(heads["evidence.filter"])
         if evidence:
             evidence_filter = f"frame.number in {frame_set(evidence)}"
-            append(encode_basestring(evidence_filter))
-            append(heads["evidence.command"])
-            if self.command_head is None:
-                append("null")
-            else:
-                append(encode_basestring(self.command_head + shlex.quote(evidence_filter)))
+            # shlex.quote of a filter (it has a space: always quoted)
+            command = None if self.command_head is None else \
+                self.command_head + "'" + evidence_filter.replace("'", "'\"'\"'") + "'"
+            append("".join((heads["evidence.filter"], encode_basestring(evidence_filter), heads["evidence.command"],
+                            "null" if command is None else encode_basestring(command), heads["evidence.end"],
+                            heads["values"])))
         else:
-            append("null")
-            append(heads["evidence.command"])
-            append("null")
-        append(heads["evidence.end"])
-        append(heads["values"])
+            append(heads["evidence.none"])
         self.value(f.values, inner_level)
         append(heads["key"])
         if f.key is None:
@@ -376,8 +381,15 @@ class _Encoder:
             append("null")
         else:
             self.value(f.group, inner_level)
-        append("".join((heads["explanation"], strings(f.explanation, inner_level), heads["advice"],
-                        strings(f.advice, inner_level), heads["references"])))
+        explanation, advice = f.explanation, f.advice
+        got = heads["known"].get((explanation, advice))
+        if got is None:
+            strings = self._strings
+            got = "".join((heads["explanation"], strings(explanation, inner_level), heads["advice"],
+                           strings(advice, inner_level), heads["references"]))
+            if type(explanation) is str and type(advice) is str and len(heads["known"]) < _ENCODED_KEPT:
+                heads["known"][(explanation, advice)] = got
+        append(got)
         append(self._references(f.references, inner_level))
         append(heads["symptoms"])
         if f.symptoms:
