@@ -763,7 +763,9 @@ def flow_columns_of(flows: FlowTable, tables: RecordTables, completeness: np.nda
     """The records of the conversations `rows` (sorted, each < flows.count) as one block of columns, row k holding
     conversation rows[k]: what flow_columns gives for them, without computing the blocks around them (the flows a
     diagnosis flags are a tenth of all, spread over every block). Its lo is -1: its rows are not a range; its
-    conn_state and history are decided when first read, and it has no matrix."""
+    conn_state and history are decided when first read, and it has no matrix: its records live as long as the
+    findings about them (to the end of the run), so each field is kept in the narrowest type that holds it (~0.25
+    of the matrix's 0.9 KB per flow)."""
     rows = np.asarray(rows, np.int64)
     # np.take, not rows of a structured array by an index array: numpy's generic path for that is ~30x slower
     if len(rows) and rows[-1] >= len(tables.flows):
@@ -773,7 +775,7 @@ def flow_columns_of(flows: FlowTable, tables: RecordTables, completeness: np.nda
     else:
         c = np.take(tables.flows, rows)
     return _columns_of(-1, np.take(flows.conversations, rows), c, lambda side: _side_take(side, rows), tables,
-                       completeness, True)
+                       completeness, True, compact=True)
 
 
 def _side_take(side: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -787,9 +789,10 @@ def _side_take(side: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[np.ndarray], np.ndarray],
-                tables: RecordTables, completeness: np.ndarray | None, lazy_texts: bool) -> FlowColumns:
+                tables: RecordTables, completeness: np.ndarray | None, lazy_texts: bool,
+                compact: bool = False) -> FlowColumns:
     """The columns of conversations `convs` (their RECORD_FLOW rows c; side_rows(table): their rows of a side
-    table)."""
+    table); compact: kept per field, narrowed, instead of in the kernel's matrix (see flow_columns_of)."""
     n = len(convs)
     f = side_rows(tables.icmp)
     zeek = c["kind"] != 0
@@ -819,6 +822,27 @@ def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[
                   _NO_COMPLETENESS if completeness is None else completeness, tables.have_analysis, cdir, inverse,
                   _PROTO_INDEX, _PHASE_INDEX, mat, mat.view(np.float64), nul, has_t, zstate, ports, syn_len)
 
+    # a field's numbers as stored (UINT as uint64, FLOAT as float64), from the matrix or its compact copy
+    if compact and n:
+        fields, masks = _compact_fields(mat, nul)
+        mat = nul = None  # noqa: F841 - the matrices go: the fields hold their numbers
+
+        def field(row: int) -> np.ndarray:
+            return fields[row]
+
+        def null_of(name: str) -> np.ndarray:
+            return masks[_ROW[name]]
+    else:
+        fields = None
+
+        def field(row: int) -> np.ndarray:
+            kind_ = FIELDS[row][1]
+            return mat[:, row].view(np.uint64) if kind_ == UINT else mat[:, row].view(np.float64) if kind_ == FLOAT \
+                else mat[:, row]
+
+        def null_of(name: str) -> np.ndarray:
+            return nul[:, _ROW[name]].view(bool)
+
     # ---- Zeek's conn_state and history: decided once per distinct combination -----------------------------------
     strings = _Strings()
     texts_pending = [True]
@@ -828,17 +852,20 @@ def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[
             return
         texts_pending.clear()
         hist_text, hist_of = _distinct_histories(c["hist"])
-        mat[:, R_HISTORY] = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of]
+        history = np.array([strings.add(h) for h in hist_text], np.int32)[hist_of]
         kind = c["kind"].astype(np.int64)
-        empty = (mat[:, R_ORIG_BYTES] == 0) & (mat[:, R_RESP_BYTES] == 0)  # conn_state tells sizes zero or not
+        empty = (field(R_ORIG_BYTES) == 0) & (field(R_RESP_BYTES) == 0)  # conn_state tells sizes zero or not
         combo = (hist_of << 16) | (kind << 8) | (zstate[0] << 5) | (zstate[1] << 2) | empty
         combos, combo_of = np.unique(combo, return_inverse=True)
-        mat[:, R_CONN_STATE] = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1,
-                                                                hist_text[h]))
-                                         if kd else -1 for kd, os_, rs, e, h in
-                                         zip(((combos >> 8) & 255).tolist(), ((combos >> 5) & 7).tolist(),
-                                             ((combos >> 2) & 7).tolist(), (combos & 1).tolist(),
-                                             (combos >> 16).tolist())], np.int32)[combo_of.ravel()]
+        state = np.array([strings.add(conn_state(kd, os_, rs, 0 if e else 1, 0 if e else 1, hist_text[h]))
+                          if kd else -1 for kd, os_, rs, e, h in
+                          zip(((combos >> 8) & 255).tolist(), ((combos >> 5) & 7).tolist(),
+                              ((combos >> 2) & 7).tolist(), (combos & 1).tolist(), (combos >> 16).tolist())],
+                         np.int32)[combo_of.ravel()]
+        if fields is not None:
+            fields[R_HISTORY], fields[R_CONN_STATE] = history, state
+        else:
+            mat[:, R_HISTORY], mat[:, R_CONN_STATE] = history, state
 
     if not lazy_texts:
         decide_texts()
@@ -848,23 +875,45 @@ def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[
             decide_texts()
         row = _ROW[name]
         kind_ = KINDS[name]
-        if kind_ == UINT:
-            return mat[:, row].view(np.uint64)
-        if kind_ == FLOAT:
-            return mat[:, row].view(np.float64)
         if kind_ == BOOL:
-            return mat[:, row] != 0
+            return field(row) != 0
         if kind_ == MICROS:
             syn_delta = side_rows(tables.syn)["delta"]
             syn_delta[has_t == 0] = 0  # as the flow's records read no TCP facts
             return _syn_micros(syn_delta)
-        return mat[:, row]
+        return field(row)
 
     values = _Columns(_ROW, value)
-    null = _Columns(_NULL_ROW, lambda name: nul[:, _ROW[name]].view(bool))
+    null = _Columns(_NULL_ROW, null_of)
     return FlowColumns(lo, values, null, has_t.view(bool), strings.items, addresses,
                        {"client": ports[0], "server": ports[1]}, {"syn_times": syn_len},
                        None if lazy_texts else mat, None if lazy_texts else nul)
+
+
+_UNSIGNED = tuple((np.dtype(t), int(np.iinfo(t).max)) for t in (np.uint8, np.uint16, np.uint32))
+_SIGNED = tuple((np.dtype(t), int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in (np.int8, np.int16, np.int32))
+
+
+def _compact_fields(mat: np.ndarray, nul: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A block's [flow, field] matrices as one array per field in the narrowest type holding its numbers (UINT
+    unsigned, FLOAT float64; readers get the same Python numbers from them), and a bool None mask per field (one
+    shared all-False mask for the fields without a None)."""
+    lows, highs = mat.min(axis=0).tolist(), mat.max(axis=0).tolist()
+    fields = []
+    for row, (_name, kind, _tcp_only) in enumerate(FIELDS):
+        column, low, high = mat[:, row], lows[row], highs[row]
+        if kind == FLOAT:
+            fields.append(column.view(np.float64).copy())
+        elif kind == UINT:  # as uint64: a number of 2**63 and more reads as a negative int64
+            dtype = next((t for t, top in _UNSIGNED if low >= 0 and high <= top), np.dtype(np.uint64))
+            fields.append(column.view(np.uint64).astype(dtype))
+        else:
+            dtype = next((t for t, bottom, top in _SIGNED if bottom <= low and high <= top), np.dtype(np.int64))
+            fields.append(column.astype(dtype))
+    some = nul.any(axis=0).tolist()
+    none = np.zeros(len(mat), bool)
+    masks = [nul[:, row].astype(bool) if some[row] else none for row in range(len(FIELDS))]
+    return fields, masks
 
 
 _ZEEK_TEXTS = frozenset(("history", "conn_state"))  # decided from the block's numbers when first read (lazy_texts)

@@ -357,6 +357,8 @@ class FlowRecords(Sequence):
                 facts._block, facts._row = block, row
                 if extra:
                     facts.update(extra)
+            for key in eager:  # every record holds these now (TCP-only ones: the TCP records), read nowhere else
+                block.lists.pop(key, None)
             return
         i = 0
         while i < len(wanted):
