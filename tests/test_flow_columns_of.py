@@ -98,3 +98,16 @@ def test_blocks_with_lazy_zeek_texts_read_the_same(capture, tmp_path):
             want = [rec.get(key) for rec in whole]
             assert [v if p else None for v, p in zip(values.tolist(), present.tolist())] == want
     assert any(rec["conn_state"] for rec in whole) and any(rec["history"] for rec in whole)
+
+
+def test_a_failure_making_the_flagged_block_reaches_load(monkeypatch):
+    """load makes the flagged flows' block on another thread: what goes wrong there is raised by load."""
+    analysis = analyse_flows(str(DATA / "lab/mid_stream_rst.pcap"))
+    records = FlowRecords(analysis)
+
+    def broken(rows):
+        raise MemoryError("no room for the block")
+
+    monkeypatch.setattr(analysis, "columns_of", broken)
+    with pytest.raises(MemoryError, match="no room for the block"):
+        records.load([0])

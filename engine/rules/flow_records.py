@@ -19,6 +19,7 @@ way.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from operator import itemgetter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -346,15 +347,35 @@ class FlowRecords(Sequence):
         wanted = [c for c in distinct[(distinct >= 0) & (distinct < self.n)].tolist() if c not in made]
         if not wanted:
             return
-        extras = self.extras_of(wanted)
+        columns_of = getattr(self.analysis, "columns_of", None)
+        if columns_of is not None:
+            # one block of just these flows (computing every block around them cost ~3x more), made on the idle
+            # core while the extra facts are made here (its kernel and numpy's sorts drop the GIL)
+            made_block: list = []
+
+            def make() -> None:
+                try:
+                    made_block.append(columns_of(np.array(wanted, np.int64)))
+                except BaseException as exc:  # noqa: BLE001 - raised below, by the thread that waits for it
+                    made_block.append(exc)
+
+            making = threading.Thread(target=make, name="diagnose-flagged-columns", daemon=True)
+            making.start()
+            try:
+                extras = self.extras_of(wanted)
+            finally:
+                making.join()
+            if isinstance(made_block[0], BaseException):
+                raise made_block[0]
+        else:
+            extras = self.extras_of(wanted)
         keys = _NAMES if keys is None else {*keys, *IDENTITY_KEYS}
         # the facts every record holds first, then the TCP-only ones: zip stops at the common ones for other flows
         common = [k for k in _NAMES if k in keys and k not in _TCP_ONLY]
         eager = common + [k for k in _NAMES if k in keys and k in _TCP_ONLY]
         made = self._made
-        columns_of = getattr(self.analysis, "columns_of", None)
-        if columns_of is not None:  # one block of just these flows: computing every block around them cost ~3x more
-            block = _FlaggedBlock(columns_of(np.array(wanted, np.int64)))
+        if columns_of is not None:
+            block = _FlaggedBlock(made_block[0])
             lists = [block.values(k) for k in eager]
             for row, (conv, values, is_tcp, extra) in enumerate(zip(wanted, zip(*lists) if lists else
                                                                     [()] * len(wanted), block.tcp, extras)):
