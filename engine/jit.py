@@ -110,12 +110,8 @@ def _load_with_runtime_only(cache, sig, target_context):
     return cache._load_overload(sig, target_context)
 
 
-_KERNELS: list = []  # every @kernel dispatcher, for preload()
-
-
 def kernel(fn):
     dispatcher = _njit(fn)
-    _KERNELS.append(dispatcher)
     cache = getattr(dispatcher, "_cache", None)
     if hasattr(cache, "_load_overload"):  # numba internals: without them kernels still load, only slower
         cache.load_overload = types.MethodType(_load_with_runtime_only, cache)
@@ -123,27 +119,3 @@ def kernel(fn):
     if cache_file is not None and hasattr(cache_file, "_source_stamp"):
         cache_file._source_stamp = (cache_file._source_stamp, package_digest())
     return dispatcher
-
-
-def preload(modules: set[str]) -> int:
-    """Load now the cached machine code of every kernel defined in `modules` (by module name), as their first calls
-    would: for a caller with an idle moment (or an idle core) before those calls. Only what the disk cache holds
-    for this build is loaded, nothing is compiled; kernels the module's other kernels call load too (their code is
-    small). Returns the number of overloads loaded."""
-    loaded = 0
-    for dispatcher in list(_KERNELS):
-        if dispatcher.py_func.__module__ not in modules:
-            continue
-        cache = getattr(dispatcher, "_cache", None)
-        try:  # numba internals: if they move, kernels still load on first call
-            index = cache._cache_file._load_index()
-            codegen = dispatcher.targetctx.codegen()
-            for key, data_name in index.items():
-                if cache._index_key(key[0], codegen) != key or tuple(key[0]) in dispatcher.overloads:
-                    continue  # another build's entry, or loaded already
-                if os.path.exists(os.path.join(cache._cache_path, data_name)):  # else compile() would compile
-                    dispatcher.compile(key[0])
-                    loaded += 1
-        except Exception:  # noqa: BLE001 - a preload is only ever an optimisation
-            continue
-    return loaded

@@ -3,7 +3,6 @@ runs cached kernels must not generate code for the runtime module, and a damaged
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -49,39 +48,3 @@ def test_cached_kernels_run_without_compiling_the_runtime():
 
 def test_a_damaged_runtime_cache_is_compiled_again_and_rewritten(tmp_path):
     assert _python(REBUILD, str(tmp_path / "nrt.bin")) == ["True", "True"]
-
-
-PRELOAD = """
-import sys
-import numpy as np
-from diagnose import jit
-from diagnose.filters import display_bytes
-kernel = display_bytes._contains_kernel
-if sys.argv[1] == "fill":  # first process: compile and cache the kernel by calling it
-    out = np.zeros(1, bool)
-    kernel(np.frombuffer(b"abc", np.uint8), np.zeros(1, np.int64), np.full(1, 3, np.int64), np.ones(1, bool),
-           np.frombuffer(b"b", np.uint8), out)
-    print(bool(out[0]))
-else:
-    compiled = []
-    kernel._compiler.compile = lambda *a: compiled.append(a)  # preload must never compile
-    before = len(kernel.overloads)
-    loaded = jit.preload({display_bytes.__name__})
-    again = jit.preload({display_bytes.__name__})  # loaded already: nothing more
-    print(before, loaded >= 1, len(kernel.overloads) >= 1, again, len(compiled))
-"""
-
-
-def _preload_run(mode: str, cache_dir) -> list[str]:
-    """PRELOAD in a process of its own, with a numba cache of this test's own."""
-    return subprocess.run([sys.executable, "-c", PRELOAD, mode], capture_output=True, text=True, timeout=300,
-                          check=True, env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}).stdout.split()
-
-
-def test_preload_loads_cached_kernels_without_compiling(tmp_path):
-    assert _preload_run("fill", tmp_path) == ["True"]
-    assert _preload_run("load", tmp_path) == ["0", "True", "True", "0", "0"]
-
-
-def test_preload_of_an_empty_cache_compiles_nothing(tmp_path):
-    assert _preload_run("load", tmp_path) == ["0", "False", "False", "0", "0"]
