@@ -222,12 +222,12 @@ def _distinct_histories(hist: np.ndarray) -> tuple[list[str], np.ndarray]:
     return [h.decode("ascii") for h in distinct.tolist()], inverse.ravel().astype(np.int64)
 
 
-class _Strings:
-    """Distinct strings of a block, the fixed names first."""
+class StringTable:
+    """Distinct strings, each with the id of its first appearance (`fixed` names take the first ids)."""
 
-    def __init__(self):
-        self.items: list[str] = list(_NAMES)
-        self.index: dict[str, int] = dict(_NAME_INDEX)
+    def __init__(self, fixed: tuple[str, ...] = ()):
+        self.items: list[str] = list(fixed)
+        self.index: dict[str, int] = {name: i for i, name in enumerate(fixed)}
 
     def add(self, text: str) -> int:
         i = self.index.get(text)
@@ -844,7 +844,7 @@ def _columns_of(lo: int, convs: np.ndarray, c: np.ndarray, side_rows: Callable[[
             return nul[:, _ROW[name]].view(bool)
 
     # ---- Zeek's conn_state and history: decided once per distinct combination -----------------------------------
-    strings = _Strings()
+    strings = StringTable(_NAMES)
     texts_pending = [True]
 
     def decide_texts() -> None:  # their texts join the block's strings (a list the block's readers share)

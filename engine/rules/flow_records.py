@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from diagnose.conn.record import BLOCK, BOOL, FIELDS, KINDS, NS, FLOAT, STR, ADDR, ENDPOINT, MICROS, UINT, \
-    FlowAnalysis, FlowColumns, _ROW, _address, _values, column_records
+    FlowAnalysis, FlowColumns, StringTable, _ROW, _address, _values, column_records
 from diagnose.fields import FieldType as T
 from diagnose.rules.flow_fields import SECONDS_TYPES, Facts, typed_values
 
@@ -224,8 +224,7 @@ class FlowRecords(Sequence):
         self._address_ids: dict[tuple[int, int, int], int] = {}
         self._address_rows: list[tuple[int, int, int]] = []
         self._address_texts: list[str] = []
-        self._string_ids: dict[str, int] = {}
-        self._strings: list[str] = []
+        self._strings = StringTable()
         self._present_pool: list[np.ndarray] = []  # the distinct presence masks of the prepared columns
         self._extra_found: dict[str, tuple[list, list]] | None = None  # key -> (convs, values): one sweep for all
 
@@ -449,7 +448,7 @@ class FlowRecords(Sequence):
                 elif kind == STR:
                     ids = cols.values[key]  # first: reading Zeek's texts adds them to the block's strings
                     if string_ids is None or len(string_ids) < len(cols.strings):  # the block's texts in the records'
-                        string_ids = np.fromiter(map(self._string_id, cols.strings), np.int64, len(cols.strings))
+                        string_ids = np.fromiter(map(self._strings.add, cols.strings), np.int64, len(cols.strings))
                     values = string_ids[ids]
                 else:
                     values = _raw(cols, key, texts)
@@ -480,13 +479,6 @@ class FlowRecords(Sequence):
         present = present.copy()
         self._present_pool.append(present)
         return present
-
-    def _string_id(self, text: str) -> int:
-        got = self._string_ids.get(text)
-        if got is None:
-            got = self._string_ids[text] = len(self._strings)
-            self._strings.append(text)
-        return got
 
     def _address_column_part(self, cols: FlowColumns, key: str) -> np.ndarray:
         """A block's address column as ids into the records' table of addresses (each distinct address of the
@@ -520,7 +512,7 @@ class FlowRecords(Sequence):
     def _text_table(self, kind: int, blank: bool = False) -> np.ndarray:
         """The distinct texts text columns of this kind (ADDR, STR) hold ids of, as an object array (blank: and ""
         after them)."""
-        texts = self._address_texts if kind == ADDR else self._strings
+        texts = self._address_texts if kind == ADDR else self._strings.items
         if kind == ADDR and len(texts) < len(self._address_rows):
             texts.extend(_address(int(ipv), hi, lo) for ipv, hi, lo in self._address_rows[len(texts):])
         table = np.empty(len(texts) + blank, object)
